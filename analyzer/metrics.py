@@ -1,0 +1,50 @@
+"""Canonical metric names: the one vocabulary every log format is translated into.
+
+Why a fixed vocabulary: rules should reason about "the dataset-Q mean" or "the pure TD error",
+never about `trainer/Q1 Predictions Mean` or `sac/average_qf1`. Alias profiles map each
+implementation's tags onto these names; the reference trainer logs them directly under
+`TAG_PREFIX + name` so that the analyzer reads it with no configuration.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+#: Tag prefix the reference trainer uses; `offrl/q_data` is the dataset-Q mean, and so on.
+TAG_PREFIX = "offrl/"
+
+
+@dataclass(frozen=True)
+class MetricInfo:
+    name: str
+    title: str
+    description: str
+
+
+_METRICS = [
+    MetricInfo("q_data", "dataset Q", "Mean Q(s, a) over dataset (s, a) pairs, E_D[Q(s,a)] (paper Metric 3.1)."),
+    MetricInfo("q_policy", "policy-action Q", "Mean Q(s, a~pi(s)) over dataset states; a proxy for q_data, not the same."),
+    MetricInfo("q_target", "TD target", "Mean Bellman target r + gamma * Q'(s', a'); a proxy for q_data."),
+    MetricInfo("td_error", "TD error", "Bellman mean squared error alone (no CQL/regularizer term), per critic."),
+    MetricInfo("cql_gap", "CQL gap (raw)", "E[logsumexp_a Q(s,a)] - E_D[Q(s,a)]: the conservative gap before alpha."),
+    MetricInfo("cql_term", "CQL term", "alpha-scaled conservative term added to the critic loss."),
+    MetricInfo("alpha", "CQL alpha", "Weight of the conservative term (min_q_weight / alpha_prime)."),
+    MetricInfo("temperature", "entropy temperature", "SAC entropy coefficient."),
+    MetricInfo("critic_loss", "critic loss", "Total critic loss as logged (may include the CQL term)."),
+    MetricInfo("policy_loss", "policy loss", "Actor loss as logged."),
+    MetricInfo("brac_divergence", "BRAC divergence", "Divergence estimate between pi and the behaviour policy."),
+    MetricInfo("dr3_term", "DR3 term", "Feature dot-product regularizer phi(s,a).phi(s',a') (DR3)."),
+    MetricInfo("vib_term", "VIB term", "KL of the variational information bottleneck to N(0, I)."),
+    MetricInfo("eval_return", "evaluation return", "Average return of evaluation rollouts (when any were run)."),
+    MetricInfo("eval_success", "evaluation success rate", "Success rate of evaluation rollouts in [0, 1]."),
+]
+
+METRICS: dict[str, MetricInfo] = {m.name: m for m in _METRICS}
+CANONICAL_NAMES: tuple[str, ...] = tuple(METRICS)
+
+
+def trainer_tag(name: str) -> str:
+    """Tag under which the reference trainer logs canonical metric `name`."""
+    if name not in METRICS:
+        raise KeyError(f"unknown canonical metric {name!r}; known: {', '.join(CANONICAL_NAMES)}")
+    return TAG_PREFIX + name

@@ -1,0 +1,1 @@
+"""PyBullet manipulation tasks, scripted offline datasets and checkpoint evaluation. Extra: `robot`."""
