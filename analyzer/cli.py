@@ -1,0 +1,434 @@
+"""`offrl-analyze`: the command line (typer + rich), designed to feel like a linter.
+
+Dispatch: `offrl-analyze PATH...` runs the default `check` command; `rules`, `explain CODE` and
+`check` are subcommands. Only a FIRST argument spelled exactly like a subcommand selects it, so a
+directory literally named `rules` is analysed with `offrl-analyze ./rules`, `offrl-analyze rules/`
+or `offrl-analyze check rules`.
+
+Exit codes (as ruff): 0 nothing at/above `--fail-on`; 1 something is; 2 usage error, bad config, or
+no readable run at all. Every error is one line on stderr, never a traceback (set OFFRL_DEBUG=1 to
+see the traceback of an internal error).
+"""
+
+from __future__ import annotations
+
+import inspect
+import math
+import os
+import sys
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from typer.core import TyperGroup
+
+try:  # typer >= 0.20 vendors click; older typer uses the click package itself
+    from typer._click import exceptions as click_exc
+except ImportError:  # pragma: no cover - depends on the installed typer
+    from click import exceptions as click_exc
+
+from analyzer import __version__
+from analyzer.output import FORMATS
+from analyzer.output.failon import DEFAULT_FAIL_ON, FailOn, FailOnError, parse_fail_on
+
+PROG = "offrl-analyze"
+SUBCOMMANDS = ("check", "rules", "explain")
+EXIT_OK, EXIT_FAIL, EXIT_ERROR = 0, 1, 2
+
+
+class CliError(Exception):
+    """A user-facing error: printed as one line, exit code 2."""
+
+
+def _one_line(text: str) -> str:
+    return " ".join(part.strip() for part in str(text).splitlines() if part.strip())
+
+
+def _print_error(message: str) -> None:
+    typer.echo(f"{PROG}: error: {_one_line(message)}", err=True)
+
+
+class _DefaultCheckGroup(TyperGroup):
+    """A click group whose default command is `check`, and whose errors are one line, exit 2."""
+
+    def parse_args(self, ctx: typer.Context, args: list[str]) -> list[str]:
+        first = args[0] if args else None
+        if first is None or (first not in self.commands and first not in ("-h", "--help", "--version")):
+            args = ["check", *args]
+        return super().parse_args(ctx, args)
+
+    def main(
+        self,
+        args: Any = None,
+        prog_name: str | None = None,
+        complete_var: Any = None,
+        standalone_mode: bool = True,
+        **extra: Any,
+    ) -> Any:  # noqa: E501
+        try:
+            rv = super().main(
+                args=args,
+                prog_name=prog_name or PROG,
+                complete_var=complete_var,
+                standalone_mode=False,
+                **extra,
+            )
+        except CliError as e:
+            _print_error(str(e))
+            sys.exit(EXIT_ERROR)
+        except typer.Abort:
+            typer.echo(f"{PROG}: interrupted", err=True)
+            sys.exit(130)
+        except click_exc.ClickException as e:  # usage errors: bad option, missing argument, bad choice
+            _print_error(e.format_message())
+            sys.exit(EXIT_ERROR if e.exit_code in (1, 2) else e.exit_code)
+        except KeyboardInterrupt:
+            typer.echo(f"{PROG}: interrupted", err=True)
+            sys.exit(130)
+        except Exception as e:  # never a traceback for users
+            if os.environ.get("OFFRL_DEBUG"):
+                raise
+            _print_error(f"internal error: {type(e).__name__}: {e} (set OFFRL_DEBUG=1 for a traceback)")
+            sys.exit(EXIT_ERROR)
+        sys.exit(rv if isinstance(rv, int) else EXIT_OK)
+
+
+app = typer.Typer(
+    cls=_DefaultCheckGroup,
+    name=PROG,
+    help="Diagnose offline-RL (CQL/BRAC) training logs: overfitting, underfitting, which checkpoint to keep.\n\n"
+    "`offrl-analyze PATH...` analyses runs (default command `check`); `offrl-analyze rules` lists rules; "
+    "`offrl-analyze explain OF001` documents one. A directory named `rules`: `offrl-analyze ./rules`.",
+    context_settings={"help_option_names": ["-h", "--help"]},
+    add_completion=False,
+    pretty_exceptions_enable=False,
+    rich_markup_mode=None,
+)
+
+
+def _version_callback(value: bool) -> None:
+    if value:
+        typer.echo(f"{PROG} {__version__}")
+        raise typer.Exit(EXIT_OK)
+
+
+@app.callback()
+def _root(
+    version: Annotated[
+        bool,
+        typer.Option(
+            "--version", callback=_version_callback, is_eager=True, help="Print the version and exit."
+        ),
+    ] = False,
+) -> None:
+    """Diagnose offline-RL training logs."""
+
+
+# ----------------------------------------------------------------------------------------------
+# option parsing helpers (each raises CliError with a message naming the option)
+
+
+def parse_reward_range(text: str | None) -> tuple[float, float] | None:
+    if text is None:
+        return None
+    parts = text.replace(" ", "").split(",")
+    try:
+        lo, hi = (float(p) for p in parts)
+    except ValueError:
+        raise CliError(f"--reward-range: expected LO,HI (two numbers, e.g. 0,1), got {text!r}") from None
+    if not (math.isfinite(lo) and math.isfinite(hi)) or lo >= hi:
+        raise CliError(f"--reward-range: need finite LO < HI, got {text!r}")
+    return (lo, hi)
+
+
+def _check_paths(paths: list[Path]) -> None:
+    if not paths:
+        raise CliError("no PATH given; usage: offrl-analyze PATH... (see offrl-analyze --help)")
+    for p in paths:
+        if not p.exists():
+            raise CliError(f"{p}: no such file or directory")
+        if not os.access(p, os.R_OK):
+            raise CliError(f"{p}: permission denied")
+
+
+def load_rules(
+    rules_file: Path | None,
+    gamma: float | None,
+    reward_range: tuple[float, float] | None,
+    horizon: int | None,
+) -> Any:
+    """Load the rules config (or defaults) and apply command-line overrides; ConfigError -> CliError."""
+    from analyzer.config import ConfigError, load_config
+
+    if rules_file is not None and not rules_file.is_file():
+        raise CliError(f"--rules: {rules_file}: no such file")
+    try:
+        rules = load_config(rules_file)
+        overrides = {
+            k: v
+            for k, v in (("gamma", gamma), ("reward_range", reward_range), ("horizon", horizon))
+            if v is not None
+        }
+        if overrides:
+            rules = rules.with_overrides(**overrides)
+    except ConfigError as e:
+        raise CliError(str(e)) from None
+    return rules
+
+
+def default_format() -> str:
+    """`github` inside GitHub Actions (annotations), else the rich table."""
+    return "github" if os.environ.get("GITHUB_ACTIONS") == "true" else "table"
+
+
+def run_analysis(paths: list[Path], rules: Any, workers: int, show_progress: bool) -> Any:
+    """Call the engine; show a rich progress bar on stderr while runs are read (if supported)."""
+    from analyzer.api import analyze
+
+    params = inspect.signature(analyze).parameters
+    if not show_progress:
+        return analyze(paths, rules, workers=workers)
+    from rich.console import Console
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        SpinnerColumn,
+        TextColumn,
+        TimeElapsedColumn,
+    )
+
+    console = Console(stderr=True)
+    columns = [
+        SpinnerColumn(),
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+    ]
+    with Progress(*columns, console=console, transient=True) as progress:
+        task = progress.add_task("reading runs", total=None)
+        if "progress" in params:
+
+            def on_progress(done: int, total: int | None, *_: Any) -> None:
+                progress.update(task, completed=done, total=total)
+
+            return analyze(paths, rules, workers=workers, progress=on_progress)
+        return analyze(paths, rules, workers=workers)
+
+
+# ----------------------------------------------------------------------------------------------
+# commands
+
+
+@app.command("check")
+def check(
+    paths: Annotated[
+        list[Path] | None,
+        typer.Argument(help="Run directories, log files, or folders of runs.", show_default=False),
+    ] = None,
+    rules_file: Annotated[
+        Path | None, typer.Option("--rules", help="Rules config (YAML); default: built-in thresholds.")
+    ] = None,
+    gamma: Annotated[
+        float | None, typer.Option("--gamma", help="Override the discount factor for every run.")
+    ] = None,
+    reward_range: Annotated[
+        str | None,
+        typer.Option(
+            "--reward-range", metavar="LO,HI", help="Override the per-step reward range (e.g. 0,1)."
+        ),
+    ] = None,
+    horizon: Annotated[
+        int | None, typer.Option("--horizon", help="Override the episode horizon (environment steps).")
+    ] = None,
+    fmt: Annotated[
+        str | None,
+        typer.Option(
+            "--format",
+            metavar="|".join(FORMATS),
+            help="Output format [default: table; github when GITHUB_ACTIONS=true].",
+        ),
+    ] = None,
+    output: Annotated[
+        Path | None,
+        typer.Option("-o", "--output", help="Write the formatted output to FILE instead of stdout."),
+    ] = None,
+    fail_on: Annotated[
+        str,
+        typer.Option(
+            "--fail-on",
+            help="Exit 1 when a run has one of these verdicts and/or a finding at/above this level "
+            "(comma list, e.g. overfitting,underfitting or warning; 'none' never fails).",
+        ),
+    ] = DEFAULT_FAIL_ON,
+    exit_zero: Annotated[
+        bool,
+        typer.Option("--exit-zero", help="Exit 0 even when runs fail --fail-on (2 still means an error)."),
+    ] = False,
+    plot: Annotated[
+        Path | None, typer.Option("--plot", metavar="DIR", help="Write one PNG figure per run into DIR.")
+    ] = None,
+    report_dir: Annotated[
+        Path | None, typer.Option("--report", metavar="DIR", help="Write a self-contained DIR/index.html.")
+    ] = None,
+    workers: Annotated[int, typer.Option("--workers", min=1, help="Processes used to read logs.")] = 1,
+    watch: Annotated[
+        bool, typer.Option("--watch", help="Re-read growing logs; report new runs and first overfitting.")
+    ] = False,
+    interval: Annotated[
+        float, typer.Option("--interval", min=0.0, help="Seconds between --watch polls.")
+    ] = 30.0,
+    quiet: Annotated[
+        bool, typer.Option("-q", "--quiet", help="No progress bar or status messages; results only.")
+    ] = False,
+    version: Annotated[
+        bool,
+        typer.Option(
+            "--version", callback=_version_callback, is_eager=True, help="Print the version and exit."
+        ),
+    ] = False,
+) -> None:
+    """Analyse runs (the default command: `offrl-analyze PATH...`)."""
+    paths = list(paths or [])
+    fmt = fmt or default_format()
+    if fmt not in FORMATS:
+        raise CliError(f"--format: unknown format {fmt!r}; choose one of {', '.join(FORMATS)}")
+    try:
+        policy = parse_fail_on(fail_on)
+    except FailOnError as e:
+        raise CliError(str(e)) from None
+    rr = parse_reward_range(reward_range)
+    if gamma is not None and not 0.0 < gamma < 1.0:
+        raise CliError(f"--gamma: must be in (0, 1), got {gamma}")
+    if horizon is not None and horizon < 1:
+        raise CliError(f"--horizon: must be a positive number of steps, got {horizon}")
+    _check_paths(paths)
+    rules = load_rules(rules_file, gamma, rr, horizon)
+
+    if watch:
+        from analyzer.watch import watch as watch_loop
+
+        try:
+            watch_loop(paths, interval, rules=rules, workers=workers, on_event=lambda e: typer.echo(e.line()))
+        except KeyboardInterrupt:
+            pass
+        raise typer.Exit(EXIT_OK)
+
+    show_progress = not quiet and sys.stderr.isatty()
+    report = run_analysis(paths, rules, workers, show_progress)
+    _emit(report, fmt, policy, output, quiet)
+    _write_pictures(report, policy, plot, report_dir, quiet)
+
+    if not report.runs:
+        where = ", ".join(str(p) for p in paths)
+        first = f": {report.errors[0].path}: {report.errors[0].message}" if report.errors else ""
+        raise CliError(f"no readable run found in {where}{first}")
+    if exit_zero:
+        raise typer.Exit(EXIT_OK)
+    raise typer.Exit(EXIT_FAIL if policy.report_fails(report) else EXIT_OK)
+
+
+def _emit(report: Any, fmt: str, policy: FailOn, output: Path | None, quiet: bool) -> None:
+    from analyzer.output import render
+    from analyzer.output.common import summary_line
+
+    if output is None and fmt == "table":
+        from rich.console import Console
+
+        from analyzer.output.table import print_report
+
+        console = Console(file=sys.stdout, highlight=False, width=None if sys.stdout.isatty() else 160)
+        print_report(console, report, policy)
+        return
+    text = render(fmt, report, policy)
+    if output is None:
+        sys.stdout.write(text)
+        return
+    try:
+        output.parent.mkdir(parents=True, exist_ok=True)
+        output.write_text(text, encoding="utf-8")
+    except OSError as e:
+        raise CliError(f"-o/--output: cannot write {output}: {e.strerror or e}") from None
+    if not quiet:
+        typer.echo(f"{summary_line(report)} (wrote {fmt} to {output})", err=True)
+
+
+def _write_pictures(
+    report: Any, policy: FailOn, plot: Path | None, report_dir: Path | None, quiet: bool
+) -> None:
+    try:
+        if plot is not None:
+            from analyzer.output.plots import write_plots
+
+            written = write_plots(report, plot)
+            if not quiet:
+                typer.echo(f"wrote {len(written)} plot(s) to {plot}", err=True)
+        if report_dir is not None:
+            from analyzer.output.html_report import write_report
+
+            index = write_report(report, report_dir, policy)
+            if not quiet:
+                typer.echo(f"wrote report {index}", err=True)
+    except OSError as e:
+        raise CliError(f"cannot write {e.filename or 'output'}: {e.strerror or e}") from None
+
+
+@app.command("rules")
+def rules_cmd(
+    fmt: Annotated[str, typer.Option("--format", metavar="table|json", help="Output format.")] = "table",
+) -> None:
+    """List every diagnosis rule with its code, level and summary."""
+    from analyzer.config import all_rules
+
+    infos = all_rules()
+    if fmt == "json":
+        import json
+
+        rows = [
+            {
+                "code": i.code,
+                "name": i.name,
+                "level": i.level,
+                "summary": i.summary,
+                "params": i.params,
+                "doc": str(i.doc_path),
+            }
+            for i in infos
+        ]
+        typer.echo(json.dumps(rows, indent=2, default=str))
+        return
+    if fmt != "table":
+        raise CliError(f"--format: expected table or json, got {fmt!r}")
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(header_style="bold")
+    for col in ("Code", "Name", "Level", "Summary"):
+        table.add_column(col, overflow="fold")
+    for i in infos:
+        table.add_row(i.code, i.name, i.level, i.summary)
+    Console(file=sys.stdout, highlight=False, width=None if sys.stdout.isatty() else 160).print(table)
+
+
+@app.command("explain")
+def explain_cmd(code: Annotated[str, typer.Argument(help="Rule code, e.g. OF001.")]) -> None:
+    """Show the documentation of one rule (what it measures, thresholds, where they come from)."""
+    from analyzer.config import rule_doc
+
+    try:
+        text = rule_doc(code.upper())
+    except (KeyError, LookupError, ValueError) as e:
+        raise CliError(f"explain: unknown rule {code!r} ({e}); see `offrl-analyze rules`") from None
+    if sys.stdout.isatty():
+        from rich.console import Console
+        from rich.markdown import Markdown
+
+        Console().print(Markdown(text))
+    else:
+        typer.echo(text)
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Console-script entry point (`offrl-analyze`, `python -m analyzer`)."""
+    app(args=argv, prog_name=PROG)

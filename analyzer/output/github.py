@@ -1,0 +1,46 @@
+"""`--format github`: GitHub Actions workflow commands, so findings show up as annotations.
+
+Syntax and escaping follow GitHub's "Workflow commands" documentation: `::warning file=F,title=T::msg`,
+with `%`, CR and LF escaped in the message, and additionally `:` and `,` in property values.
+"""
+
+from __future__ import annotations
+
+from analyzer.output.common import display_path, log_file, summary_line
+from analyzer.output.failon import FailOn
+from analyzer.report import Report
+
+_COMMAND = {"error": "error", "warning": "warning", "info": "notice"}
+
+
+def _escape_data(text: str) -> str:
+    return text.replace("%", "%25").replace("\r", "%0D").replace("\n", "%0A")
+
+
+def _escape_property(text: str) -> str:
+    return _escape_data(text).replace(":", "%3A").replace(",", "%2C")
+
+
+def annotation(level: str, file: str, title: str, message: str) -> str:
+    cmd = _COMMAND.get(level, "warning")
+    return f"::{cmd} file={_escape_property(file)},title={_escape_property(title)}::{_escape_data(message)}"
+
+
+def render_github(report: Report, fail_on: FailOn) -> str:
+    lines: list[str] = []
+    for r in report.runs:
+        file = log_file(r)
+        for f in r.findings:
+            where = f" (steps {f.steps[0]}-{f.steps[1]})" if f.steps else ""
+            lines.append(annotation(f.level, file, f"{f.code} {f.name} [{r.run.id}]", f.message + where))
+        if r.verdict in ("overfitting", "underfitting") or fail_on.run_fails(r):
+            # The verdict itself is what a reviewer acts on; its level follows the fail gate.
+            level = "error" if fail_on.run_fails(r) else "warning"
+            keep = f" Keep checkpoint step {r.checkpoint.step}." if r.checkpoint else ""
+            lines.append(annotation(level, file, f"{r.verdict} [{r.run.id}]", r.verdict_reason + keep))
+        for i in r.run.issues:
+            lines.append(annotation(i.level, display_path(i.path), f"ingest [{r.run.id}]", i.message))
+    for e in report.errors:
+        lines.append(annotation(e.level, display_path(e.path), "ingest", e.message))
+    lines.append(summary_line(report))
+    return "\n".join(lines) + "\n"
