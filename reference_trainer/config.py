@@ -1,0 +1,266 @@
+"""Resolved training configuration: one dataclass that the CLI, YAML files and checkpoints share.
+
+Why one flat dataclass: the same fields are read from `--config FILE`, overridden by flags,
+saved as `<log_dir>/config.json` (which the analyzer reads for gamma, horizon, capacity...) and
+stored in every checkpoint so `load_policy` can rebuild the actor without the CLI.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+ALGOS = ("cql", "brac")
+ENCODERS = ("mlp", "conv", "resnet")
+PRECISIONS = ("fp32", "bf16")
+BRAC_VARIANTS = ("vp", "pr")
+
+#: Used when neither the dataset metadata nor a flag gives them. gamma 0.99 is the authors'
+#: default (examples/cql_workflow.py); horizon 40 is the pick-tray horizon of the COG tasks; a
+#: reward range of [0, 1] is the sparse 0/1 success reward of the paper's tasks.
+DEFAULT_GAMMA = 0.99
+DEFAULT_HORIZON = 40
+DEFAULT_REWARD_RANGE = (0.0, 1.0)
+DEFAULT_BC_STEPS = 10_000  # authors: 10K steps of BC warm start (examples/cql_workflow.py)
+
+
+class ConfigError(ValueError):
+    """A bad flag or config file value; the CLI turns it into a message and exit code 2."""
+
+
+def default_threads() -> int:
+    """1 torch thread on machines with <= 2 cores, else half the cores (at most 8).
+
+    Why: on a 2-core machine shared with another busy process, 2 intra-op threads ran several
+    times slower than 1 (the second thread waits on a preempted core at every GEMM barrier).
+    The default does not look at the current load so that a run is reproducible.
+    """
+    cores = os.cpu_count() or 1
+    return 1 if cores <= 2 else min(8, cores // 2)
+
+
+@dataclass
+class TrainConfig:
+    """Every knob of a training run; field names are also the YAML keys and the config.json keys."""
+
+    algo: str = "cql"
+    dataset: str = ""
+    steps: int = 100_000
+    ckpt_every: int = 5_000
+    log_every: int = 1_000
+    log_dir: str = "runs/offrl"
+    seed: int = 0
+    device: str = "cpu"
+    resume: bool = False
+    precision: str = "fp32"
+    threads: int = 0  # 0 = default_threads()
+    # dataset metadata (None = from the dataset, else documented defaults)
+    gamma: float | None = None
+    horizon: int | None = None
+    reward_range: tuple[float, float] | None = None
+    # optimisation (authors' defaults, examples/cql_workflow.py)
+    batch_size: int = 256
+    tau: float = 5e-3
+    policy_lr: float = 1e-4
+    q_lr: float = 3e-4
+    n_actions: int = 10  # sampled actions per source in the CQL logsumexp
+    bc_steps: int | None = None  # None = 10_000 (authors' default). CQL: actor warm start; BRAC: fit of pi_b
+    # CQL
+    cql_alpha: float = 1.0
+    cql_target_gap: float | None = None  # set => Lagrangian alpha (CQL paper's tau)
+    # BRAC
+    brac_variant: str = "vp"
+    brac_beta: float = 1.0
+    # capacity
+    hidden: int = 256
+    depth: int = 3
+    encoder: str = "mlp"
+    # remedies (Guidelines 4.1 / 4.2)
+    dropout: float = 0.0
+    vib: float = 0.0
+    vib_latent: int = 16
+    l1: float = 0.0
+    l2: float = 0.0
+    dr3: float = 0.0
+    crop_pad: int = 4  # random-crop augmentation padding for image observations (authors: 4)
+    # filled in by the trainer from the dataset
+    obs_shape: tuple[int, ...] = ()
+    act_dim: int = 0
+    dataset_size: int = 0
+    dataset_mc_return: float | None = None
+    obs_type: str = "state"
+    task: str | None = None
+    remedies: list[str] = field(default_factory=list)
+
+    # ---- derived -------------------------------------------------------------------------
+    @property
+    def bc_steps_resolved(self) -> int:
+        return DEFAULT_BC_STEPS if self.bc_steps is None else int(self.bc_steps)
+
+    @property
+    def obs_dim(self) -> int:
+        return int(self.obs_shape[0]) if len(self.obs_shape) == 1 else 0
+
+    def active_remedies(self) -> list[str]:
+        """Names of the remedies switched on, as the analyzer and humans read them."""
+        names = []
+        for name in ("dropout", "vib", "l1", "l2", "dr3"):
+            if getattr(self, name) > 0:
+                names.append(name)
+        if self.encoder == "resnet":
+            names.append("resnet")
+        return names
+
+    def validate(self) -> None:
+        """Raise ConfigError naming the first bad value."""
+        checks: list[tuple[bool, str]] = [
+            (self.algo in ALGOS, f"--algo must be one of {ALGOS}, got {self.algo!r}"),
+            (self.encoder in ENCODERS, f"--encoder must be one of {ENCODERS}, got {self.encoder!r}"),
+            (
+                self.precision in PRECISIONS,
+                f"--precision must be one of {PRECISIONS}, got {self.precision!r}",
+            ),
+            (self.brac_variant in BRAC_VARIANTS, f"--brac-variant must be one of {BRAC_VARIANTS}"),
+            (self.steps > 0, f"--steps must be > 0, got {self.steps}"),
+            (self.ckpt_every > 0, f"--ckpt-every must be > 0, got {self.ckpt_every}"),
+            (self.log_every > 0, f"--log-every must be > 0, got {self.log_every}"),
+            (self.batch_size > 0, f"batch_size must be > 0, got {self.batch_size}"),
+            (self.n_actions > 0, f"n_actions must be > 0, got {self.n_actions}"),
+            (self.hidden > 0, f"--hidden must be > 0, got {self.hidden}"),
+            (self.depth >= 1, f"--depth must be >= 1, got {self.depth}"),
+            (0.0 <= self.dropout < 1.0, f"--dropout must be in [0, 1), got {self.dropout}"),
+            (
+                self.vib >= 0 and self.l1 >= 0 and self.l2 >= 0 and self.dr3 >= 0,
+                "remedy weights must be >= 0",
+            ),
+            (self.bc_steps is None or self.bc_steps >= 0, f"--bc-steps must be >= 0, got {self.bc_steps}"),
+            (self.threads >= 0, f"--threads must be >= 0, got {self.threads}"),
+            (self.gamma is None or 0.0 <= self.gamma < 1.0, f"--gamma must be in [0, 1), got {self.gamma}"),
+            (self.horizon is None or self.horizon > 0, f"--horizon must be > 0, got {self.horizon}"),
+            (self.cql_alpha >= 0, f"--cql-alpha must be >= 0, got {self.cql_alpha}"),
+            (0.0 < self.tau <= 1.0, f"tau must be in (0, 1], got {self.tau}"),
+            (
+                self.device == "cpu" or self.device.startswith("cuda"),
+                f"--device must be cpu or cuda[:N], got {self.device!r}",
+            ),
+        ]
+        if self.reward_range is not None:
+            lo_hi = tuple(self.reward_range)
+            checks.append(
+                (
+                    len(lo_hi) == 2 and lo_hi[0] <= lo_hi[1],
+                    f"--reward-range must be LO,HI with LO <= HI, got {lo_hi}",
+                )
+            )
+        for ok, message in checks:
+            if not ok:
+                raise ConfigError(message)
+
+    def to_json_dict(self) -> dict[str, Any]:
+        """config.json content: every field plus the keys the analyzer reads (hidden, depth, encoder...)."""
+        data = dataclasses.asdict(self)
+        data["obs_shape"] = list(self.obs_shape)
+        data["obs_dim"] = self.obs_dim
+        data["reward_range"] = list(self.reward_range) if self.reward_range is not None else None
+        data["remedies"] = self.active_remedies()
+        data["hidden_sizes"] = [self.hidden] * self.depth
+        return data
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> TrainConfig:
+        """Rebuild from config.json / a checkpoint; unknown keys (e.g. obs_dim) are ignored."""
+        names = {f.name for f in dataclasses.fields(cls)}
+        kwargs = {k: v for k, v in data.items() if k in names}
+        if kwargs.get("reward_range") is not None:
+            kwargs["reward_range"] = tuple(float(x) for x in kwargs["reward_range"])
+        if "obs_shape" in kwargs:
+            kwargs["obs_shape"] = tuple(int(x) for x in kwargs["obs_shape"])
+        return cls(**kwargs)
+
+
+def _flag_to_field(key: str) -> str:
+    return key.strip().lstrip("-").replace("-", "_")
+
+
+def load_yaml_config(path: str | Path) -> dict[str, Any]:
+    """Read a YAML file whose keys mirror the CLI flags (`ckpt-every` or `ckpt_every`)."""
+    path = Path(path)
+    try:
+        data = yaml.safe_load(path.read_text())
+    except FileNotFoundError:
+        raise ConfigError(f"{path}: config file not found") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"{path}: cannot read config file ({exc})") from None
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{path}: not valid YAML ({str(exc).splitlines()[0]})") from None
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: expected a mapping of flag: value, got {type(data).__name__}")
+    names = {f.name for f in dataclasses.fields(TrainConfig)}
+    out: dict[str, Any] = {}
+    for key, value in data.items():
+        name = _flag_to_field(str(key))
+        if name not in names:
+            raise ConfigError(f"{path}: unknown key {key!r}")
+        out[name] = value
+    return out
+
+
+def resolve_config(file_values: dict[str, Any], flag_values: dict[str, Any]) -> TrainConfig:
+    """Defaults < config file < flags given on the command line (flags with value None are 'not given')."""
+    merged = dict(file_values)
+    merged.update({k: v for k, v in flag_values.items() if v is not None})
+    cfg = TrainConfig()
+    for key, value in merged.items():
+        default = getattr(cfg, key)
+        try:
+            value = _coerce(key, value, default)
+        except (TypeError, ValueError):
+            raise ConfigError(f"bad value for {key}: {value!r}") from None
+        setattr(cfg, key, value)
+    cfg.validate()
+    return cfg
+
+
+def _coerce(key: str, value: Any, default: Any) -> Any:
+    if key == "reward_range":
+        if isinstance(value, str):
+            value = [v for v in value.replace("[", "").replace("]", "").split(",") if v.strip()]
+        lo, hi = (float(v) for v in value)
+        return (lo, hi)
+    if value is None:
+        return None
+    if isinstance(default, bool):
+        if isinstance(value, str):
+            return value.lower() in ("1", "true", "yes", "on")
+        return bool(value)
+    if isinstance(default, int) and not isinstance(default, bool):
+        if isinstance(value, float) and not value.is_integer():
+            raise ValueError(key)
+        return int(value)
+    if isinstance(default, float):
+        return float(value)
+    if key in ("gamma", "cql_target_gap"):
+        return float(value)
+    if key in ("horizon", "bc_steps"):
+        if isinstance(value, float) and not value.is_integer():
+            raise ValueError(key)
+        return int(value)
+    return value
+
+
+def save_config_json(cfg: TrainConfig, log_dir: Path) -> Path:
+    """Write `<log_dir>/config.json` atomically (the analyzer may be reading the folder)."""
+    log_dir.mkdir(parents=True, exist_ok=True)
+    path = log_dir / "config.json"
+    tmp = path.with_suffix(".json.tmp")
+    tmp.write_text(json.dumps(cfg.to_json_dict(), indent=2, sort_keys=True))
+    os.replace(tmp, path)
+    return path

@@ -1,0 +1,172 @@
+"""The training loop: set up, (resume,) then `steps` gradient steps with logging and checkpoints.
+
+Read top to bottom: resolve the config against the dataset, build the agent, restore the
+latest checkpoint when resuming, then loop: sample -> update -> accumulate metrics -> write
+the window average every `log_every` steps -> checkpoint every `ckpt_every` steps.
+"""
+
+from __future__ import annotations
+
+import random
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from reference_trainer.agent import ActorCriticAgent
+from reference_trainer.brac import BRACAgent
+from reference_trainer.checkpoint import (
+    FORMAT_VERSION,
+    checkpoint_path,
+    latest_valid,
+    list_checkpoints,
+    rng_state,
+    save_atomic,
+    set_rng_state,
+)
+from reference_trainer.config import (
+    DEFAULT_GAMMA,
+    DEFAULT_HORIZON,
+    ConfigError,
+    TrainConfig,
+    default_threads,
+    save_config_json,
+)
+from reference_trainer.cql import CQLAgent
+from reference_trainer.data import OfflineDataset, load_dataset
+from reference_trainer.logger import MetricLogger
+
+#: Fields that must match between a checkpoint and the resuming command (the rest, e.g. steps,
+#: log_dir or threads, may change).
+_RESUME_FIXED = ("algo", "hidden", "depth", "encoder", "batch_size", "n_actions", "dropout", "vib", "l1", "l2", "dr3",
+                 "precision", "cql_alpha", "cql_target_gap", "brac_variant", "seed", "log_every")  # fmt: skip
+
+
+def resolve_against_dataset(cfg: TrainConfig, ds: OfflineDataset) -> None:
+    """Fill metadata: flag > dataset metadata > derived from the data > documented default."""
+    meta = ds.metadata
+    if cfg.gamma is None:
+        cfg.gamma = float(meta.get("gamma", DEFAULT_GAMMA))
+    if cfg.horizon is None:
+        cfg.horizon = (
+            int(meta["horizon"]) if meta.get("horizon") else (ds.max_episode_length or DEFAULT_HORIZON)
+        )
+    if cfg.reward_range is None:
+        rr = meta.get("reward_range")
+        cfg.reward_range = (float(rr[0]), float(rr[1])) if rr else (ds.reward_min, ds.reward_max)
+    cfg.obs_shape = ds.obs_shape
+    cfg.act_dim = ds.act_dim
+    cfg.dataset_size = ds.size
+    cfg.dataset_mc_return = ds.mc_return_mean
+    cfg.obs_type = "image" if ds.is_image else "state"
+    cfg.task = meta.get("task")
+    cfg.remedies = cfg.active_remedies()
+    if ds.is_image and cfg.encoder == "mlp":
+        raise ConfigError(f"{ds.path}: image observations need --encoder conv or resnet")
+    if not ds.is_image and cfg.encoder != "mlp":
+        raise ConfigError(
+            f"{ds.path}: --encoder {cfg.encoder} needs image observations; this dataset is state-based"
+        )
+
+
+def make_agent(cfg: TrainConfig, device: torch.device) -> ActorCriticAgent:
+    return CQLAgent(cfg, device) if cfg.algo == "cql" else BRACAgent(cfg, device)
+
+
+def seed_everything(seed: int) -> None:
+    torch.manual_seed(seed)
+    np.random.seed(seed)
+    random.seed(seed)
+
+
+def _checkpoint_payload(
+    agent: ActorCriticAgent, cfg: TrainConfig, step: int, logger: MetricLogger
+) -> dict[str, Any]:
+    state = agent.state_dict()
+    return {
+        "format_version": FORMAT_VERSION,
+        "step": step,
+        "config": cfg.to_json_dict(),
+        "actor": state["actor"],  # what load_policy needs
+        "train_state": {
+            "agent": state,
+            "optimizer": agent.optimizer.state_dict(),
+            "rng": rng_state(),
+            "logger": logger.state(),
+        },
+    }
+
+
+def train(cfg: TrainConfig, echo: Callable[[str], None] = print) -> Path:
+    """Run training as configured; returns the log directory. Raises ConfigError / DatasetError on bad input."""
+    cfg.validate()
+    if cfg.device.startswith("cuda") and not torch.cuda.is_available():
+        raise ConfigError(f"--device {cfg.device}: CUDA is not available")
+    device = torch.device(cfg.device)
+    cfg.threads = cfg.threads or default_threads()
+    torch.set_num_threads(cfg.threads)
+    log_dir = Path(cfg.log_dir)
+    existing = list_checkpoints(log_dir)
+    if not cfg.resume and (existing or (log_dir / "progress.csv").exists()):
+        raise ConfigError(
+            f"{log_dir}: already holds a run; pass --resume to continue it or choose another --log-dir"
+        )
+
+    ds = load_dataset(
+        cfg.dataset, device=cfg.device, gamma=cfg.gamma if cfg.gamma is not None else DEFAULT_GAMMA
+    )
+    resolve_against_dataset(cfg, ds)
+    seed_everything(cfg.seed)
+    agent = make_agent(cfg, device)
+
+    start_step, logger_state = 0, None
+    found = latest_valid(log_dir) if cfg.resume else None
+    if cfg.resume and found is None:
+        echo(f"no usable checkpoint in {log_dir / 'checkpoints'}; starting from step 0")
+        if (log_dir / "progress.csv").exists():
+            logger_state = {"files": {}, "acc": torch.zeros(0), "count": 0}
+    if found is not None:
+        payload, path, skipped = found
+        for reason in skipped:
+            echo(f"skipping {reason}")
+        old = payload["config"]
+        changed = [k for k in _RESUME_FIXED if old.get(k) != cfg.to_json_dict().get(k)]
+        if changed:
+            raise ConfigError(f"{path}: cannot resume with changed {', '.join(changed)}")
+        ts = payload["train_state"]
+        agent.load_state_dict(ts["agent"])
+        agent.optimizer.load_state_dict(ts["optimizer"])
+        set_rng_state(ts["rng"])
+        start_step, logger_state = int(payload["step"]), ts["logger"]
+        echo(f"resuming from {path} (step {start_step})")
+    elif isinstance(agent, BRACAgent):
+        nll = agent.fit_behaviour(ds, cfg.bc_steps_resolved)
+        echo(f"behaviour policy fitted: {cfg.bc_steps_resolved} BC steps, final NLL {nll:.3f}")
+    save_config_json(cfg, log_dir)
+
+    if (
+        logger_state is not None and logger_state["acc"].numel() == 0
+    ):  # restart with no checkpoint: clean logs
+        logger_state = {"files": {}, "acc": torch.zeros(len(agent.metric_names)), "count": 0}
+    logger = MetricLogger(
+        log_dir, agent.metric_names, device, resume_state=logger_state, start_step=start_step
+    )
+    t0, last = time.perf_counter(), start_step
+    try:
+        for step in range(start_step + 1, cfg.steps + 1):
+            batch = ds.sample(cfg.batch_size)
+            logger.accumulate(agent.update(batch, step))
+            if step % cfg.log_every == 0 or step == cfg.steps:
+                means = logger.write(step)
+                rate = (step - last) / max(time.perf_counter() - t0, 1e-9)
+                t0, last = time.perf_counter(), step
+                shown = ", ".join(f"{k}={means[k]:.4g}" for k in ("q_data", "td_error") if k in means)
+                echo(f"step {step}/{cfg.steps}  {shown}  ({rate:.1f} steps/s)")
+            if step % cfg.ckpt_every == 0 or step == cfg.steps:
+                save_atomic(_checkpoint_payload(agent, cfg, step, logger), checkpoint_path(log_dir, step))
+    finally:
+        logger.close()
+    return log_dir
