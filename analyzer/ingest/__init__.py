@@ -1,0 +1,455 @@
+"""Ingestion: find runs under paths, read their logs, and hand back `Run`s plus the paths that failed.
+
+`load_runs` is the single entry point (the CLI and `analyzer.analyze()` call it). The pipeline is
+discovery (names only) -> `read_raw_run` (event files, CSV layouts, configs, checkpoints,
+restart merging) -> `profiles.resolve` (canonical metrics). Runs are independent, so
+`workers > 1` reads them in a process pool. Nothing here raises on bad input: problems become
+`IngestIssue`s, per run or, for paths that yielded no run at all, in the returned error list.
+"""
+
+from __future__ import annotations
+
+import re
+from collections import Counter
+from collections.abc import Mapping, Sequence
+from concurrent.futures import ProcessPoolExecutor
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from analyzer.ingest.configfiles import read_configs
+from analyzer.ingest.csvlogs import CsvLog, read_csv_log
+from analyzer.ingest.discover import (
+    CsvSource,
+    EventSource,
+    RunDir,
+    discover_runs,
+    find_checkpoints,
+)
+from analyzer.ingest.merge import DUPLICATE_POLICIES, Segment, merge_segments
+from analyzer.model import Checkpoint, IngestIssue, RawRun, Run, RunMetadata, Series
+
+__all__ = [
+    "DUPLICATE_POLICIES",
+    "CsvSource",
+    "EventSource",
+    "RunDir",
+    "discover_runs",
+    "load_runs",
+    "read_raw_run",
+]
+
+_EVENT_TS_RE = re.compile(r"^events\.out\.tfevents\.(\d+(?:\.\d+)?)")
+#: d3rlpy TensorBoard adapter run directory name: <experiment>_<YYYYmmddHHMMSS>
+_D3RLPY_EXP_RE = re.compile(r"_\d{14}$")
+
+
+# --------------------------------------------------------------------------------------------------
+# Event files
+# --------------------------------------------------------------------------------------------------
+
+
+def _read_event_file(path: Path) -> Any:
+    """`tfrecord.read_event_file`, imported lazily so CSV-only use never loads protobufs."""
+    from analyzer.ingest.tfrecord import read_event_file
+
+    return read_event_file(path)
+
+
+def _event_first_wall(path: Path, data: Any) -> float:
+    """Earliest wall time in the file; else the writer's creation time from the file name."""
+    firsts = [
+        float(td.wall_time[0])
+        for td in getattr(data, "scalars", {}).values()
+        if td.wall_time is not None and len(td.wall_time)
+    ]
+    if firsts:
+        return min(firsts)
+    m = _EVENT_TS_RE.match(path.name)
+    return float(m.group(1)) if m else float("inf")
+
+
+def _read_events(
+    sources: Sequence[EventSource], issues: list[IngestIssue]
+) -> tuple[dict[str, list[Segment]], list[tuple[str, dict]], list[str]]:
+    """Event-file tags as write-ordered segments, hparams per file, and the files read."""
+    if not sources:
+        return {}, [], []
+    loaded: list[tuple[float, str, EventSource, Any]] = []
+    for src in sources:
+        try:
+            data = _read_event_file(src.path)
+        except ImportError as exc:
+            issues.append(
+                IngestIssue(str(src.path), f"event-file reader unavailable ({exc}); file skipped", "error")
+            )
+            continue
+        except Exception as exc:  # the reader promises not to raise; a bug there must not lose the run
+            issues.append(
+                IngestIssue(str(src.path), f"event file unreadable: {type(exc).__name__}: {exc}", "error")
+            )
+            continue
+        issues.extend(getattr(data, "issues", []) or [])
+        loaded.append((_event_first_wall(src.path, data), src.path.name, src, data))
+    # restarts: files in order of (first wall time, name) -- docs/ingestion.md
+    loaded.sort(key=lambda t: (t[0], t[1]))
+    tags: dict[str, list[Segment]] = {}
+    hparams: list[tuple[str, dict]] = []
+    files: list[str] = []
+    for _, _, src, data in loaded:
+        files.append(str(src.path))
+        hp = getattr(data, "hparams", None)
+        if hp:
+            hparams.append((str(src.path), dict(hp)))
+        for tag, td in getattr(data, "scalars", {}).items():
+            seg = Segment(np.asarray(td.steps), np.asarray(td.values), td.wall_time, str(src.path))
+            tags.setdefault(src.prefix + tag, []).append(seg)
+    return tags, hparams, files
+
+
+# --------------------------------------------------------------------------------------------------
+# CSV files
+# --------------------------------------------------------------------------------------------------
+
+
+def _csv_first_wall(log: CsvLog) -> float:
+    firsts = [
+        float(s.wall_time[0]) for s in log.tags.values() if s.wall_time is not None and len(s.wall_time)
+    ]
+    return min(firsts) if firsts else float("inf")
+
+
+def _read_csvs(sources: Sequence[CsvSource], issues: list[IngestIssue]) -> list[CsvLog]:
+    logs: list[CsvLog] = []
+    for src in sources:
+        log = read_csv_log(src.path, src.tag)
+        issues.extend(log.issues)
+        if log.tags:
+            logs.append(log)
+    logs.sort(key=lambda lg: (_csv_first_wall(lg), lg.path.name))
+    return logs
+
+
+# --------------------------------------------------------------------------------------------------
+# Assembling a RawRun
+# --------------------------------------------------------------------------------------------------
+
+
+def _is_d3rlpy_tb(rd: RunDir, tags: Mapping[str, Any]) -> bool:
+    """d3rlpy's TensorboardAdapter: tensorboard_logs/runs/<exp>_<timestamp>/ with metrics/<name> tags."""
+    if rd.kind != "dir" or not tags or not all(t.startswith("metrics/") for t in tags):
+        return False
+    return rd.path.parent.name == "runs" or bool(_D3RLPY_EXP_RE.search(rd.path.name))
+
+
+def _layout(rd: RunDir, csv_logs: list[CsvLog], event_tags: Mapping[str, Any], d3rlpy_tb: bool) -> str:
+    if rd.kind in ("brac", "offlinerl_kit"):
+        return rd.kind
+    if csv_logs:
+        counts = Counter(lg.layout for lg in csv_logs)
+        layout = counts.most_common(1)[0][0]
+        if layout == "wide_csv" and any(lg.x_column == "learner_steps" for lg in csv_logs):
+            return "acme_csv"
+        return layout
+    if d3rlpy_tb:
+        return "d3rlpy_tb"
+    return "tfevents" if event_tags else "none"
+
+
+def _extra_config_files(rd: RunDir, d3rlpy_tb: bool) -> list[Path]:
+    """Documented places outside the run directory where a layout keeps its config."""
+    extra: list[Path] = []
+    if rd.kind == "offlinerl_kit":
+        extra.append(rd.path / "record" / "hyper_param.json")
+    if d3rlpy_tb and len(rd.path.parents) >= 3:
+        # tensorboard_logs/runs/<exp>/ pairs with d3rlpy_logs/<exp>/params.json (same experiment name)
+        extra.append(rd.path.parents[2] / "d3rlpy_logs" / rd.path.name / "params.json")
+    return extra
+
+
+def _checkpoints(
+    rd: RunDir, x_unit: str, csv_logs: list[CsvLog], issues: list[IngestIssue]
+) -> list[Checkpoint]:
+    """Checkpoints in the run's x-axis unit; epoch-numbered files are mapped to steps when the log allows."""
+    files = find_checkpoints(rd.config_dir)
+    if not files:
+        return []
+    table = next((lg.epoch_steps for lg in csv_logs if lg.epoch_steps is not None), None)
+    lookup: dict[int, int] = {}
+    if table is not None:
+        for ep, st in zip(table[0].tolist(), table[1].tolist(), strict=True):
+            lookup[int(ep)] = int(st)  # last row of an epoch wins: the counter at the end of that epoch
+    out: list[Checkpoint] = []
+    unmapped: list[str] = []
+    for cf in files:
+        step = cf.step
+        if cf.epoch_unit and x_unit == "step":
+            if cf.step in lookup:
+                step = lookup[cf.step]
+            else:
+                unmapped.append(cf.path.name)
+                continue
+        out.append(Checkpoint(step=step, path=cf.path))
+    if unmapped:
+        shown = ", ".join(unmapped[:5]) + (", ..." if len(unmapped) > 5 else "")
+        issues.append(
+            IngestIssue(
+                str(rd.config_dir),
+                f"{len(unmapped)} epoch-numbered checkpoint(s) could not be placed on the step axis "
+                f"(no epoch->step row in the log): {shown}",
+                "info",
+            )
+        )
+    out.sort(key=lambda c: (c.step, str(c.path)))
+    return out
+
+
+def _dedupe(issues: list[IngestIssue]) -> list[IngestIssue]:
+    seen: set[tuple[str, str, str]] = set()
+    out: list[IngestIssue] = []
+    for i in issues:
+        key = (i.path, i.message, i.level)
+        if key not in seen:
+            seen.add(key)
+            out.append(i)
+    return out
+
+
+def read_raw_run(rd: RunDir, duplicate_policy: str = "keep-last") -> RawRun:
+    """Read every log file of one discovered run into a RawRun (tags as logged, merged across restarts)."""
+    if duplicate_policy not in DUPLICATE_POLICIES:
+        raise ValueError(f"duplicate_policy must be one of {DUPLICATE_POLICIES}, not {duplicate_policy!r}")
+    issues: list[IngestIssue] = []
+    event_tags, hparams, event_files = _read_events(rd.event_files, issues)
+    csv_logs = _read_csvs(rd.csv_files, issues)
+    d3rlpy_tb = _is_d3rlpy_tb(rd, event_tags)
+
+    segments: dict[str, list[Segment]] = dict(event_tags)
+    shadowed: list[str] = []
+    for log in csv_logs:
+        for tag, seg in log.tags.items():
+            if tag in event_tags:
+                shadowed.append(tag)
+                continue
+            segments.setdefault(tag, []).append(seg)
+    if shadowed:
+        issues.append(
+            IngestIssue(
+                str(rd.path),
+                f"{len(set(shadowed))} tag(s) present in both event files and CSV; event-file values used",
+                "info",
+            )
+        )
+
+    x_units = {lg.x_unit for lg in csv_logs}
+    if d3rlpy_tb:
+        x_unit = "epoch"  # d3rlpy's TensorboardAdapter logs global_step = epoch
+    elif csv_logs and not event_tags:
+        x_unit = "epoch" if x_units == {"epoch"} else "step"
+        if len(x_units) > 1:
+            issues.append(
+                IngestIssue(str(rd.path), "CSV files disagree on the x-axis (steps vs epochs); using steps")
+            )
+    else:
+        x_unit = "step"
+
+    tags: dict[str, Series] = {}
+    superseded = regressions = 0
+    touched: list[str] = []
+    dropped_files: set[str] = set()
+    for tag, segs in segments.items():
+        merged = merge_segments(segs, duplicate_policy)
+        if merged.steps.shape[0] == 0:
+            continue
+        if merged.stats.superseded:
+            superseded += merged.stats.superseded
+            regressions += merged.stats.regressions
+            touched.append(tag)
+            dropped_files.update(merged.stats.files)
+        tags[tag] = Series(
+            name=tag,
+            steps=merged.steps,
+            values=merged.values,
+            wall_time=merged.wall_time,
+            x_unit=x_unit,  # type: ignore[arg-type]
+            sources=(tag,),
+            files=merged.files,
+        )
+    if superseded:
+        shown = ", ".join(sorted(Path(f).name for f in dropped_files)[:3])
+        issues.append(
+            IngestIssue(
+                str(rd.path),
+                f"restart/duplicate steps: {superseded} point(s) in {len(touched)} tag(s) superseded "
+                f"({duplicate_policy}; {regressions} step regression(s)); dropped from: {shown}",
+                "info",
+            )
+        )
+
+    cfg = read_configs(rd.config_dir, _extra_config_files(rd, d3rlpy_tb), hparams)
+    issues.extend(cfg.issues)
+    checkpoints = _checkpoints(rd, x_unit, csv_logs, issues)
+    files = event_files + [str(lg.path) for lg in csv_logs]
+    return RawRun(
+        id=rd.id,
+        path=rd.path,
+        layout=_layout(rd, csv_logs, event_tags, d3rlpy_tb),
+        tags=tags,
+        files=files,
+        config=cfg.config,
+        config_sources=cfg.sources,
+        checkpoints=checkpoints,
+        issues=_dedupe(issues),
+        x_unit=x_unit,  # type: ignore[arg-type]
+    )
+
+
+# --------------------------------------------------------------------------------------------------
+# RawRun -> Run
+# --------------------------------------------------------------------------------------------------
+
+
+def _fallback_resolve(raw: RawRun, mappings: Mapping[str, Any] | None = None) -> Run:
+    """Used only if the alias profiles cannot be imported: canonical names and `offrl/` tags map 1:1."""
+    from analyzer.metrics import CANONICAL_NAMES, TAG_PREFIX
+
+    series: dict[str, Series] = {}
+    for tag, s in raw.tags.items():
+        name = tag[len(TAG_PREFIX) :] if tag.startswith(TAG_PREFIX) else tag
+        if name in CANONICAL_NAMES and name not in series:
+            series[name] = s
+    meta = RunMetadata(hyperparameters=dict(raw.config), sources=dict(raw.config_sources))
+    return Run(
+        id=raw.id,
+        path=raw.path,
+        framework="generic",
+        metadata=meta,
+        series=series,
+        raw=dict(raw.tags),
+        checkpoints=list(raw.checkpoints),
+        issues=list(raw.issues),
+        x_unit=raw.x_unit,
+    )
+
+
+def _resolve(raw: RawRun, mappings: Mapping[str, Any] | None) -> Run:
+    try:
+        from analyzer.ingest.profiles import resolve
+    except ImportError:
+        return _fallback_resolve(raw, mappings)
+    return resolve(raw, dict(mappings) if mappings else None)
+
+
+def _no_run_message(raw: RawRun) -> str:
+    reasons = [f"{Path(i.path).name}: {i.message}" for i in raw.issues if i.level in ("error", "warning")]
+    if not reasons:
+        return "no readable training logs (no event-file scalars or CSV rows)"
+    shown = "; ".join(reasons[:6]) + (f"; ... ({len(reasons) - 6} more)" if len(reasons) > 6 else "")
+    return f"no usable training data: {shown}"
+
+
+def _load_one(
+    rd: RunDir, mappings: Mapping[str, Any] | None, duplicate_policy: str
+) -> tuple[Run | None, list[IngestIssue]]:
+    """Read and resolve one run; a run with no data becomes an error, and nothing escapes as an exception."""
+    try:
+        raw = read_raw_run(rd, duplicate_policy)
+    except Exception as exc:  # last line of defence: one broken run must not take the others down
+        return None, [
+            IngestIssue(
+                str(rd.path), f"internal error while reading run: {type(exc).__name__}: {exc}", "error"
+            )
+        ]
+    if not raw.tags:
+        return None, [IngestIssue(str(rd.path), _no_run_message(raw), "error")]
+    try:
+        return _resolve(raw, mappings), []
+    except Exception as exc:
+        return None, [
+            IngestIssue(
+                str(rd.path), f"internal error while resolving metrics: {type(exc).__name__}: {exc}", "error"
+            )
+        ]
+
+
+def _unique_ids(groups: list[tuple[Path, list[RunDir]]]) -> list[RunDir]:
+    """Flatten runs of several roots; an id seen twice is prefixed with its root's name."""
+    counts = Counter(rd.id for _, rds in groups for rd in rds)
+    out: list[RunDir] = []
+    used: set[str] = set()
+    for root, rds in groups:
+        for rd in rds:
+            rid = rd.id
+            if counts[rid] > 1:
+                rid = f"{root.resolve().name}/{rid}" if rd.path != root else rid
+            base, n = rid, 2
+            while rid in used:
+                rid, n = f"{base}#{n}", n + 1
+            used.add(rid)
+            rd.id = rid
+            out.append(rd)
+    return out
+
+
+def load_runs(
+    paths: Sequence[str | Path],
+    *,
+    mappings: dict | None = None,
+    duplicate_policy: str = "keep-last",
+    workers: int = 1,
+    use_cache: bool = False,
+) -> tuple[list[Run], list[IngestIssue]]:
+    """Discover and read every run under `paths`: (runs sorted by id, paths that yielded no run).
+
+    `duplicate_policy`: "keep-last" (default) or "keep-first", see docs/ingestion.md.
+    `workers > 1` reads runs in a process pool. `use_cache` is accepted for interface stability;
+    reading is not cached (docs/ingestion.md, "Caching", explains why it did not pay).
+    """
+    if duplicate_policy not in DUPLICATE_POLICIES:
+        raise ValueError(f"duplicate_policy must be one of {DUPLICATE_POLICIES}, not {duplicate_policy!r}")
+    del use_cache
+    errors: list[IngestIssue] = []
+    groups: list[tuple[Path, list[RunDir]]] = []
+    for p in paths:
+        path = Path(p)
+        try:
+            exists = path.exists()
+        except OSError as exc:
+            errors.append(IngestIssue(str(path), f"cannot access path: {exc.strerror or exc}", "error"))
+            continue
+        if not exists:
+            errors.append(IngestIssue(str(path), "path does not exist", "error"))
+            continue
+        rds = discover_runs(path)
+        if not rds:
+            errors.append(
+                IngestIssue(
+                    str(path),
+                    "no training logs found (no events.out.tfevents.* files or CSV logs in this directory tree)",
+                    "error",
+                )
+            )
+            continue
+        groups.append((path, rds))
+    jobs = _unique_ids(groups)
+    if workers > 1 and len(jobs) > 1:
+        with ProcessPoolExecutor(max_workers=min(workers, len(jobs))) as pool:
+            results = list(
+                pool.map(
+                    _load_one,
+                    jobs,
+                    [mappings] * len(jobs),
+                    [duplicate_policy] * len(jobs),
+                    chunksize=max(1, len(jobs) // (4 * workers)),
+                )
+            )
+    else:
+        results = [_load_one(rd, mappings, duplicate_policy) for rd in jobs]
+    runs: list[Run] = []
+    for run, errs in results:
+        errors.extend(errs)
+        if run is not None:
+            runs.append(run)
+    runs.sort(key=lambda r: r.id)
+    return runs, errors

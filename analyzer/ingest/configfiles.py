@@ -1,0 +1,182 @@
+"""Config and metadata files next to a run: params.json, variant.json, config.json/.yaml, hparams.
+
+Why flatten: frameworks nest hyperparameters differently (`trainer_kwargs.discount` in rlkit,
+`gamma` in d3rlpy's params.json, `config.discount` elsewhere); alias profiles look keys up by
+dotted path, and every key remembers its file so a verdict can cite where gamma came from.
+Files are read, never written; broken files become issues.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from analyzer.model import IngestIssue
+
+#: Config files read from the run directory, in precedence order (first file wins a key).
+CONFIG_NAMES: tuple[str, ...] = (
+    "config.json",  # the reference trainer
+    "params.json",  # d3rlpy
+    "variant.json",  # rlkit, COG, JaxCQL, viskit
+    "config.yaml",  # CORL (pyrallis)
+    "config.yml",
+    "hyper_param.json",  # OfflineRL-Kit (record/hyper_param.json)
+)
+#: Config keys whose value may point at a dataset; a `metadata.json` next to it is read under
+#: the `dataset_metadata.` prefix.
+DATASET_KEYS: tuple[str, ...] = ("dataset_path", "dataset", "data_path", "dataset_dir", "data_dir")
+_MAX_CONFIG_BYTES = 16 * 1024 * 1024
+
+
+@dataclass
+class ConfigResult:
+    config: dict[str, Any] = field(default_factory=dict)
+    sources: dict[str, str] = field(default_factory=dict)
+    issues: list[IngestIssue] = field(default_factory=list)
+
+
+def flatten(data: Any, prefix: str = "") -> dict[str, Any]:
+    """Nested mappings -> {"a.b.c": value}. Lists stay values (layer widths are lists)."""
+    out: dict[str, Any] = {}
+    if isinstance(data, Mapping):
+        if not data and prefix:
+            out[prefix] = {}
+        for key, value in data.items():
+            name = f"{prefix}.{key}" if prefix else str(key)
+            if isinstance(value, Mapping):
+                out.update(flatten(value, name))
+            else:
+                out[name] = value
+    elif prefix:
+        out[prefix] = data
+    return out
+
+
+def _load(path: Path) -> tuple[Any, str | None]:
+    """Parse a JSON or YAML file: (data, None) or (None, reason)."""
+    try:
+        size = path.stat().st_size
+        if size > _MAX_CONFIG_BYTES:
+            return None, f"config file too large ({size} bytes); skipped"
+        text = path.read_bytes().decode("utf-8", errors="replace")
+    except OSError as exc:
+        return None, f"cannot read config file: {exc.strerror or exc.__class__.__name__}"
+    if not text.strip():
+        return None, "empty config file"
+    try:
+        if path.suffix in (".yaml", ".yml"):
+            return yaml.safe_load(text), None
+        return json.loads(text), None
+    except json.JSONDecodeError as exc:
+        return None, f"invalid JSON: {exc.msg} (line {exc.lineno}, column {exc.colno})"
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" (line {mark.line + 1})" if mark is not None else ""
+        problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+        return None, f"invalid YAML: {problem}{where}"
+    except RecursionError:
+        return None, "config nesting too deep"
+
+
+def _same(a: Any, b: Any) -> bool:
+    if isinstance(a, float) and isinstance(b, float) and math.isnan(a) and math.isnan(b):
+        return True
+    try:
+        return bool(a == b)
+    except Exception:  # exotic values (arrays) compare as different
+        return False
+
+
+def add_mapping(result: ConfigResult, data: Mapping[str, Any], source: str, prefix: str = "") -> None:
+    """Merge flattened `data` into `result`; earlier sources win, conflicts become info issues."""
+    conflicts: list[str] = []
+    for key, value in flatten(data, prefix).items():
+        if key in result.config:
+            if not _same(result.config[key], value):
+                conflicts.append(key)
+            continue
+        result.config[key] = value
+        result.sources[key] = source
+    if conflicts:
+        shown = ", ".join(conflicts[:5]) + (", ..." if len(conflicts) > 5 else "")
+        result.issues.append(
+            IngestIssue(
+                path=source,
+                message=f"{len(conflicts)} config key(s) differ from an earlier file and were ignored: {shown}",
+                level="info",
+            )
+        )
+
+
+def read_config_file(result: ConfigResult, path: Path, prefix: str = "") -> bool:
+    """Read one config file into `result`; True if it contributed."""
+    data, problem = _load(path)
+    if problem is not None:
+        result.issues.append(IngestIssue(path=str(path), message=problem, level="warning"))
+        return False
+    if not isinstance(data, Mapping):
+        kind = type(data).__name__
+        result.issues.append(
+            IngestIssue(
+                path=str(path), message=f"config file is not a mapping (top level is {kind}); ignored"
+            )
+        )
+        return False
+    add_mapping(result, data, str(path), prefix)
+    return True
+
+
+def _dataset_metadata(result: ConfigResult, run_dir: Path) -> None:
+    """Read `metadata.json` next to the dataset named in the config, if it exists locally."""
+    for key in DATASET_KEYS:
+        value = result.config.get(key)
+        if not isinstance(value, str) or not value or len(value) > 4096:
+            continue
+        target = Path(value).expanduser()
+        if not target.is_absolute():
+            target = run_dir / target
+        try:
+            candidate = target / "metadata.json" if target.is_dir() else target.parent / "metadata.json"
+            if candidate.is_file():
+                read_config_file(result, candidate, prefix="dataset_metadata")
+                return
+        except OSError:
+            continue
+
+
+def read_configs(
+    run_dir: Path, extra_files: Iterable[Path] = (), hparams: Iterable[tuple[str, Mapping[str, Any]]] = ()
+) -> ConfigResult:
+    """Read the run directory's config files, then `extra_files` (layout-specific places), then hparams.
+
+    `hparams` are (event file, hparams dict) pairs from event files. Nothing above the run
+    directory is searched except the documented layout-specific places the caller passes in.
+    """
+    result = ConfigResult()
+    candidates = [run_dir / name for name in CONFIG_NAMES] + list(extra_files)
+    seen: set[Path] = set()
+    for path in candidates:
+        if path in seen:
+            continue
+        seen.add(path)
+        try:
+            if not path.is_file():
+                if path.exists():
+                    result.issues.append(
+                        IngestIssue(path=str(path), message="config path is not a regular file")
+                    )
+                continue
+        except OSError:
+            continue
+        read_config_file(result, path)
+    for source, params in hparams:
+        if params:
+            add_mapping(result, params, source)
+    _dataset_metadata(result, run_dir)
+    return result

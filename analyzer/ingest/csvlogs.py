@@ -1,0 +1,417 @@
+"""CSV log readers: d3rlpy / TorchRL headerless files, rlkit-style wide tables, wandb exports, long tables.
+
+Why one module: every CSV layout shares the same failure modes (empty, binary, truncated,
+mislabelled, ragged), so the bytes are checked once here and each layout only decides which
+column is the x-axis and how columns become tags. Parsing is pandas' C engine over the whole
+file (no Python loop per row); a file is read into memory once and never written.
+"""
+
+from __future__ import annotations
+
+import io
+import re
+import warnings
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from analyzer.ingest.merge import Segment
+from analyzer.model import IngestIssue, XUnit
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+#: Gradient-step columns, most specific first (docs/ingestion.md, "x-axis"). The first one present
+#: in a header is the x-axis. `trainer/Num Q Updates` is rlkit's gradient-step counter,
+#: `sac/total_steps` young-geng/CQL's, `timestep` OfflineRL-Kit's, `learner_steps` Acme's,
+#: `_step` wandb's (CORL logs with step=total_it).
+STEP_COLUMNS: tuple[str, ...] = (
+    "trainer/Num Q Updates",
+    "global_step",
+    "step",
+    "_step",
+    "sac/total_steps",
+    "total_steps",
+    "learner_steps",
+    "gradient_steps",
+    "num_updates",
+    "timestep",
+    "timesteps",
+    "iteration",
+    "itr",
+)
+#: Epoch columns: used only when no step column exists; the run's x_unit becomes "epoch".
+EPOCH_COLUMNS: tuple[str, ...] = ("Epoch", "epoch")
+#: Long-format CSV: one row per (tag, step, value).
+LONG_TAG_COLUMNS: tuple[str, ...] = ("tag", "metric", "name", "key")
+LONG_VALUE_COLUMNS: tuple[str, ...] = ("value", "scalar")
+WALL_TIME_COLUMNS: tuple[str, ...] = ("wall_time", "_timestamp", "timestamp")
+D3RLPY_GRAD_HEADER = ("epoch", "step", "min", "max", "mean", "std")
+_NAN_WORDS = frozenset({"nan", "-nan", "+nan"})
+_SNIFF_BYTES = 8192
+
+
+@dataclass
+class CsvLog:
+    """What one CSV file contributed: tags in file order (merged later), or why it contributed nothing."""
+
+    path: Path
+    layout: str  # "d3rlpy_csv", "torchrl_csv", "progress_csv", "offlinerlkit_csv", "wandb_csv", "wide_csv", "long_csv", "" if unread
+    tags: dict[str, Segment] = field(default_factory=dict)
+    x_column: str | None = None
+    x_unit: XUnit = "step"
+    epoch_steps: tuple[np.ndarray, np.ndarray] | None = (
+        None  # (epoch, step at end of that epoch), for checkpoints
+    )
+    issues: list[IngestIssue] = field(default_factory=list)
+    ignored: bool = False  # True: recognised as not-a-training-log (e.g. d3rlpy gradient stats); not an error
+
+
+def _issue(path: Path, message: str, level: str = "warning") -> IngestIssue:
+    return IngestIssue(path=str(path), message=message, level=level)  # type: ignore[arg-type]
+
+
+def read_bytes(path: Path) -> tuple[bytes | None, IngestIssue | None]:
+    """Read a whole file, turning OS errors into an issue (permissions, a directory named *.csv, ...)."""
+    try:
+        with open(path, "rb") as fh:
+            return fh.read(), None
+    except OSError as exc:
+        reason = exc.strerror or exc.__class__.__name__
+        return None, _issue(path, f"cannot read file: {reason}", "error")
+
+
+def _text_problem(data: bytes) -> str | None:
+    """Why these bytes are not a text CSV, or None if they look like one."""
+    if not data:
+        return "empty file (0 bytes)"
+    head = data[:_SNIFF_BYTES]
+    if b"\x00" in head:
+        return "binary content (NUL bytes), not a text CSV"
+    try:
+        head.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        # a multi-byte character may be cut at the sniff boundary: tolerate damage in the last 3 bytes
+        if exc.start < len(head) - 3 or len(data) <= _SNIFF_BYTES:
+            return "binary content (not UTF-8 text), not a text CSV"
+    stripped = head.lstrip()
+    if not stripped:
+        return "empty file (whitespace only)"
+    if stripped[:1] in (b"{", b"["):
+        return "looks like JSON, not CSV (mislabelled file?)"
+    return None
+
+
+def _is_number(token: str) -> bool:
+    try:
+        float(token)
+    except ValueError:
+        return False
+    return True
+
+
+def _parse(
+    data: bytes, path: Path, issues: list[IngestIssue], names: list[str] | None = None
+) -> pd.DataFrame | None:
+    """pandas C-engine parse; empty cells are missing, the words nan/inf stay values."""
+    import pandas as pd  # lazy: event-file-only runs never pay pandas' import time
+
+    kwargs: dict = {
+        "engine": "c",
+        "keep_default_na": False,
+        "na_values": [""],
+        "on_bad_lines": "warn",
+        "encoding_errors": "replace",
+        "skipinitialspace": True,
+    }
+    if names is not None:
+        kwargs.update(header=None, names=names, index_col=False)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        try:
+            df = pd.read_csv(io.BytesIO(data), **kwargs)
+        except (pd.errors.ParserError, pd.errors.EmptyDataError, ValueError, UnicodeError) as exc:
+            issues.append(_issue(path, f"unparseable CSV: {str(exc).strip().splitlines()[0]}", "error"))
+            return None
+    skipped = [w for w in caught if "Skipping line" in str(w.message)]
+    if skipped:
+        lines = re.findall(r"Skipping line (\d+)", " ".join(str(w.message) for w in skipped))
+        shown = ", ".join(lines[:5]) + (", ..." if len(lines) > 5 else "")
+        issues.append(
+            _issue(path, f"ragged rows: skipped {len(lines)} line(s) with too many fields (line {shown})")
+        )
+    return df
+
+
+def _numeric(col: pd.Series) -> tuple[np.ndarray, np.ndarray, int] | None:
+    """(values float64, present mask, garbage count), or None if the column holds no numbers at all.
+
+    Missing cells (empty) are not points; the words nan/inf are values. Cells that are text in an
+    otherwise numeric column count as garbage and are dropped.
+    """
+    import pandas as pd
+
+    if pd.api.types.is_bool_dtype(col.dtype):
+        return col.to_numpy(dtype=np.float64), np.ones(len(col), dtype=bool), 0
+    if pd.api.types.is_numeric_dtype(col.dtype):
+        values = col.to_numpy(dtype=np.float64, na_value=np.nan)
+        return values, ~np.isnan(values), 0
+    raw = col.astype("string")
+    present_raw = raw.notna().to_numpy()
+    num = pd.to_numeric(raw.str.strip(), errors="coerce")
+    values = num.to_numpy(dtype=np.float64, na_value=np.nan)
+    is_nan_word = raw.str.strip().str.lower().isin(_NAN_WORDS).fillna(False).to_numpy(dtype=bool)
+    ok = ~np.isnan(values) | is_nan_word
+    garbage = present_raw & ~ok
+    if present_raw.any() and not ok[present_raw].any():
+        return None
+    return values, present_raw & ok, int(garbage.sum())
+
+
+def _steps(values: np.ndarray, name: str, path: Path, issues: list[IngestIssue]) -> np.ndarray:
+    rounded = np.rint(values)
+    if np.any(rounded != values):
+        issues.append(
+            _issue(path, f"step column {name!r} has non-integer values; rounded to integers", "info")
+        )
+    return rounded.astype(np.int64)
+
+
+def _drop_truncated_tail(data: bytes, path: Path, issues: list[IngestIssue], n_fields: int) -> bytes:
+    """A file still being written (or cut by a crash) ends mid-line: drop that line if it is short."""
+    if data.endswith(b"\n") or data.endswith(b"\r"):
+        return data
+    cut = max(data.rfind(b"\n"), data.rfind(b"\r"))
+    if cut < 0:
+        return data  # a single line (header or one row): handled by the caller
+    last = data[cut + 1 :]
+    if last.count(b",") + 1 < n_fields:
+        issues.append(
+            _issue(
+                path,
+                f"last line truncated (no newline at end, {last.count(b',') + 1} of {n_fields} fields); dropped",
+            )
+        )
+        return data[: cut + 1]
+    return data
+
+
+def _pick_column(header: list[str], preferred: tuple[str, ...]) -> str | None:
+    present = set(header)
+    for name in preferred:
+        if name in present:
+            return name
+    lowered = {h.lower().strip(): h for h in header}
+    for name in preferred:
+        if name.lower() in lowered:
+            return lowered[name.lower()]
+    return None
+
+
+def read_csv_log(path: Path, tag: str | None = None) -> CsvLog:
+    """Read one CSV log file; never raises on bad data.
+
+    `tag` names the single series of a headerless file (d3rlpy `<metric>.csv`, TorchRL
+    `scalars/<key>.csv`); it defaults to the file stem.
+    """
+    path = Path(path)
+    log = CsvLog(path=path, layout="")
+    data, err = read_bytes(path)
+    if err is not None or data is None:
+        log.issues.append(err or _issue(path, "cannot read file"))
+        return log
+    problem = _text_problem(data)
+    if problem:
+        level = "warning" if problem.startswith("empty") else "error"
+        log.issues.append(_issue(path, problem, level))
+        return log
+    first = data.lstrip().split(b"\n", 1)[0].decode("utf-8", errors="replace").strip().lstrip("\ufeff")
+    fields = [f.strip().strip('"') for f in first.split(",")]
+    headerless = all(_is_number(f) for f in fields)
+    if headerless:
+        return _read_headerless(data, path, log, fields, tag or path.stem)
+    return _read_headered(data, path, log, fields)
+
+
+def _read_headerless(data: bytes, path: Path, log: CsvLog, fields: list[str], tag: str) -> CsvLog:
+    if len(fields) == 3:
+        log.layout, names = "d3rlpy_csv", ["epoch", "step", "value"]
+    elif len(fields) == 2:
+        log.layout, names = "torchrl_csv", ["step", "value"]
+    else:
+        log.issues.append(
+            _issue(
+                path,
+                f"headerless CSV with {len(fields)} columns: not a known layout (expected 2 or 3)",
+                "error",
+            )
+        )
+        return log
+    data = _drop_truncated_tail(data, path, log.issues, len(names))
+    df = _parse(data, path, log.issues, names=names)
+    if df is None:
+        return log
+    step_num = _numeric(df["step"])
+    val_num = _numeric(df["value"])
+    if step_num is None or val_num is None:
+        log.issues.append(_issue(path, "no numeric step/value columns", "error"))
+        return log
+    steps, step_ok, _ = step_num
+    values, val_ok, garbage = val_num
+    ok = step_ok & val_ok
+    if garbage or (~step_ok).any():
+        log.issues.append(
+            _issue(path, f"dropped {int((~ok).sum())} row(s) with a missing or non-numeric field")
+        )
+    if not ok.any():
+        log.issues.append(_issue(path, "no data rows", "warning"))
+        return log
+    log.x_column = "step"
+    log.tags[tag] = Segment(_steps(steps[ok], "step", path, log.issues), values[ok], None, str(path))
+    return log
+
+
+def _read_headered(data: bytes, path: Path, log: CsvLog, header: list[str]) -> CsvLog:
+    lowered = [h.lower() for h in header]
+    if tuple(lowered) == D3RLPY_GRAD_HEADER:
+        log.ignored = True  # d3rlpy per-module gradient statistics: not a training curve
+        log.issues.append(_issue(path, "d3rlpy gradient statistics file; ignored", "info"))
+        return log
+    data = _drop_truncated_tail(data, path, log.issues, len(header))
+    body = data.lstrip().split(b"\n", 1)
+    if len(body) < 2 or not body[1].strip():
+        log.issues.append(_issue(path, "header only, no data rows"))
+        return log
+    tag_col = _pick_column(header, LONG_TAG_COLUMNS)
+    value_col = _pick_column(header, LONG_VALUE_COLUMNS)
+    step_col = _pick_column(header, STEP_COLUMNS)
+    epoch_col = _pick_column(header, EPOCH_COLUMNS)
+    if tag_col and value_col and (step_col or epoch_col):
+        return _read_long(data, path, log, tag_col, value_col, step_col or epoch_col)  # type: ignore[arg-type]
+    x_col = step_col or epoch_col
+    if x_col is None:
+        if path.name == "progress.csv":
+            x_col = None  # viskit table without a counter: one row per logging iteration
+        else:
+            log.ignored = True
+            log.issues.append(
+                _issue(
+                    path,
+                    "no step column in header (looked for: step, global_step, _step, Epoch, ...); not read as a training log",
+                    "info",
+                )
+            )
+            return log
+    df = _parse(data, path, log.issues)
+    if df is None:
+        return log
+    if len(df) == 0:
+        log.issues.append(_issue(path, "header only, no data rows"))
+        return log
+    if path.name == "policy_training_progress.csv":
+        log.layout = "offlinerlkit_csv"
+    elif path.name == "progress.csv":
+        log.layout = "progress_csv"
+    elif "_step" in df.columns:
+        log.layout = "wandb_csv"
+    else:
+        log.layout = "wide_csv"
+    if x_col is None:
+        log.issues.append(
+            _issue(path, "no step or epoch column; using the row number as the epoch", "warning")
+        )
+        x_values = np.arange(len(df), dtype=np.float64)
+        x_ok = np.ones(len(df), dtype=bool)
+        log.x_unit = "epoch"
+        log.x_column = None
+    else:
+        parsed = _numeric(df[x_col])
+        if parsed is None:
+            log.issues.append(_issue(path, f"step column {x_col!r} is not numeric", "error"))
+            return log
+        x_values, x_ok, _ = parsed
+        if (~x_ok).any():
+            log.issues.append(
+                _issue(path, f"dropped {int((~x_ok).sum())} row(s) without a value in {x_col!r}")
+            )
+        log.x_column = x_col
+        log.x_unit = "epoch" if x_col in EPOCH_COLUMNS or x_col.lower() == "epoch" else "step"
+    steps = _steps(x_values[x_ok], x_col or "row", path, log.issues)
+    wall_col = _pick_column([c for c in df.columns if c != x_col], WALL_TIME_COLUMNS)
+    wall = None
+    if wall_col is not None:
+        parsed_wall = _numeric(df[wall_col])
+        if parsed_wall is not None and parsed_wall[1][x_ok].all():
+            wall = parsed_wall[0][x_ok]
+    dropped_text = 0
+    garbage_cols: list[str] = []
+    for col in df.columns:
+        if col == x_col or col == wall_col:
+            continue
+        parsed = _numeric(df[col])
+        if parsed is None:
+            dropped_text += 1
+            continue
+        values, ok, garbage = parsed
+        if garbage:
+            garbage_cols.append(f"{col} ({garbage})")
+        ok = ok[x_ok]
+        if not ok.any():
+            continue
+        seg_wall = wall[ok] if wall is not None else None
+        log.tags[str(col)] = Segment(steps[ok], values[x_ok][ok], seg_wall, str(path))
+    if garbage_cols:
+        log.issues.append(
+            _issue(path, f"non-numeric cells dropped in column(s): {', '.join(garbage_cols[:5])}")
+        )
+    if not log.tags:
+        reason = "all metric columns are non-numeric" if dropped_text else "no metric values in any column"
+        log.issues.append(_issue(path, reason, "error"))
+        return log
+    if x_col is not None and log.x_unit == "step" and epoch_col is not None and epoch_col in df.columns:
+        parsed_epoch = _numeric(df[epoch_col])
+        if parsed_epoch is not None:
+            ep, ep_ok, _ = parsed_epoch
+            ep_ok = ep_ok[x_ok]
+            log.epoch_steps = (np.rint(ep[x_ok][ep_ok]).astype(np.int64), steps[ep_ok])
+    return log
+
+
+def _read_long(data: bytes, path: Path, log: CsvLog, tag_col: str, value_col: str, step_col: str) -> CsvLog:
+    import pandas as pd
+
+    df = _parse(data, path, log.issues)
+    if df is None:
+        return log
+    log.layout = "long_csv"
+    log.x_column = step_col
+    log.x_unit = "epoch" if step_col.lower() == "epoch" else "step"
+    step_p = _numeric(df[step_col])
+    val_p = _numeric(df[value_col])
+    if step_p is None or val_p is None:
+        log.issues.append(_issue(path, f"columns {step_col!r}/{value_col!r} are not numeric", "error"))
+        return log
+    wall_col = _pick_column(list(df.columns), WALL_TIME_COLUMNS)
+    wall_p = _numeric(df[wall_col]) if wall_col else None
+    tags = df[tag_col].astype("string")
+    ok = step_p[1] & val_p[1] & tags.notna().to_numpy()
+    if (~ok).any():
+        log.issues.append(
+            _issue(path, f"dropped {int((~ok).sum())} row(s) with a missing tag, step or value")
+        )
+    steps_all = step_p[0]
+    keys = tags.to_numpy(dtype=object)
+    idx = np.flatnonzero(ok)
+    if idx.size == 0:
+        log.issues.append(_issue(path, "no data rows", "error"))
+        return log
+    groups = pd.Series(idx).groupby(pd.Series(keys[idx]), sort=False).indices
+    for name, pos in groups.items():
+        rows = idx[pos]
+        wall = wall_p[0][rows] if wall_p is not None and wall_p[1][rows].all() else None
+        log.tags[str(name)] = Segment(
+            _steps(steps_all[rows], step_col, path, log.issues), val_p[0][rows], wall, str(path)
+        )
+    return log

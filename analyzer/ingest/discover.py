@@ -1,0 +1,241 @@
+"""Run discovery: which directories under a root are runs, and which files belong to each.
+
+Why a separate pass: discovery only looks at names (os.scandir, whose d_type answers is-dir
+without a stat per entry), so scanning a tree of thousands of runs costs one directory listing
+per directory; reading happens later, per run, possibly in parallel. The grouping rules (one run
+per BRAC seed directory, per OfflineRL-Kit seed directory, per TorchRL experiment) are listed in
+docs/ingestion.md.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+
+EVENT_PREFIX = "events.out.tfevents."
+#: Directories whose contents are never logs: checkpoints, media, caches. Skipped while walking.
+SKIP_DIRS = frozenset(
+    {
+        "checkpoints",
+        "checkpoint",
+        "ckpt",
+        "ckpts",
+        "model_pkl",
+        "models",
+        "model",
+        "wandb",
+        "videos",
+        "media",
+        "__pycache__",
+        "node_modules",
+    }
+)
+#: CSV files that are never training curves even though they sit in run directories.
+_IGNORED_CSV = frozenset({"dynamics_training_progress.csv"})
+
+
+@dataclass
+class EventSource:
+    path: Path
+    prefix: str = ""  # prepended to every tag of this file, e.g. "eval/main/" for BRAC eval dirs
+
+
+@dataclass
+class CsvSource:
+    path: Path
+    tag: str | None = None  # series name for single-series files (TorchRL scalars/<key>.csv)
+
+
+@dataclass
+class RunDir:
+    """A run as discovery found it: where it is and which log files make it up."""
+
+    path: Path  # run directory, or the log file itself when a single file was given
+    id: str
+    kind: str = "dir"  # "dir", "file", "brac", "offlinerl_kit", "torchrl"
+    event_files: list[EventSource] = field(default_factory=list)
+    csv_files: list[CsvSource] = field(default_factory=list)
+
+    @property
+    def config_dir(self) -> Path:
+        """Where this run's config files live (a single file's directory)."""
+        return self.path.parent if self.kind == "file" else self.path
+
+
+def is_event_file(name: str) -> bool:
+    return name.startswith(EVENT_PREFIX) and not name.endswith((".tmp", ".lock"))
+
+
+def _scan(path: Path) -> tuple[list[str], list[str]]:
+    """(file names, sub-directory names), hidden entries skipped; unreadable directories are empty."""
+    files: list[str] = []
+    dirs: list[str] = []
+    try:
+        with os.scandir(path) as it:
+            for entry in it:
+                if entry.name.startswith("."):
+                    continue
+                try:
+                    if entry.is_dir(follow_symlinks=False):
+                        dirs.append(entry.name)
+                    elif entry.is_file():
+                        files.append(entry.name)
+                except OSError:
+                    continue
+    except OSError:
+        return [], []
+    files.sort()
+    dirs.sort()
+    return files, dirs
+
+
+def _events_in(path: Path) -> list[Path]:
+    files, _ = _scan(path)
+    return [path / f for f in files if is_event_file(f)]
+
+
+def _csvs_under(path: Path) -> list[Path]:
+    """All CSV files below `path` (TorchRL writes `scalars/a/b.csv` for a key `a/b`)."""
+    out: list[Path] = []
+    stack = [path]
+    while stack:
+        d = stack.pop()
+        files, dirs = _scan(d)
+        out.extend(d / f for f in files if f.endswith(".csv"))
+        stack.extend(d / s for s in reversed(dirs))
+    return sorted(out)
+
+
+def _run_id(path: Path, root: Path) -> str:
+    if path == root:
+        return root.name or str(root)
+    try:
+        return path.relative_to(root).as_posix()
+    except ValueError:
+        return path.as_posix()
+
+
+def _group(d: Path, files: list[str], dirs: list[str], root: Path) -> RunDir | None:
+    """Recognise multi-directory layouts rooted at `d`; None if `d` is not such a root."""
+    sub = set(dirs)
+    record = d / "record"
+    if "record" in sub and (record / "policy_training_progress.csv").is_file():
+        # OfflineRL-Kit: seed_<s>&timestamp_<t>/record/{policy_training_progress.csv, tb/, hyper_param.json}
+        run = RunDir(d, _run_id(d, root), "offlinerl_kit")
+        run.csv_files.append(CsvSource(record / "policy_training_progress.csv"))
+        for tb in (record / "tb", d / "tb"):
+            run.event_files.extend(EventSource(p) for p in _events_in(tb))
+        return run
+    if "train" in sub and "eval" in sub:
+        train_events = _events_in(d / "train")
+        if train_events:
+            # BRAC (google-research): <seed>/train/ + <seed>/eval/<name>/ -> one run, eval tags prefixed
+            run = RunDir(d, _run_id(d, root), "brac")
+            run.event_files.extend(EventSource(p) for p in train_events)
+            run.event_files.extend(EventSource(p, "eval/") for p in _events_in(d / "eval"))
+            _, eval_dirs = _scan(d / "eval")
+            for name in eval_dirs:
+                run.event_files.extend(EventSource(p, f"eval/{name}/") for p in _events_in(d / "eval" / name))
+            run.event_files.extend(EventSource(d / f) for f in files if is_event_file(f))
+            return run
+    if "scalars" in sub and not any(is_event_file(f) for f in files):
+        csvs = _csvs_under(d / "scalars")
+        if csvs:
+            # TorchRL CSVLogger: <logger>/<exp>/scalars/<key>.csv, headerless step,value
+            run = RunDir(d, _run_id(d, root), "torchrl")
+            base = d / "scalars"
+            run.csv_files.extend(CsvSource(p, p.relative_to(base).with_suffix("").as_posix()) for p in csvs)
+            return run
+    return None
+
+
+def single_file_run(path: Path) -> RunDir:
+    """A log file given directly: it is the whole run (configs are read from its directory)."""
+    run = RunDir(path, path.name, "file")
+    if is_event_file(path.name):
+        run.event_files.append(EventSource(path))
+    else:
+        run.csv_files.append(CsvSource(path))
+    return run
+
+
+def discover_runs(root: str | Path) -> list[RunDir]:
+    """Every run under `root`, sorted by id. A file path is a single-file run; a missing path gives []."""
+    root = Path(root)
+    try:
+        if root.is_file():
+            return [single_file_run(root)]
+        if not root.is_dir():
+            return []
+    except OSError:
+        return []
+    runs: list[RunDir] = []
+    stack = [root]
+    while stack:
+        d = stack.pop()
+        files, dirs = _scan(d)
+        grouped = _group(d, files, dirs, root)
+        if grouped is not None:
+            runs.append(grouped)
+            continue  # the group owns its whole subtree
+        events = [d / f for f in files if is_event_file(f)]
+        csvs = [d / f for f in files if f.endswith(".csv") and f not in _IGNORED_CSV]
+        if events or csvs:
+            run = RunDir(d, _run_id(d, root), "dir")
+            run.event_files.extend(EventSource(p) for p in events)
+            run.csv_files.extend(CsvSource(p) for p in csvs)
+            runs.append(run)
+        # TensorBoard semantics: a sub-directory with its own event files is its own run
+        stack.extend(d / s for s in reversed(dirs) if s not in SKIP_DIRS)
+    runs.sort(key=lambda r: r.id)
+    return runs
+
+
+# --------------------------------------------------------------------------------------------------
+# Checkpoints
+# --------------------------------------------------------------------------------------------------
+
+#: Sub-directories of a run searched for checkpoint files (besides the run directory itself).
+CHECKPOINT_DIRS: tuple[str, ...] = ("checkpoints", "checkpoint", "ckpt", "model_pkl")
+#: `<prefix>_<n>.<ext>`: d3rlpy model_<step>.d3, CORL checkpoint_<t>.pt, rlkit itr_<n>.pkl,
+#: JaxCQL/viskit params_<n>.pkl, generic ckpt_<step>.pt / step_<step>.pt.
+_CKPT_RE = re.compile(r"^(model|checkpoint|ckpt|step|itr|params)[_-](\d+)\.(d3|pt|pth|pkl|ckpt|npz|msgpack)$")
+#: A bare number is a checkpoint only inside a checkpoint directory (rlkit fork: model_pkl/<epoch>.pt).
+_BARE_RE = re.compile(r"^(\d+)\.(pt|pth|pkl|ckpt)$")
+#: Prefixes whose number counts epochs (rlkit/viskit save one snapshot per epoch).
+EPOCH_CKPT_PREFIXES = frozenset({"itr", "params"})
+
+
+@dataclass
+class CheckpointFile:
+    step: int
+    path: Path
+    epoch_unit: bool  # the number counts epochs, not gradient steps
+
+
+def find_checkpoints(run_dir: Path) -> list[CheckpointFile]:
+    """Checkpoint files of a run, sorted by (step, path). Name-based; no file is opened."""
+    found: list[CheckpointFile] = []
+    files, dirs = _scan(run_dir)
+    for name in files:
+        m = _CKPT_RE.match(name)
+        if m:
+            found.append(CheckpointFile(int(m.group(2)), run_dir / name, m.group(1) in EPOCH_CKPT_PREFIXES))
+    for sub in CHECKPOINT_DIRS:
+        if sub not in dirs:
+            continue
+        sub_files, _ = _scan(run_dir / sub)
+        for name in sub_files:
+            m = _CKPT_RE.match(name)
+            if m:
+                found.append(
+                    CheckpointFile(int(m.group(2)), run_dir / sub / name, m.group(1) in EPOCH_CKPT_PREFIXES)
+                )
+                continue
+            b = _BARE_RE.match(name)
+            if b:
+                found.append(CheckpointFile(int(b.group(1)), run_dir / sub / name, sub == "model_pkl"))
+    found.sort(key=lambda c: (c.step, str(c.path)))
+    return found
