@@ -40,7 +40,9 @@ def plot_filename(run_id: str) -> str:
 def td_threshold(result: RunResult) -> tuple[float, str] | None:
     """Raw-TD level at which the underfitting rule fires, and its label, from the finding's evidence.
 
-    Falls back to nothing (no band drawn) rather than guessing a threshold the rule did not use.
+    The UF001 evidence gives the reading (`rms`: sqrt(TD) x H, `mse`: TD x H), the effective horizon
+    H, the Q range and `min_ratio`; inverting "scaled TD >= min_ratio x Q range" gives the raw TD
+    level. An explicit threshold key wins. With neither, no band is drawn rather than a guessed one.
     """
     for f in result.findings:
         ev = f.evidence or {}
@@ -48,6 +50,15 @@ def td_threshold(result: RunResult) -> tuple[float, str] | None:
             val = ev.get(key)
             if isinstance(val, (int, float)) and np.isfinite(val):
                 return float(val), f"{f.code}: underfitting band (TD ≥ {float(val):.3g})"
+        H, q_range, reading = ev.get("H"), ev.get("q_range"), ev.get("td_reading")
+        ratio = ev.get("min_ratio", 1.0)
+        if not all(isinstance(v, (int, float)) and np.isfinite(v) and v > 0 for v in (H, q_range, ratio)):
+            continue
+        level = float(ratio) * float(q_range) / float(H)  # scaled error per unit horizon at the limit
+        if reading == "rms":
+            return level**2, f"{f.code}: sqrt(TD)·H ≥ Q range {float(q_range):.3g} (TD ≥ {level**2:.3g})"
+        if reading == "mse":
+            return level, f"{f.code}: TD·H ≥ Q range {float(q_range):.3g} (TD ≥ {level:.3g})"
     return None
 
 
