@@ -1,0 +1,1 @@
+"""Gymnasium environments (imported lazily by gymnasium.make through entry-point strings)."""
