@@ -1,0 +1,205 @@
+"""Make fixtures/real/d3rlpy: REAL logs written by d3rlpy 2.8.1 (CQL), CSV and TensorBoard adapters.
+
+Why real logs: the alias table for d3rlpy (docs/formats.md) was written from d3rlpy's source;
+these files check it against what d3rlpy actually writes (file names, headerless rows, the
+`metrics/` TensorBoard prefix, global_step = epoch, params.json layout).
+
+Run it in a scratch venv that reuses the system torch (never let pip pull another torch):
+
+    python -m venv --system-site-packages /tmp/d3venv
+    /tmp/d3venv/bin/pip install --no-deps d3rlpy==2.8.1 gym==0.26.2 gym_notices tqdm h5py structlog \
+        dataclasses-json marshmallow scikit-learn joblib threadpoolctl narwhals
+    /tmp/d3venv/bin/python scripts/make_d3rlpy_fixture.py [--out fixtures/real/d3rlpy]
+
+The dataset is synthetic (no downloads): 40 episodes of a 3-D point pushed by 2-D actions, reward
+1 inside a goal ball, horizon 25. Training is seeded but torch CPU kernels may differ across
+machines, so TRUTH.json is filled from the files d3rlpy wrote (read back with pandas / tbparse),
+never from expectations.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+
+HORIZON = 25
+N_EPISODES = 40
+N_STEPS = 400
+STEPS_PER_EPOCH = 50
+SAVE_INTERVAL = 4  # epochs between model_<step>.d3 files
+SEED = 7
+EXPERIMENT = "cql_tiny"
+
+
+def make_dataset(d3rlpy, rng: np.random.Generator):
+    obs, acts, rews, terms, touts = [], [], [], [], []
+    for _ in range(N_EPISODES):
+        x = rng.uniform(-1.0, 1.0, size=3)
+        for t in range(HORIZON):
+            a = np.clip(-0.5 * x[:2] + rng.normal(0.0, 0.3, size=2), -1.0, 1.0)
+            obs.append(x.copy())
+            acts.append(a)
+            x = x + 0.2 * np.array([a[0], a[1], -0.1 * x[2]])
+            r = 1.0 if np.linalg.norm(x[:2]) < 0.3 else 0.0
+            rews.append(r)
+            terms.append(0.0)
+            touts.append(1.0 if t == HORIZON - 1 else 0.0)
+    return d3rlpy.dataset.MDPDataset(
+        observations=np.asarray(obs, dtype=np.float32),
+        actions=np.asarray(acts, dtype=np.float32),
+        rewards=np.asarray(rews, dtype=np.float32),
+        terminals=np.asarray(terms, dtype=np.float32),
+        timeouts=np.asarray(touts, dtype=np.float32),
+    )
+
+
+def train(out: Path) -> tuple[Path, Path]:
+    import d3rlpy
+    from d3rlpy.logging import CombineAdapterFactory, FileAdapterFactory, TensorboardAdapterFactory
+    from d3rlpy.metrics import (
+        AverageValueEstimationEvaluator,
+        InitialStateValueEstimationEvaluator,
+        TDErrorEvaluator,
+    )
+
+    d3rlpy.seed(SEED)
+    dataset = make_dataset(d3rlpy, np.random.default_rng(SEED))
+    enc = d3rlpy.models.encoders.VectorEncoderFactory(hidden_units=[32, 32])
+    algo = d3rlpy.algos.CQLConfig(
+        batch_size=64,
+        gamma=0.95,
+        actor_encoder_factory=enc,
+        critic_encoder_factory=enc,
+        conservative_weight=5.0,
+        n_action_samples=4,
+        alpha_threshold=10.0,
+    ).create(device="cpu:0")
+    csv_root = out / "csv"
+    tb_root = out / "tensorboard"
+    for d in (csv_root, tb_root):
+        shutil.rmtree(d, ignore_errors=True)
+    episodes = dataset.episodes[:10]
+    algo.fit(
+        dataset,
+        n_steps=N_STEPS,
+        n_steps_per_epoch=STEPS_PER_EPOCH,
+        experiment_name=EXPERIMENT,
+        with_timestamp=True,
+        logger_adapter=CombineAdapterFactory(
+            [FileAdapterFactory(root_dir=str(csv_root)), TensorboardAdapterFactory(root_dir=str(tb_root))]
+        ),
+        show_progress=False,
+        save_interval=SAVE_INTERVAL,
+        evaluators={
+            "td_error": TDErrorEvaluator(episodes=episodes),
+            "value_scale": AverageValueEstimationEvaluator(episodes=episodes),
+            "init_value": InitialStateValueEstimationEvaluator(episodes=episodes),
+        },
+    )
+    (csv_run,) = [p for p in csv_root.iterdir() if p.is_dir()]
+    # d3rlpy names the TensorBoard run <experiment>_<timestamp> too, and tensorboardX's add_hparams
+    # (called every epoch) writes one nested <same name>/ sub-directory of un-prefixed copies.
+    (tb_run,) = [p for p in (tb_root / "runs").iterdir() if p.is_dir()]
+    # Keep ONE small model file to test checkpoint discovery; drop the rest (size budget).
+    models = sorted(csv_run.glob("model_*.d3"), key=lambda p: int(p.stem.split("_")[1]))
+    for m in models[:-1]:
+        m.unlink()
+    for m in models[-1:]:
+        if m.stat().st_size > 100_000:
+            m.unlink()
+    return csv_run, tb_run
+
+
+def _values(pairs_steps, pairs_values, picks):
+    idx = {int(s): float(v) for s, v in zip(pairs_steps, pairs_values, strict=True)}
+    return [[int(s), idx[int(s)]] for s in picks if int(s) in idx]
+
+
+def write_truth(out: Path, csv_run: Path, tb_run: Path) -> None:
+    import pandas as pd
+    from tbparse import SummaryReader
+
+    params = json.loads((csv_run / "params.json").read_text())
+    n_critics = int(params["config"]["params"]["n_critics"])
+
+    def csv(name: str) -> pd.DataFrame:
+        return pd.read_csv(csv_run / f"{name}.csv", header=None, names=["epoch", "step", "value"])
+
+    crit, cons = csv("critic_loss"), csv("conservative_loss")
+    picks = list(crit["step"].iloc[[0, len(crit) // 2, -1]])
+    td = (crit["value"].to_numpy() - cons["value"].to_numpy()) / n_critics
+    meta = {
+        "algorithm": "cql",
+        "gamma": float(params["config"]["params"]["gamma"]),
+        "capacity": {"widths": [32, 32], "depth": 2},
+    }
+    csv_truth = {
+        "path": str(csv_run.relative_to(out)),
+        "framework": "d3rlpy",
+        "x_unit": "step",
+        "metrics": {
+            "critic_loss": {"kind": "logged", "sources": ["critic_loss"], "values": _values(crit.step, crit.value, picks)},
+            "td_error": {
+                "kind": "derived",
+                "sources": ["critic_loss", "conservative_loss"],
+                "values": _values(crit.step, td, picks),
+            },
+            "cql_term": {"kind": "derived", "sources": ["conservative_loss"],
+                         "values": _values(cons.step, cons.value / n_critics, picks)},
+            "alpha": {"kind": "logged", "values": _values(csv("alpha").step, csv("alpha").value, picks)},
+            "temperature": {"kind": "logged", "values": _values(csv("temp").step, csv("temp").value, picks)},
+            "policy_loss": {"kind": "logged"},
+            "q_policy": {"kind": "logged", "sources": ["value_scale"],
+                         "values": _values(csv("value_scale").step, csv("value_scale").value, picks)},
+            "q_data": {"kind": "proxy", "sources": ["value_scale"]},
+        },
+        "absent": ["cql_gap", "eval_return", "q_target"],
+        "metadata": meta,
+        "checkpoints": sorted(int(p.stem.split("_")[1]) for p in csv_run.glob("model_*.d3")),
+    }
+    top = sorted(tb_run.glob("events.out.tfevents.*"))
+    sr = SummaryReader(str(top[0])).scalars
+    tb_crit = sr[sr.tag == "metrics/critic_loss"].sort_values("step")
+    tb_cons = sr[sr.tag == "metrics/conservative_loss"].sort_values("step")
+    tb_picks = list(tb_crit["step"].iloc[[0, len(tb_crit) // 2, -1]])
+    tb_td = (tb_crit.value.to_numpy() - tb_cons.value.to_numpy()) / n_critics
+    tb_truth = {
+        "path": str(tb_run.relative_to(out)),
+        "framework": "d3rlpy",
+        "x_unit": "epoch",
+        "metrics": {
+            "critic_loss": {"kind": "logged", "sources": ["metrics/critic_loss"],
+                            "values": _values(tb_crit.step, tb_crit.value, tb_picks)},
+            "td_error": {"kind": "derived", "sources": ["metrics/critic_loss", "metrics/conservative_loss"],
+                         "values": _values(tb_crit.step, tb_td, tb_picks)},
+            "q_policy": {"kind": "logged", "sources": ["metrics/value_scale"]},
+            "q_data": {"kind": "proxy"},
+            "alpha": {"kind": "logged"},
+        },
+        "absent": ["cql_gap", "eval_return"],
+        "metadata": {},
+        "note": "d3rlpy's TensorboardAdapter writes no params; global_step is the epoch",
+    }
+    truth = {
+        "source": "real logs written by d3rlpy 2.8.1 CQL via scripts/make_d3rlpy_fixture.py",
+        "runs": [csv_truth, tb_truth],
+    }
+    (out / "TRUTH.json").write_text(json.dumps(truth, indent=2) + "\n")
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--out", type=Path, default=Path(__file__).resolve().parents[1] / "fixtures" / "real" / "d3rlpy")
+    args = ap.parse_args()
+    args.out.mkdir(parents=True, exist_ok=True)
+    csv_run, tb_run = train(args.out)
+    write_truth(args.out, csv_run, tb_run)
+    print(f"wrote {csv_run} and {tb_run}")
+
+
+if __name__ == "__main__":
+    main()
