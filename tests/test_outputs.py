@@ -121,9 +121,18 @@ def make_report(root: Path) -> Report:
         run=over,
         verdict="overfitting",
         verdict_reason="dataset Q peaked at step 8000 and fell 44% by step 20000",
-        checkpoint=CheckpointPick(8000, str(root / "overfit" / "ckpt_8000.pt"), "last checkpoint at or before the peak"),
+        checkpoint=CheckpointPick(
+            8000, str(root / "overfit" / "ckpt_8000.pt"), "last checkpoint at or before the peak"
+        ),
         findings=[
-            Finding("OF001", "q-peak-decline", "warning", "Q rose, then fell 44%, after step 8000", (8000, 20000), {"drop": 0.44})
+            Finding(
+                "OF001",
+                "q-peak-decline",
+                "warning",
+                "Q rose, then fell 44%, after step 8000",
+                (8000, 20000),
+                {"drop": 0.44},
+            )
         ],
         advice=["Keep ckpt_8000.pt; then add a VIB bottleneck or dropout", "Stop training at the peak"],
         smoothed={"q_data": q_smooth},
@@ -138,7 +147,10 @@ def make_report(root: Path) -> Report:
         path=root / "underfit",
         framework="offrl",
         metadata=RunMetadata(algorithm="cql"),
-        series={"q_data": _series("q_data", steps, 2 * (1 - np.exp(-steps / 5000)), [ev2]), "td_error": _series("td_error", steps, td, [ev2])},
+        series={
+            "q_data": _series("q_data", steps, 2 * (1 - np.exp(-steps / 5000)), [ev2]),
+            "td_error": _series("td_error", steps, td, [ev2]),
+        },
         issues=[IngestIssue(ev2, "truncated record at end", "warning", offset=1234, records_lost=1)],
     )
     r_under = RunResult(
@@ -157,7 +169,10 @@ def make_report(root: Path) -> Report:
         ],
         advice=["Increase capacity or add DR3"],
     )
-    return Report(runs=[r_over, r_under], errors=[IngestIssue(str(root / "broken" / "events.out.tfevents.2"), "not a TFRecord file", "error")])
+    return Report(
+        runs=[r_over, r_under],
+        errors=[IngestIssue(str(root / "broken" / "events.out.tfevents.2"), "not a TFRecord file", "error")],
+    )
 
 
 @pytest.fixture
@@ -170,7 +185,9 @@ def report(tmp_path, monkeypatch) -> Report:
 
 
 def test_parse_fail_on_verdicts_levels_and_errors():
-    assert parse_fail_on("overfitting,underfitting") == FailOn(frozenset({"overfitting", "underfitting"}), None)
+    assert parse_fail_on("overfitting,underfitting") == FailOn(
+        frozenset({"overfitting", "underfitting"}), None
+    )
     assert parse_fail_on("warning") == FailOn(frozenset(), "warning")
     assert parse_fail_on("error, Overfitting, info").min_level == "info"  # lowest listed level wins
     assert parse_fail_on("none") == FailOn()
@@ -211,7 +228,14 @@ def test_schema_rejects_a_broken_report(report):
 
 def test_table_lists_runs_verdicts_checkpoint_and_summary(report):
     text = render("table", report, parse_fail_on("error"), width=220)
-    for needle in ("overfit", "group/underfit", "overfitting", "underfitting", "step 8000 (ckpt_8000.pt)", "Keep ckpt_8000.pt"):
+    for needle in (
+        "overfit",
+        "group/underfit",
+        "overfitting",
+        "underfitting",
+        "step 8000 (ckpt_8000.pt)",
+        "Keep ckpt_8000.pt",
+    ):
         assert needle in text
     assert "2 runs: 1 overfitting, 1 underfitting, 0 healthy, 0 inconclusive; 1 ingest problem" in text
     assert "1 failing" in text
@@ -244,7 +268,9 @@ def test_github_annotations_are_escaped_and_point_at_log_files(report):
     assert lines[-1].startswith("2 runs:")
 
 
-@pytest.mark.parametrize(("fail_on", "failures"), [("error", 1), ("overfitting,underfitting", 2), ("none", 0), ("warning", 2)])
+@pytest.mark.parametrize(
+    ("fail_on", "failures"), [("error", 1), ("overfitting,underfitting", 2), ("none", 0), ("warning", 2)]
+)
 def test_junit_counts_match(report, fail_on, failures):
     root = ET.fromstring(render("junit", report, parse_fail_on(fail_on)))
     suite = root.find("testsuite")
@@ -267,7 +293,10 @@ def test_sarif_structure_rules_and_locations(report):
         assert rules[res["ruleIndex"]]["id"] == res["ruleId"]
     by_rule = {r["ruleId"]: r for r in results}
     assert by_rule["UF001"]["level"] == "error" and by_rule["OF001"]["level"] == "warning"
-    assert by_rule["OF001"]["locations"][0]["physicalLocation"]["artifactLocation"]["uri"] == "logs/overfit/events.out.tfevents.1"
+    assert (
+        by_rule["OF001"]["locations"][0]["physicalLocation"]["artifactLocation"]["uri"]
+        == "logs/overfit/events.out.tfevents.1"
+    )
     assert sum(r["ruleId"] == "INGEST" for r in results) == 2  # one in-run issue + one unreadable file
     assert run["tool"]["driver"]["version"] == __version__
 
@@ -305,7 +334,11 @@ def test_plots_one_png_per_run_with_fixed_size(report, tmp_path):
 def test_plot_of_a_run_with_no_series_still_renders(tmp_path):
     from analyzer.output.plots import plot_png
 
-    empty = RunResult(run=Run(id="empty", path=tmp_path, framework="generic"), verdict="inconclusive", verdict_reason="no metrics")
+    empty = RunResult(
+        run=Run(id="empty", path=tmp_path, framework="generic"),
+        verdict="inconclusive",
+        verdict_reason="no metrics",
+    )
     assert _png_size(plot_png(empty))[0] > 0
 
 

@@ -1,0 +1,95 @@
+"""Watch mode on a log that grows between polls: the overfitting event fires once, at the peak."""
+
+from __future__ import annotations
+
+import importlib.util
+from pathlib import Path
+
+from typer.testing import CliRunner
+
+from analyzer.cli import app
+from analyzer.model import Run
+from analyzer.report import CheckpointPick, Report, RunResult
+from analyzer.watch import WatchEvent, WatchState, watch
+
+DEMO = Path(__file__).resolve().parents[1] / "fixtures" / "demo"
+
+
+def _make_demo():
+    spec = importlib.util.spec_from_file_location("make_demo", DEMO / "make_demo.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+def test_growing_log_reports_overfitting_exactly_once_at_the_peak(tmp_path):
+    demo = _make_demo()
+    logs = tmp_path / "logs"
+    run_dir = logs / "cql_seed1"
+    demo.write_run(run_dir, "overfit", first=0, last=5000)  # still rising: no verdict yet
+    stages = {1: (5100, 14000), 2: (14100, 20000)}  # Q peaks at 8000 and falls after
+
+    def grow(i: int) -> None:
+        if i in stages:
+            lo, hi = stages[i]
+            demo.write_run(run_dir, "overfit", first=lo, last=hi)
+
+    events: list[WatchEvent] = []
+    sleeps: list[float] = []
+    watch([logs], 0.5, max_iterations=4, on_event=events.append, sleep=sleeps.append, between=grow)
+
+    assert sleeps == [0.5, 0.5, 0.5]  # the loop waited between polls, never after the last
+    assert [e.kind for e in events].count("new_run") == 1
+    over = [e for e in events if e.kind == "overfitting"]
+    assert len(over) == 1, events
+    assert over[0].run == "cql_seed1"
+    assert over[0].step == demo.PEAK_STEP
+    assert over[0].checkpoint is not None and over[0].checkpoint.endswith(f"ckpt_{demo.PEAK_STEP}.pt")
+    assert over[0].last_step is not None and over[0].last_step > demo.PEAK_STEP
+    assert "OVERFITTING: cql_seed1 peaked at step 8000" in over[0].line()
+    # the log directory holds only what the trainer wrote: watch never writes there
+    assert {p.suffix for p in run_dir.iterdir()} <= {".json", ".pt", ".demo"}
+
+
+def test_new_runs_are_announced_once(tmp_path):
+    demo = _make_demo()
+    logs = tmp_path / "logs"
+    demo.write_run(logs / "a", "healthy", last=3000)
+
+    events: list[WatchEvent] = []
+    watch(
+        [logs], 0, max_iterations=3, on_event=events.append, sleep=lambda s: None,
+        between=lambda i: demo.write_run(logs / "b", "healthy", last=3000) if i == 1 else None,
+    )  # fmt: skip
+    assert [(e.kind, e.run) for e in events] == [("new_run", "a"), ("new_run", "b")]
+
+
+def test_state_uses_the_checkpoint_pick():
+    run = Run(id="r", path=Path("r"), framework="offrl")
+    res = RunResult(
+        run=run,
+        verdict="overfitting",
+        verdict_reason="peak",
+        checkpoint=CheckpointPick(6000, "r/ckpt_6000.pt", "x"),
+        peak_step=6100,
+    )
+    state = WatchState()
+    first = state.update(Report(runs=[res]))
+    assert [(e.kind, e.step) for e in first] == [("new_run", None), ("overfitting", 6000)]
+    assert state.update(Report(runs=[res])) == []
+
+
+def test_cli_watch_exits_0_on_ctrl_c(monkeypatch):
+    import analyzer.watch
+
+    calls = []
+
+    def fake_watch(paths, interval, **kw):
+        calls.append(interval)
+        kw["on_event"](WatchEvent("new_run", "x", last_step=10))
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(analyzer.watch, "watch", fake_watch)
+    r = CliRunner().invoke(app, ["--watch", str(DEMO), "--interval", "2"])
+    assert r.exit_code == 0 and calls == [2.0]
+    assert "new run: x (at step 10)" in r.stdout
