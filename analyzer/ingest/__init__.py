@@ -27,7 +27,7 @@ from analyzer.ingest.discover import (
     discover_runs,
     find_checkpoints,
 )
-from analyzer.ingest.merge import DUPLICATE_POLICIES, Segment, merge_segments
+from analyzer.ingest.merge import DUPLICATE_POLICIES, Merged, Segment, merge_segments
 from analyzer.model import Checkpoint, IngestIssue, RawRun, Run, RunMetadata, Series
 
 __all__ = [
@@ -205,6 +205,30 @@ def _checkpoints(
     return out
 
 
+class _MergeReport:
+    """Totals of what restart/duplicate merging dropped across a run's tags, for one info issue."""
+
+    def __init__(self) -> None:
+        self.superseded = 0
+        self.regressions = 0
+        self.tags: list[str] = []
+        self.files: set[str] = set()
+
+    def add(self, tag: str, merged: Merged) -> None:
+        if merged.stats.superseded:
+            self.superseded += merged.stats.superseded
+            self.regressions += merged.stats.regressions
+            self.tags.append(tag)
+            self.files.update(merged.stats.files)
+
+    def message(self, policy: str) -> str:
+        shown = ", ".join(sorted(Path(f).name for f in self.files)[:3])
+        return (
+            f"restart/duplicate steps: {self.superseded} point(s) in {len(self.tags)} tag(s) superseded "
+            f"({policy}; {self.regressions} step regression(s)); dropped points were written by: {shown}"
+        )
+
+
 def _dedupe(issues: list[IngestIssue]) -> list[IngestIssue]:
     seen: set[tuple[str, str, str]] = set()
     out: list[IngestIssue] = []
@@ -225,48 +249,40 @@ def read_raw_run(rd: RunDir, duplicate_policy: str = "keep-last") -> RawRun:
     csv_logs = _read_csvs(rd.csv_files, issues)
     d3rlpy_tb = _is_d3rlpy_tb(rd, event_tags)
 
-    segments: dict[str, list[Segment]] = dict(event_tags)
-    shadowed: list[str] = []
-    for log in csv_logs:
-        for tag, seg in log.tags.items():
-            if tag in event_tags:
-                shadowed.append(tag)
-                continue
-            segments.setdefault(tag, []).append(seg)
-    if shadowed:
-        issues.append(
-            IngestIssue(
-                str(rd.path),
-                f"{len(set(shadowed))} tag(s) present in both event files and CSV; event-file values used",
-                "info",
-            )
-        )
-
     x_units = {lg.x_unit for lg in csv_logs}
     if d3rlpy_tb:
         x_unit = "epoch"  # d3rlpy's TensorboardAdapter logs global_step = epoch
     elif csv_logs and not event_tags:
         x_unit = "epoch" if x_units == {"epoch"} else "step"
-        if len(x_units) > 1:
-            issues.append(
-                IngestIssue(str(rd.path), "CSV files disagree on the x-axis (steps vs epochs); using steps")
-            )
     else:
         x_unit = "step"
+    if len(x_units) > 1 or (event_tags and "epoch" in x_units):
+        issues.append(
+            IngestIssue(
+                str(rd.path),
+                "log files disagree on the x-axis (some count epochs, some steps); "
+                f"the run is read on the {x_unit} axis",
+            )
+        )
 
+    csv_segments: dict[str, list[Segment]] = {}
+    for log in csv_logs:
+        for tag, seg in log.tags.items():
+            csv_segments.setdefault(tag, []).append(seg)
     tags: dict[str, Series] = {}
-    superseded = regressions = 0
-    touched: list[str] = []
-    dropped_files: set[str] = set()
-    for tag, segs in segments.items():
-        merged = merge_segments(segs, duplicate_policy)
+    stats = _MergeReport()
+    differing: list[str] = []
+    for tag in list(event_tags) + [t for t in csv_segments if t not in event_tags]:
+        candidates = [segs for segs in (event_tags.get(tag), csv_segments.get(tag)) if segs]
+        merged_all = [merge_segments(segs, duplicate_policy) for segs in candidates]
+        # a tag both in event files and CSV (trainers often write both): the more complete copy wins,
+        # event files on a tie (they carry wall times)
+        merged = max(merged_all, key=lambda m: m.steps.shape[0])
+        if len(merged_all) == 2 and merged_all[0].steps.shape[0] != merged_all[1].steps.shape[0]:
+            differing.append(tag)
         if merged.steps.shape[0] == 0:
             continue
-        if merged.stats.superseded:
-            superseded += merged.stats.superseded
-            regressions += merged.stats.regressions
-            touched.append(tag)
-            dropped_files.update(merged.stats.files)
+        stats.add(tag, merged)
         tags[tag] = Series(
             name=tag,
             steps=merged.steps,
@@ -276,16 +292,18 @@ def read_raw_run(rd: RunDir, duplicate_policy: str = "keep-last") -> RawRun:
             sources=(tag,),
             files=merged.files,
         )
-    if superseded:
-        shown = ", ".join(sorted(Path(f).name for f in dropped_files)[:3])
+    if differing:
+        shown = ", ".join(differing[:3]) + (", ..." if len(differing) > 3 else "")
         issues.append(
             IngestIssue(
                 str(rd.path),
-                f"restart/duplicate steps: {superseded} point(s) in {len(touched)} tag(s) superseded "
-                f"({duplicate_policy}; {regressions} step regression(s)); dropped from: {shown}",
+                f"{len(differing)} tag(s) in both event files and CSV with different point counts "
+                f"({shown}); the copy with more points was used",
                 "info",
             )
         )
+    if stats.superseded:
+        issues.append(IngestIssue(str(rd.path), stats.message(duplicate_policy), "info"))
 
     cfg = read_configs(rd.config_dir, _extra_config_files(rd, d3rlpy_tb), hparams)
     issues.extend(cfg.issues)
