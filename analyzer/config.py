@@ -1,0 +1,523 @@
+"""Rules file (YAML) loading and validation.
+
+Shape (rules/default.yaml is the annotated reference; every threshold lives there):
+
+    extends: default            # or a path relative to this file; omitted = start from nothing but code defaults
+    analysis:   {tail_fraction: 0.2}
+    smoothing:  {method: ema, weight: 0.6, analysis_method: ema2, analysis_weight: 0.8, window: 11}
+    changepoints: {algorithm: pelt, cost: l2-slope, penalty_scale: 1.0, max_points: 500, min_size: 5}
+    checkpoint: {pick: at-or-before-peak}          # or next-after-peak
+    select: [OF, UF001]         # prefix match like ruff; default: all
+    ignore: [CQ]
+    levels: {UF001: error}
+    params: {OF001: {min_drop_fraction: 0.3}}
+    runs:   [{match: "sweep/*", gamma: 0.99, reward_range: [0, 1], horizon: 30, dataset_mc_return: 4.2,
+              checkpoint_interval: 5, capacity_group: widths, mappings: {q_data: my/q}}]
+    mappings: {framework: rlkit, q_data: "trainer/Q1 Predictions Mean", td_error: {tag: "x/td", scale: 1.0}}
+
+Every problem raises ConfigError naming the file, the YAML path and what was expected; the CLI
+turns it into exit code 2. Only `yaml.safe_load` is used.
+"""
+
+from __future__ import annotations
+
+import copy
+import fnmatch
+import math
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+from analyzer.metrics import CANONICAL_NAMES
+from analyzer.rules import REGISTRY, ordered_specs
+from analyzer.rules.base import Param
+
+TOP_KEYS = (
+    "extends",
+    "analysis",
+    "smoothing",
+    "changepoints",
+    "checkpoint",
+    "select",
+    "ignore",
+    "levels",
+    "params",
+    "runs",
+    "mappings",
+)
+LEVEL_NAMES = ("error", "warning", "info")
+RUN_KEYS = (
+    "match",
+    "gamma",
+    "reward_range",
+    "horizon",
+    "dataset_mc_return",
+    "checkpoint_interval",
+    "mappings",
+    "capacity_group",
+)
+
+#: Settings sections: key -> Param (validation + documentation of the default).
+SECTIONS: dict[str, tuple[Param, ...]] = {
+    "analysis": (
+        Param(
+            "tail_fraction",
+            0.2,
+            "fraction",
+            "share of the run (by step) whose median is 'the final level' of a metric",
+            "convention: the last 20% is long enough to average noise, short enough to reflect the end",
+        ),
+        Param(
+            "peak_tolerance",
+            1.0,
+            "nonneg",
+            "the peak is the latest point after the maximum still within this many smoothed-noise sigmas of it",
+            "Guideline 3.1 'latest checkpoint that corresponds to a peak'; value from the sweep in "
+            "docs/diagnosis.md",
+        ),
+    ),
+    "smoothing": (
+        Param(
+            "method",
+            "ema",
+            "choice",
+            "display smoother (RunResult.smoothed, frames, plots)",
+            "TensorBoard's debiased EMA, so curves look like what users saw in TensorBoard",
+            choices=("ema", "ema2", "median", "savgol", "none"),
+        ),
+        Param("weight", 0.6, "fraction", "display EMA weight", "TensorBoard UI default 0.6"),
+        Param(
+            "analysis_method",
+            "ema2",
+            "choice",
+            "smoother the rules and the peak finder read",
+            "zero-phase EMA: no lag, so the peak is not pushed later (docs/diagnosis.md, measured)",
+            choices=("ema", "ema2", "median", "savgol", "none"),
+        ),
+        Param(
+            "analysis_weight",
+            0.8,
+            "fraction",
+            "EMA weight of the analysis smoother",
+            "weight sweep on the synthetic set (docs/diagnosis.md)",
+        ),
+        Param("window", 11, "int", "window (points) for median/savgol", "convention: ~5% of a 200-point run"),
+    ),
+    "changepoints": (
+        Param(
+            "algorithm",
+            "pelt",
+            "choice",
+            "ruptures search method",
+            "comparison in docs/diagnosis.md",
+            choices=("pelt", "binseg", "bottomup", "kernel"),
+        ),
+        Param(
+            "cost",
+            "l2-slope",
+            "choice",
+            "l2 on the slope (piecewise-linear phases), l2 on the level, or continuous-linear",
+            "comparison in docs/diagnosis.md",
+            choices=("l2-slope", "l2", "clinear"),
+        ),
+        Param(
+            "penalty_scale", 1.0, "positive", "multiplier of the BIC-like penalty sigma^2 log n", "BIC: 1"
+        ),
+        Param(
+            "max_points", 500, "int", "resample longer curves to this many points first", "ruptures cost/memory"
+        ),
+        Param("min_size", 5, "int", "shortest segment (points)", "convention"),
+    ),
+    "checkpoint": (
+        Param(
+            "pick",
+            "at-or-before-peak",
+            "choice",
+            "Guideline 3.1: latest checkpoint at or before the dataset-Q peak, or the first after it",
+            "paper Guideline 3.1; next-after-peak follows the WidowX experiment (actor lags critic)",
+            choices=("at-or-before-peak", "next-after-peak"),
+        ),
+    ),
+}
+
+
+class ConfigError(ValueError):
+    """A rules file problem, with file, YAML path and what was expected."""
+
+
+@dataclass
+class RunOverride:
+    match: str = "*"
+    gamma: float | None = None
+    reward_range: tuple[float, float] | None = None
+    horizon: int | None = None
+    dataset_mc_return: float | None = None
+    checkpoint_interval: int | None = None
+    mappings: dict[str, Any] = field(default_factory=dict)
+    capacity_group: str | None = None
+
+    def merged(self, other: RunOverride) -> RunOverride:
+        """`other` wins where it sets a value."""
+        out = copy.deepcopy(self)
+        for k in RUN_KEYS:
+            if k == "match":
+                continue
+            v = getattr(other, k)
+            if k == "mappings":
+                out.mappings = {**out.mappings, **v}
+            elif v is not None:
+                setattr(out, k, v)
+        return out
+
+
+@dataclass
+class RulesConfig:
+    settings: dict[str, dict[str, Any]] = field(default_factory=dict)  # section -> key -> value
+    select: list[str] | None = None  # None = all rules
+    ignore: list[str] = field(default_factory=list)
+    levels: dict[str, str] = field(default_factory=dict)
+    params: dict[str, dict[str, Any]] = field(default_factory=dict)  # code -> resolved params (all keys)
+    runs: list[RunOverride] = field(default_factory=list)
+    mappings: dict[str, Any] = field(default_factory=dict)
+    cli: RunOverride = field(default_factory=RunOverride)
+    sources: list[str] = field(default_factory=list)  # files read, parent first
+
+    # --- queries -----------------------------------------------------------------------------
+    def enabled(self, code: str) -> bool:
+        sel = self.select
+        on = sel is None or any(code.startswith(p) for p in sel)
+        return on and not any(code.startswith(p) for p in self.ignore)
+
+    def level_for(self, code: str) -> str:
+        return self.levels.get(code, REGISTRY[code].level)
+
+    def params_for(self, code: str) -> dict[str, Any]:
+        return {**REGISTRY[code].defaults(), **self.params.get(code, {})}
+
+    def setting(self, section: str, key: str) -> Any:
+        return self.settings.get(section, {}).get(key, _section_default(section, key))
+
+    def run_override(self, run_id: str) -> RunOverride:
+        """Every `runs:` entry whose glob matches `run_id` (later entries win), then CLI values."""
+        out = RunOverride()
+        for r in self.runs:
+            if fnmatch.fnmatchcase(run_id, r.match):
+                out = out.merged(r)
+        return out.merged(self.cli)
+
+    def load_mappings(self) -> dict[str, Any]:
+        """Global tag mappings in load_runs' shape (`{canonical: tag | {tag, scale}}` + `framework`)."""
+        return dict(self.mappings)
+
+    def with_overrides(
+        self,
+        gamma: float | None = None,
+        reward_range: tuple[float, float] | None = None,
+        horizon: int | None = None,
+    ) -> RulesConfig:
+        """CLI flags (--gamma, --reward-range, --horizon): apply to every run, above the rules file."""
+        where = "command line"
+        if gamma is not None:
+            gamma = _check_gamma(gamma, where, "--gamma")
+        if reward_range is not None:
+            reward_range = _check_range(list(reward_range), where, "--reward-range")
+        if horizon is not None:
+            horizon = _check_int(horizon, where, "--horizon")
+        cli = self.cli.merged(RunOverride(gamma=gamma, reward_range=reward_range, horizon=horizon))
+        return replace(self, cli=cli)
+
+
+def _section_default(section: str, key: str) -> Any:
+    for p in SECTIONS[section]:
+        if p.name == key:
+            return p.default
+    raise KeyError(f"{section}.{key}")
+
+
+def default_config() -> RulesConfig:
+    """The built-in defaults (identical to rules/default.yaml; a test keeps them in sync)."""
+    return RulesConfig(
+        settings={sec: {p.name: p.default for p in ps} for sec, ps in SECTIONS.items()},
+        params={s.code: s.defaults() for s in ordered_specs()},
+    )
+
+
+def load_config(path: str | Path | None) -> RulesConfig:
+    """Read a rules file (None = built-in defaults). Raises ConfigError on any problem."""
+    if path is None:
+        return default_config()
+    return _load(Path(path), seen=())
+
+
+# ----------------------------------------------------------------------------------------------
+# loading
+
+
+def _load(path: Path, seen: tuple[Path, ...]) -> RulesConfig:
+    import yaml
+
+    where = str(path)
+    try:
+        resolved = path.resolve()
+    except OSError as exc:
+        raise ConfigError(f"{where}: cannot resolve path ({exc})") from None
+    if resolved in seen:
+        chain = " -> ".join(str(p) for p in (*seen, resolved))
+        raise ConfigError(f"{where}: extends: circular chain {chain}")
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ConfigError(f"{where}: rules file not found") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"{where}: cannot read rules file ({exc})") from None
+    try:
+        doc = yaml.safe_load(text)
+    except yaml.MarkedYAMLError as exc:
+        mark = exc.problem_mark or exc.context_mark
+        loc = f"line {mark.line + 1}, column {mark.column + 1}: " if mark is not None else ""
+        raise ConfigError(f"{where}: YAML syntax error: {loc}{exc.problem or exc}") from None
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{where}: YAML error: {exc}") from None
+    if doc is None:
+        doc = {}
+    if not isinstance(doc, dict):
+        raise ConfigError(f"{where}: expected a mapping at the top level, got {_tname(doc)}")
+    for k in doc:
+        if k not in TOP_KEYS:
+            raise ConfigError(f"{where}: {k}: unknown key; expected one of {', '.join(TOP_KEYS)}")
+
+    ext = doc.get("extends")
+    if ext is None:
+        base = default_config()
+    elif ext == "default":
+        base = default_config()
+    elif isinstance(ext, str):
+        target = Path(ext)
+        if not target.is_absolute():
+            target = path.parent / target
+        if not target.exists():
+            raise ConfigError(f"{where}: extends: target {ext!r} not found (looked for {target})")
+        base = _load(target, (*seen, resolved))
+    else:
+        raise ConfigError(f"{where}: extends: expected 'default' or a path, got {_tname(ext)}")
+
+    cfg = copy.deepcopy(base)
+    cfg.sources = [*base.sources, where]
+    for section in SECTIONS:
+        if section in doc:
+            vals = _check_section(doc[section], section, where)
+            cfg.settings.setdefault(section, {}).update(vals)
+    if "select" in doc:
+        cfg.select = _check_codes(doc["select"], where, "select")
+    if "ignore" in doc:
+        cfg.ignore = sorted(set(cfg.ignore) | set(_check_codes(doc["ignore"], where, "ignore")))
+    if "levels" in doc:
+        cfg.levels.update(_check_levels(doc["levels"], where))
+    if "params" in doc:
+        for code, vals in _check_params(doc["params"], where).items():
+            cfg.params.setdefault(code, REGISTRY[code].defaults()).update(vals)
+    if "runs" in doc:
+        cfg.runs = [*cfg.runs, *_check_runs(doc["runs"], where)]
+    if "mappings" in doc:
+        cfg.mappings = {**cfg.mappings, **_check_mappings(doc["mappings"], where, "mappings", allow_framework=True)}
+    return cfg
+
+
+# ----------------------------------------------------------------------------------------------
+# validation helpers
+
+
+def _tname(v: Any) -> str:
+    if isinstance(v, str):
+        return repr(v)
+    if v is None:
+        return "nothing (null)"
+    if isinstance(v, bool):
+        return f"boolean {v}"
+    if isinstance(v, (int, float)):
+        return f"number {v}"
+    return {"dict": "a mapping", "list": "a list"}.get(type(v).__name__, type(v).__name__)
+
+
+def _num(v: Any) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+
+
+def check_param(p: Param, value: Any, where: str, ypath: str) -> Any:
+    """Validate one value against its Param spec; returns the normalised value."""
+    k = p.kind
+    bad = None
+    if k == "fraction":
+        if not (_num(value) and 0 < value <= 1):
+            bad = "a number in (0, 1]"
+    elif k == "positive":
+        if not (_num(value) and value > 0):
+            bad = "a positive number"
+    elif k == "nonneg":
+        if not (_num(value) and value >= 0):
+            bad = "a number >= 0"
+    elif k == "number":
+        if not _num(value):
+            bad = "a number"
+    elif k == "int":
+        if not (isinstance(value, int) and not isinstance(value, bool) and value >= 1):
+            bad = "an integer >= 1"
+    elif k == "choice":
+        if value not in p.choices:
+            bad = "one of " + ", ".join(p.choices)
+    elif k == "bool":
+        if not isinstance(value, bool):
+            bad = "true or false"
+    if bad:
+        raise ConfigError(f"{where}: {ypath}: expected {bad}, got {_tname(value)}")
+    return float(value) if k in ("fraction", "positive", "nonneg", "number") else value
+
+
+def _check_section(doc: Any, section: str, where: str) -> dict[str, Any]:
+    if not isinstance(doc, dict):
+        raise ConfigError(f"{where}: {section}: expected a mapping, got {_tname(doc)}")
+    specs = {p.name: p for p in SECTIONS[section]}
+    out = {}
+    for k, v in doc.items():
+        if k not in specs:
+            raise ConfigError(f"{where}: {section}.{k}: unknown key; expected one of {', '.join(specs)}")
+        out[k] = check_param(specs[k], v, where, f"{section}.{k}")
+    return out
+
+
+def _check_codes(doc: Any, where: str, key: str) -> list[str]:
+    if isinstance(doc, str):
+        doc = [doc]
+    if not isinstance(doc, list):
+        raise ConfigError(f"{where}: {key}: expected a list of rule codes or prefixes, got {_tname(doc)}")
+    out = []
+    for i, c in enumerate(doc):
+        if not isinstance(c, str) or not c:
+            raise ConfigError(f"{where}: {key}[{i}]: expected a rule code or prefix, got {_tname(c)}")
+        c = c.upper()
+        if not any(code.startswith(c) for code in REGISTRY):
+            raise ConfigError(f"{where}: {key}[{i}]: {c!r} matches no rule; known: {', '.join(sorted(REGISTRY))}")
+        out.append(c)
+    return out
+
+
+def _check_code(code: Any, where: str, ypath: str) -> str:
+    if not isinstance(code, str) or code.upper() not in REGISTRY:
+        raise ConfigError(f"{where}: {ypath}: unknown rule {code!r}; known: {', '.join(sorted(REGISTRY))}")
+    return code.upper()
+
+
+def _check_levels(doc: Any, where: str) -> dict[str, str]:
+    if not isinstance(doc, dict):
+        raise ConfigError(f"{where}: levels: expected a mapping of rule code to level, got {_tname(doc)}")
+    out = {}
+    for code, lvl in doc.items():
+        c = _check_code(code, where, f"levels.{code}")
+        if lvl not in LEVEL_NAMES:
+            raise ConfigError(f"{where}: levels.{code}: expected one of {', '.join(LEVEL_NAMES)}, got {_tname(lvl)}")
+        out[c] = lvl
+    return out
+
+
+def _check_params(doc: Any, where: str) -> dict[str, dict[str, Any]]:
+    if not isinstance(doc, dict):
+        raise ConfigError(f"{where}: params: expected a mapping of rule code to parameters, got {_tname(doc)}")
+    out: dict[str, dict[str, Any]] = {}
+    for code, vals in doc.items():
+        c = _check_code(code, where, f"params.{code}")
+        if vals is None:
+            continue
+        if not isinstance(vals, dict):
+            raise ConfigError(f"{where}: params.{code}: expected a mapping of parameter to value, got {_tname(vals)}")
+        specs = {p.name: p for p in REGISTRY[c].params}
+        for k, v in vals.items():
+            if k not in specs:
+                known = ", ".join(specs) or "none"
+                raise ConfigError(f"{where}: params.{code}.{k}: unknown parameter of {c}; expected one of: {known}")
+            out.setdefault(c, {})[k] = check_param(specs[k], v, where, f"params.{code}.{k}")
+    return out
+
+
+def _check_gamma(v: Any, where: str, ypath: str) -> float:
+    if not (_num(v) and 0 <= v < 1):
+        raise ConfigError(f"{where}: {ypath}: expected a discount in [0, 1), got {_tname(v)}")
+    return float(v)
+
+
+def _check_int(v: Any, where: str, ypath: str) -> int:
+    if not (isinstance(v, int) and not isinstance(v, bool) and v >= 1):
+        raise ConfigError(f"{where}: {ypath}: expected an integer >= 1, got {_tname(v)}")
+    return int(v)
+
+
+def _check_range(v: Any, where: str, ypath: str) -> tuple[float, float]:
+    if not (isinstance(v, (list, tuple)) and len(v) == 2 and all(_num(x) for x in v) and v[0] < v[1]):
+        raise ConfigError(f"{where}: {ypath}: expected [r_min, r_max] with r_min < r_max, got {v!r}")
+    return (float(v[0]), float(v[1]))
+
+
+def _check_mappings(doc: Any, where: str, ypath: str, allow_framework: bool) -> dict[str, Any]:
+    if not isinstance(doc, dict):
+        raise ConfigError(f"{where}: {ypath}: expected a mapping of canonical metric to tag, got {_tname(doc)}")
+    out: dict[str, Any] = {}
+    for k, v in doc.items():
+        if k == "framework" and allow_framework:
+            if not isinstance(v, str):
+                raise ConfigError(f"{where}: {ypath}.framework: expected a profile name, got {_tname(v)}")
+            out[k] = v
+            continue
+        if k not in CANONICAL_NAMES:
+            raise ConfigError(
+                f"{where}: {ypath}.{k}: unknown canonical metric; expected one of {', '.join(CANONICAL_NAMES)}"
+            )
+        if isinstance(v, str) and v:
+            out[k] = v
+        elif isinstance(v, dict):
+            extra = set(v) - {"tag", "scale"}
+            if extra or not isinstance(v.get("tag"), str):
+                raise ConfigError(
+                    f"{where}: {ypath}.{k}: expected a tag string or {{tag: <str>, scale: <number>}}, got {v!r}"
+                )
+            if "scale" in v and not _num(v["scale"]):
+                raise ConfigError(f"{where}: {ypath}.{k}.scale: expected a number, got {_tname(v['scale'])}")
+            out[k] = dict(v)
+        else:
+            raise ConfigError(f"{where}: {ypath}.{k}: expected a tag string or {{tag, scale}}, got {_tname(v)}")
+    return out
+
+
+def _check_runs(doc: Any, where: str) -> list[RunOverride]:
+    if not isinstance(doc, list):
+        raise ConfigError(f"{where}: runs: expected a list of {{match: <glob>, ...}}, got {_tname(doc)}")
+    out = []
+    for i, r in enumerate(doc):
+        yp = f"runs[{i}]"
+        if not isinstance(r, dict):
+            raise ConfigError(f"{where}: {yp}: expected a mapping, got {_tname(r)}")
+        for k in r:
+            if k not in RUN_KEYS:
+                raise ConfigError(f"{where}: {yp}.{k}: unknown key; expected one of {', '.join(RUN_KEYS)}")
+        m = r.get("match", "*")
+        if not isinstance(m, str) or not m:
+            raise ConfigError(f"{where}: {yp}.match: expected a glob on the run id, got {_tname(m)}")
+        ov = RunOverride(match=m)
+        if r.get("gamma") is not None:
+            ov.gamma = _check_gamma(r["gamma"], where, f"{yp}.gamma")
+        if r.get("reward_range") is not None:
+            ov.reward_range = _check_range(r["reward_range"], where, f"{yp}.reward_range")
+        if r.get("horizon") is not None:
+            ov.horizon = _check_int(r["horizon"], where, f"{yp}.horizon")
+        if r.get("checkpoint_interval") is not None:
+            ov.checkpoint_interval = _check_int(r["checkpoint_interval"], where, f"{yp}.checkpoint_interval")
+        if r.get("dataset_mc_return") is not None:
+            if not _num(r["dataset_mc_return"]):
+                raise ConfigError(f"{where}: {yp}.dataset_mc_return: expected a number, got {_tname(r['dataset_mc_return'])}")
+            ov.dataset_mc_return = float(r["dataset_mc_return"])
+        if r.get("capacity_group") is not None:
+            if not isinstance(r["capacity_group"], str):
+                raise ConfigError(f"{where}: {yp}.capacity_group: expected a name, got {_tname(r['capacity_group'])}")
+            ov.capacity_group = r["capacity_group"]
+        if r.get("mappings") is not None:
+            ov.mappings = _check_mappings(r["mappings"], where, f"{yp}.mappings", allow_framework=True)
+        out.append(ov)
+    return out

@@ -1,0 +1,411 @@
+"""Per-run diagnosis: shared signal analysis, rules, verdict, checkpoint pick (Guideline 3.1), advice.
+
+Verdict precedence (docs/diagnosis.md "Verdict logic"):
+ 1. broken curves - non-finite dataset Q / TD error to the end (NF001 error) or divergence (DV001)
+    -> inconclusive: the workflow's readings assume a critic that tracks its objective;
+ 2. underfitting - UF001 (TD x H spans the Q range), UF003 (more capacity fits better), or UF002
+    (regularizer large and flat) when Q shows no peak-decline. Underfitting beats overfitting: when
+    the critic cannot fit the Bellman objective, the dataset-Q curve is inside its own error bars
+    and a decline in it is no evidence (Section 3: underfitting is checked when Q does not fall,
+    and a large regularizer means Q is *not* expected to fall);
+ 3. overfitting - OF001 (sustained, significant peak-decline of dataset Q);
+ 4. inconclusive - no usable dataset Q / too few points / underfitting not checkable;
+ 5. healthy - Q rose without a sustained decline and the underfitting test ran and passed.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from analyzer.config import RulesConfig, RunOverride, default_config
+from analyzer.model import Run, Series
+from analyzer.report import CheckpointPick, Finding, RunResult
+from analyzer.rules import ordered_specs
+from analyzer.rules.base import Analysis, Context, Effective, fmt
+from analyzer.signal import change_points, find_peak, noise_sigma, phases, smooth, smoothed_noise_gain
+
+Q_CANDIDATES = ("q_data", "q_target", "q_policy")  # q_target first: over dataset transitions it tracks E_D[Q]
+
+
+# ----------------------------------------------------------------------------------------------
+# analysis
+
+
+def effective_metadata(run: Run, ov: RunOverride | None = None) -> Effective:
+    """Metadata after overrides (rules file `runs:`, CLI flags win over the logs) and derived ranges."""
+    md = run.metadata
+    ov = ov or RunOverride()
+    gamma = ov.gamma if ov.gamma is not None else md.gamma
+    rr = ov.reward_range if ov.reward_range is not None else md.reward_range
+    horizon = ov.horizon if ov.horizon is not None else md.horizon
+    mc = ov.dataset_mc_return if ov.dataset_mc_return is not None else md.dataset_mc_return
+    ci = ov.checkpoint_interval if ov.checkpoint_interval is not None else md.checkpoint_interval
+    H: float | None
+    if horizon is not None and gamma is not None:
+        g_h = 1.0 / (1.0 - gamma) if gamma < 1 else float("inf")
+        H = float(min(horizon, g_h))
+        src = f"H = min(horizon {horizon}, 1/(1-gamma) {fmt(g_h)})"
+    elif horizon is not None:
+        H, src = float(horizon), f"H = horizon {horizon} (gamma unknown)"
+    elif gamma is not None:
+        H, src = 1.0 / (1.0 - gamma), f"H = 1/(1-gamma) = {fmt(1.0 / (1.0 - gamma))} (horizon unknown)"
+    else:
+        H, src = None, "unknown"
+    missing = []
+    if rr is None:
+        missing.append("reward_range")
+    if H is None:
+        missing.append("horizon or gamma")
+    q_range = q_lo = q_hi = None
+    if rr is not None and H is not None:
+        lo, hi = float(rr[0]), float(rr[1])
+        q_range = (hi - lo) * H
+        q_lo, q_hi = min(lo, lo * H), max(hi, hi * H)
+    return Effective(
+        gamma=gamma,
+        reward_range=(float(rr[0]), float(rr[1])) if rr is not None else None,
+        horizon=horizon,
+        dataset_mc_return=mc,
+        checkpoint_interval=ci,
+        H=H,
+        H_source=src,
+        q_range=q_range,
+        q_lo=q_lo,
+        q_hi=q_hi,
+        missing=tuple(missing),
+    )
+
+
+def _pick_q(run: Run) -> tuple[Series | None, str | None, bool]:
+    for name in Q_CANDIDATES:
+        s = run.series.get(name)
+        if s is not None and len(s) > 0 and np.isfinite(s.values).any():
+            return s, name, name != "q_data" or s.kind == "proxy"
+    return None, None, False
+
+
+def _pick_regularizer(run: Run) -> tuple[Series | None, str | None]:
+    algo = (run.metadata.algorithm or "").lower()
+    brac = run.series.get("brac_divergence")
+    if brac is not None and (algo == "brac" or ("cql_gap" not in run.series and "cql_term" not in run.series)):
+        return brac, "brac_divergence"
+    gap = run.series.get("cql_gap")
+    if gap is not None:
+        return gap, "cql_gap"
+    term, alpha = run.series.get("cql_term"), run.series.get("alpha")
+    if term is not None and alpha is not None:
+        common, it, ia = np.intersect1d(term.steps, alpha.steps, return_indices=True)
+        if common.size:
+            with np.errstate(divide="ignore", invalid="ignore"):
+                vals = term.values[it] / alpha.values[ia]
+            vals = np.where(alpha.values[ia] > 0, vals, np.nan)
+            return (
+                Series(
+                    "cql_gap",
+                    common,
+                    vals,
+                    x_unit=term.x_unit,
+                    sources=(*term.sources, *alpha.sources),
+                    files=term.files,
+                    kind="derived",
+                    note="cql_term / alpha",
+                ),
+                "cql_gap",
+            )
+    if term is not None:
+        return term, "cql_term"
+    return None, None
+
+
+def analyze_signals(run: Run, config: RulesConfig, ov: RunOverride | None = None) -> Analysis:
+    """Everything rules share, computed once: chosen series, smoothing, noise, change points, peak."""
+    cfg = config
+    eff = effective_metadata(run, ov)
+    q, q_name, q_proxy = _pick_q(run)
+    reg, reg_name = _pick_regularizer(run)
+    td = run.series.get("td_error")
+    if td is not None and not np.isfinite(td.values).any():
+        td = None
+    method = cfg.setting("smoothing", "method")
+    weight = cfg.setting("smoothing", "weight")
+    window = cfg.setting("smoothing", "window")
+    smoothed = {name: smooth(s.values, method, weight, window) for name, s in run.series.items()}
+    q_smooth = peak = None
+    sigma = 0.0
+    cps: list[int] = []
+    phs = []
+    if q is not None:
+        am, aw = cfg.setting("smoothing", "analysis_method"), cfg.setting("smoothing", "analysis_weight")
+        q_smooth = smooth(q.values, am, aw, window)
+        sigma = noise_sigma(q.values)
+        tol = float(cfg.setting("analysis", "peak_tolerance")) * sigma * smoothed_noise_gain(am, aw, window)
+        peak = find_peak(q.steps, q_smooth, cfg.setting("analysis", "tail_fraction") / 2, tol)
+        try:
+            cps = change_points(
+                q.steps,
+                q_smooth,
+                max_points=cfg.setting("changepoints", "max_points"),
+                penalty_scale=cfg.setting("changepoints", "penalty_scale"),
+                min_size=cfg.setting("changepoints", "min_size"),
+                algorithm=cfg.setting("changepoints", "algorithm"),
+                cost=cfg.setting("changepoints", "cost"),
+            )
+        except Exception:  # ruptures can reject degenerate signals; phases are reporting only
+            cps = []
+        phs = phases(q.steps, q_smooth, cps, 2.0 * sigma)
+    return Analysis(
+        run=run,
+        eff=eff,
+        q=q,
+        q_name=q_name,
+        q_is_proxy=q_proxy,
+        q_smooth=q_smooth,
+        q_sigma=sigma,
+        peak=peak,
+        change_points=cps,
+        phases=phs,
+        reg=reg,
+        reg_name=reg_name,
+        td=td,
+        smoothed=smoothed,
+        tail_fraction=float(cfg.setting("analysis", "tail_fraction")),
+    )
+
+
+def run_rules(analysis: Analysis, config: RulesConfig) -> list[Finding]:
+    """Every enabled per-run rule, in registry order; a crashing rule becomes a finding, not a traceback."""
+    out: list[Finding] = []
+    for spec in ordered_specs():
+        if spec.check is None or not config.enabled(spec.code):
+            continue
+        level = config.level_for(spec.code)
+        ctx = Context(analysis, config.params_for(spec.code), spec, level)  # type: ignore[arg-type]
+        try:
+            found = spec.check(ctx)
+        except Exception as exc:  # noqa: BLE001 - a rule bug must not hide the other findings
+            found = [ctx.inconclusive(f"rule failed on this run: {type(exc).__name__}: {exc}")]
+        if spec.code in config.levels:
+            for f in found:
+                if not f.evidence.get("inconclusive") and f.level != "info":
+                    f.level = level  # type: ignore[assignment]
+        out.extend(found)
+    return out
+
+
+# ----------------------------------------------------------------------------------------------
+# verdict
+
+
+def _get(findings: list[Finding], code: str) -> list[Finding]:
+    return [f for f in findings if f.code == code]
+
+
+def decide_verdict(a: Analysis, findings: list[Finding]) -> tuple[str, str]:
+    """(verdict, one-line reason with evidence numbers). Pure: re-run after cross-run findings."""
+    key = {a.q_name, "td_error"}
+    broken = [f for f in _get(findings, "NF001") if f.evidence.get("metric") in key and f.level == "error"]
+    broken = broken or [
+        f
+        for f in _get(findings, "NF001")
+        if f.evidence.get("metric") in key and (f.evidence.get("persistent") or f.evidence.get("has_inf"))
+    ]
+    if broken:
+        f = broken[0]
+        return "inconclusive", (
+            f"{f.evidence['metric']} becomes non-finite at {a.run.x_unit} {f.evidence['first_bad_step']}: "
+            "training broke, so its curves cannot show over- or underfitting"
+        )
+    div = _get(findings, "DV001")
+    if div:
+        return "inconclusive", f"Q diverges ({div[0].message}); fix stability before reading over/underfitting"
+
+    uf001 = [f for f in _get(findings, "UF001") if f.evidence.get("underfitting")]
+    uf003 = [f for f in _get(findings, "UF003") if not f.evidence.get("inconclusive")]
+    uf002 = [f for f in _get(findings, "UF002") if not f.evidence.get("inconclusive")]
+    of = [f for f in _get(findings, "OF001") if f.evidence.get("sustained")]
+    proxy = f" (dataset Q read from proxy {a.q_name})" if a.q_is_proxy and a.q is not None else ""
+    brac_note = " [BRAC: brac_divergence in the regularizer's place]" if a.reg_name == "brac_divergence" else ""
+
+    if uf001 or uf003 or (uf002 and not of):
+        src = (uf001 or uf003 or uf002)[0]
+        reason = f"{src.code}: {src.message}"
+        if of:
+            reason += f"; dataset Q also declined after {a.run.x_unit} {of[0].evidence['peak_step']}, read with caution"
+        return "underfitting", reason + proxy + brac_note
+
+    if a.q is None:
+        return "inconclusive", "no dataset-Q metric (q_data, q_target or q_policy): overfitting cannot be checked"
+    if _get(findings, "DQ002"):
+        return "inconclusive", _get(findings, "DQ002")[0].message
+    if of:
+        f = of[0]
+        return "overfitting", f"{f.code}: {f.message}{proxy}{brac_note}"
+
+    p = a.peak
+    q_txt = (
+        f"{a.q_name} rose by {fmt(p.rise)} and held (final level {fmt(p.end_value)} vs max {fmt(p.value)})"
+        if p is not None
+        else f"{a.q_name} shows no peak-decline"
+    )
+    uf_info = [f for f in _get(findings, "UF001") if not f.evidence.get("inconclusive")]
+    if not uf_info:
+        inc = [f for f in _get(findings, "UF001") if f.evidence.get("inconclusive")]
+        why = inc[0].evidence["reason"] if inc else "rule UF001 is disabled in the rules file"
+        return "inconclusive", f"no overfitting sign ({q_txt}), but underfitting cannot be checked: {why}{proxy}"
+    ev = uf_info[0].evidence
+    return "healthy", (
+        f"{q_txt}; TD error x H = {fmt(ev['scaled_error'])} is {ev['ratio']:.0%} of the Q range "
+        f"{fmt(ev['q_range'])}{proxy}{brac_note}"
+    )
+
+
+# ----------------------------------------------------------------------------------------------
+# checkpoint pick (Guideline 3.1)
+
+
+def _candidates(run: Run, eff: Effective) -> tuple[list[tuple[int, str | None]], str]:
+    if run.checkpoints:
+        return sorted((int(c.step), str(c.path)) for c in run.checkpoints), "checkpoint files"
+    ci = eff.checkpoint_interval
+    if ci:
+        last = max((int(s.steps[-1]) for s in run.series.values() if len(s)), default=0)
+        return [(k, None) for k in range(ci, last + 1, ci)], f"declared checkpoint_interval {ci}"
+    return [], ""
+
+
+def pick_checkpoint(a: Analysis, verdict: str, pick: str = "at-or-before-peak") -> CheckpointPick | None:
+    """Guideline 3.1 for overfitting; the latest checkpoint otherwise (with the reason why)."""
+    run = a.run
+    unit = run.x_unit
+    cands, origin = _candidates(run, a.eff)
+    if not cands:
+        return None
+    latest = cands[-1]
+    if verdict == "overfitting" and a.peak is not None:
+        pk = a.peak.step
+        before = [c for c in cands if c[0] <= pk]
+        after = [c for c in cands if c[0] > pk]
+        if pick == "next-after-peak" and after:
+            c = after[0]
+            why = (
+                f"first checkpoint after the dataset-Q peak at {unit} {pk} (pick: next-after-peak; the actor "
+                "lags the critic, as in the paper's WidowX run)"
+            )
+        elif before:
+            c = before[-1]
+            why = f"latest checkpoint at or before the dataset-Q peak at {unit} {pk} (Guideline 3.1)"
+        else:
+            c = after[0]
+            why = f"no checkpoint at or before the dataset-Q peak at {unit} {pk}; the first one after it"
+        return CheckpointPick(c[0], c[1], f"{why}; x-axis unit: {unit}; from {origin}")
+    if verdict == "healthy":
+        why = "healthy: dataset Q did not decline, so the latest checkpoint"
+    elif verdict == "underfitting":
+        why = (
+            "underfitting: the latest checkpoint, but picking a checkpoint cannot fix underfitting - "
+            "retrain with more capacity"
+        )
+    else:
+        why = "inconclusive verdict: the latest checkpoint, not a recommendation"
+    return CheckpointPick(latest[0], latest[1], f"{why}; x-axis unit: {unit}; from {origin}")
+
+
+# ----------------------------------------------------------------------------------------------
+# advice (Guidelines 4.1 / 4.2)
+
+ADVICE: dict[str, list[str]] = {
+    "overfitting": [
+        "Deploy the checkpoint at the dataset-Q peak (Guideline 3.1), or stop training there (early stopping).",
+        "Add capacity-decreasing regularization to the Q network (Guideline 4.1): dropout p 0.1-0.3 "
+        "(`offrl-train ... --dropout 0.2`), or a variational information bottleneck beta ~1e-3 (`--vib 1e-3`).",
+        "Or weight regularization: l2 1e-4 (`--l2 1e-4`) or l1 (`--l1 1e-4`); or train fewer gradient "
+        "steps (`--steps <peak step>`).",
+        "More (or more diverse) data also helps: the paper's overfitting cases are the 50-100 trajectory datasets.",
+    ],
+    "underfitting": [
+        "Increase capacity (Guideline 4.2): a wider/deeper Q network (`offrl-train ... --hidden 512 --depth 4`) "
+        "or a ResNet encoder for image inputs (`--encoder resnet`).",
+        "Add the DR3 capacity-increasing regularizer, beta ~1e-3 to 3e-2 (`--dr3 1e-3`).",
+        "Checkpoint selection cannot fix underfitting; confirm with a same-setup run at higher capacity (Metric 3.2).",
+    ],
+    "healthy": [
+        "No over- or underfitting sign: the latest checkpoint is a reasonable choice; training longer is safe "
+        "while dataset Q keeps rising or holding.",
+    ],
+    "inconclusive": [],
+}
+
+
+def advise(verdict: str, findings: list[Finding], a: Analysis) -> list[str]:
+    out = list(ADVICE.get(verdict, []))
+    codes = {f.code for f in findings if f.level != "info" or f.evidence.get("inconclusive")}
+    if a.reg_name == "brac_divergence" and verdict in ("overfitting", "underfitting"):
+        out.append("BRAC: the same remedies apply to its Q network; the divergence weight is `--brac-beta`.")
+    if "NF001" in codes:
+        out.append(
+            "Non-finite values: restart from the last finite checkpoint with a lower Q learning rate "
+            "(`q_lr: 1e-4` in an `offrl-train --config` file) or a larger CQL alpha (`--cql-alpha 5`)."
+        )
+    if "DV001" in codes or "CQ001" in codes:
+        out.append("Q overestimation/divergence: raise CQL alpha (`offrl-train ... --cql-alpha 5`) or use "
+                   "CQL-Lagrange (`--cql-target-gap 5`); check the reward scale.")
+    if "CQ002" in codes:
+        out.append("Q collapse: lower CQL alpha (`offrl-train ... --cql-alpha 0.5`).")
+    if "DQ001" in codes:
+        out.append("Log the missing metrics or map them: `mappings: {q_data: <tag>, td_error: <tag>}` in a rules file.")
+    inc = [f for f in findings if f.code == "UF001" and f.evidence.get("missing")]
+    if inc:
+        out.append(
+            "Provide the missing metadata: `offrl-analyze --reward-range LO HI --horizon N --gamma G`, or in a "
+            "rules file `runs: [{match: '*', reward_range: [0, 1], horizon: 30, gamma: 0.99}]`."
+        )
+    if "DQ002" in codes:
+        out.append("Log dataset Q more often or train longer before diagnosing (too few points).")
+    if "DQ003" in {f.code for f in findings}:
+        out.append("Log the dataset-Q mean E_D[Q(s,a)] directly (`offrl/q_data`) for a verdict that needs no proxy.")
+    return out
+
+
+# ----------------------------------------------------------------------------------------------
+# entry point
+
+
+def diagnose_run(run: Run, config: RulesConfig | None = None, override: RunOverride | None = None) -> RunResult:
+    """Diagnose one run: analysis, rules, verdict, checkpoint pick, advice. Never raises on bad data."""
+    cfg = config or default_config()
+    ov = override if override is not None else cfg.run_override(run.id)
+    a = analyze_signals(run, cfg, ov)
+    findings = run_rules(a, cfg)
+    return finish(a, findings, cfg)
+
+
+def finish(a: Analysis, findings: list[Finding], cfg: RulesConfig) -> RunResult:
+    """Verdict, pick and advice from an analysis and its findings (re-run after cross-run rules)."""
+    verdict, reason = decide_verdict(a, findings)
+    pick = pick_checkpoint(a, verdict, cfg.setting("checkpoint", "pick"))
+    smoothed = dict(a.smoothed)
+    peak_step = a.peak.step if (a.peak is not None and verdict == "overfitting") else None
+    res = RunResult(
+        run=a.run,
+        verdict=verdict,  # type: ignore[arg-type]
+        verdict_reason=reason,
+        checkpoint=pick,
+        findings=findings,
+        advice=advise(verdict, findings, a),
+        smoothed=smoothed,
+        change_points=list(a.change_points),
+        peak_step=peak_step,
+    )
+    return res
+
+
+def summary(res: RunResult) -> dict[str, Any]:
+    """Small dict for benchmarks/tests: verdict, peak, pick, codes."""
+    return {
+        "verdict": res.verdict,
+        "peak_step": res.peak_step,
+        "checkpoint": res.checkpoint.step if res.checkpoint else None,
+        "codes": sorted({f.code for f in res.findings}),
+    }

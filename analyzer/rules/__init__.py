@@ -1,0 +1,112 @@
+"""Rule registry: every diagnosis rule, its parameters and its documentation page.
+
+Rule documentation is generated from each rule's metadata (analyzer/rules/*.py), so the installed
+package can print it (`rule_doc`) without the repository's docs/ folder; docs/rules/<CODE>.md are
+the same pages written by `python -m analyzer.rules --write-docs docs/rules` (a test keeps them in
+sync).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from analyzer.rules import data, overfitting, stability, underfitting  # noqa: F401  (registers rules)
+from analyzer.rules.base import REGISTRY, Param, RuleSpec
+from analyzer.rules.underfitting import compare_capacity
+
+__all__ = ["REGISTRY", "RuleInfo", "RuleSpec", "Param", "all_rules", "rule_doc", "compare_capacity", "get_rule"]
+
+#: Order in which rules run and are listed: data quality, stability, overfitting, underfitting.
+ORDER = ("DQ001", "DQ002", "DQ003", "NF001", "DV001", "OF001", "OF002", "UF001", "UF002", "UF003", "CQ001", "CQ002")
+
+
+@dataclass
+class RuleInfo:
+    code: str
+    name: str
+    level: str
+    summary: str
+    params: dict[str, Any]
+    doc_path: str  # relative to the repository root
+
+
+def ordered_specs() -> list[RuleSpec]:
+    codes = [c for c in ORDER if c in REGISTRY] + sorted(c for c in REGISTRY if c not in ORDER)
+    return [REGISTRY[c] for c in codes]
+
+
+def get_rule(code: str) -> RuleSpec:
+    try:
+        return REGISTRY[code.upper()]
+    except KeyError:
+        raise KeyError(f"unknown rule {code!r}; known: {', '.join(ORDER)}") from None
+
+
+def all_rules() -> list[RuleInfo]:
+    return [
+        RuleInfo(s.code, s.name, s.level, s.summary, s.defaults(), f"docs/rules/{s.code}.md") for s in ordered_specs()
+    ]
+
+
+def rule_doc(code: str) -> str:
+    """Markdown page for one rule: What it detects / Why / Example / Remediation / Parameters."""
+    s = get_rule(code)
+    lines = [
+        f"# {s.code} `{s.name}` ({s.level})",
+        "",
+        s.summary,
+        "",
+        "## What it detects",
+        "",
+        s.detects,
+        "",
+        "## Why",
+        "",
+        s.why,
+        "",
+        "## Example",
+        "",
+        s.example,
+        "",
+        "## Remediation",
+        "",
+        s.remediation,
+        "",
+        "## Parameters",
+        "",
+    ]
+    if s.params:
+        lines += ["| name | default | meaning | where the default comes from |", "|---|---|---|---|"]
+        for p in s.params:
+            default = p.default if p.kind != "choice" else f"{p.default} (one of {', '.join(p.choices)})"
+            lines.append(f"| `{p.name}` | `{default}` | {p.help} | {p.source} |")
+    else:
+        lines.append("None.")
+    lines += [
+        "",
+        f"Set them in a rules file: `params: {{{s.code}: {{<name>: <value>}}}}`; change the level with "
+        f"`levels: {{{s.code}: error}}`; turn the rule off with `ignore: [{s.code}]`.",
+        "",
+        "_Generated from analyzer/rules (`python -m analyzer.rules --write-docs docs/rules`)._",
+        "",
+    ]
+    return "\n".join(lines)
+
+
+def write_docs(directory: str) -> list[str]:
+    """Write docs/rules/<CODE>.md for every rule (and an index); returns the paths written."""
+    from pathlib import Path
+
+    out = Path(directory)
+    out.mkdir(parents=True, exist_ok=True)
+    written = []
+    index = ["# Rules", "", "| code | name | level | summary |", "|---|---|---|---|"]
+    for s in ordered_specs():
+        p = out / f"{s.code}.md"
+        p.write_text(rule_doc(s.code), encoding="utf-8")
+        written.append(str(p))
+        index.append(f"| [{s.code}]({s.code}.md) | `{s.name}` | {s.level} | {s.summary} |")
+    (out / "README.md").write_text("\n".join(index) + "\n", encoding="utf-8")
+    written.append(str(out / "README.md"))
+    return written

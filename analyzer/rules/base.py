@@ -1,0 +1,166 @@
+"""Rule plumbing: parameter specs, rule specs, the shared analysis a rule reads, and the registry.
+
+A rule is a small function `check(ctx) -> list[Finding]` plus metadata (code, name, level,
+parameters with defaults and where each default comes from, documentation text). The metadata
+is the single source for rules/default.yaml, `offrl-analyze rules`, and docs/rules/<CODE>.md.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from analyzer.model import Run, Series
+from analyzer.report import Finding, Level
+from analyzer.signal import Peak, Phase
+
+
+@dataclass(frozen=True)
+class Param:
+    """One tunable threshold. `kind` drives validation of user values (analyzer.config)."""
+
+    name: str
+    default: Any
+    kind: str  # "fraction" (0,1], "positive" (>0), "nonneg" (>=0), "int" (>=1), "number", "choice", "bool"
+    help: str
+    source: str  # where the default comes from (paper section, measurement, convention)
+    choices: tuple[str, ...] = ()
+
+
+@dataclass
+class Effective:
+    """Run metadata after rules-file/CLI overrides, plus the ranges derived from it."""
+
+    gamma: float | None
+    reward_range: tuple[float, float] | None
+    horizon: int | None
+    dataset_mc_return: float | None
+    checkpoint_interval: int | None
+    H: float | None  # effective horizon min(horizon, 1/(1-gamma))
+    H_source: str  # how H was obtained, for messages
+    q_range: float | None  # (r_max - r_min) * H
+    q_lo: float | None  # feasible dataset-Q bounds
+    q_hi: float | None
+    missing: tuple[str, ...]  # metadata needed for the range checks and not known
+
+
+@dataclass
+class Analysis:
+    """Signal-analysis results shared by all rules of one run (computed once in diagnose)."""
+
+    run: Run
+    eff: Effective
+    q: Series | None  # dataset Q or its proxy
+    q_name: str | None  # canonical name actually used ("q_data", "q_target", "q_policy")
+    q_is_proxy: bool
+    q_smooth: np.ndarray | None  # analysis smoother (zero-phase), aligned with q.steps
+    q_sigma: float  # robust noise level of raw dataset Q
+    peak: Peak | None
+    change_points: list[int]
+    phases: list[Phase]
+    reg: Series | None  # the regularizer: cql_gap, cql_term/alpha, or brac_divergence
+    reg_name: str | None
+    td: Series | None
+    smoothed: dict[str, np.ndarray]  # display smoother (TensorBoard EMA) per canonical metric
+    tail_fraction: float
+    nonfinite: dict[str, int] = field(default_factory=dict)  # metric -> first non-finite step
+
+
+@dataclass
+class Context:
+    """What a rule's check receives: the analysis plus its own resolved parameters and level."""
+
+    analysis: Analysis
+    params: dict[str, Any]
+    spec: RuleSpec
+    level: Level
+
+    @property
+    def run(self) -> Run:
+        return self.analysis.run
+
+    def finding(
+        self,
+        message: str,
+        *,
+        evidence: dict[str, Any] | None = None,
+        steps: tuple[int, int] | None = None,
+        level: Level | None = None,
+    ) -> Finding:
+        return Finding(
+            code=self.spec.code,
+            name=self.spec.name,
+            level=level or self.level,
+            message=message,
+            steps=(int(steps[0]), int(steps[1])) if steps else None,
+            evidence=dict(evidence or {}),
+        )
+
+    def inconclusive(self, reason: str, **evidence: Any) -> Finding:
+        """A check that could not run: always says why (and how to fix it, when a person can)."""
+        ev = {"inconclusive": True, "reason": reason, **evidence}
+        return self.finding(f"inconclusive: {reason}", evidence=ev, level="info")
+
+
+Check = Callable[[Context], list[Finding]]
+
+
+@dataclass
+class RuleSpec:
+    code: str
+    name: str
+    level: Level
+    summary: str
+    params: tuple[Param, ...]
+    detects: str
+    why: str
+    example: str
+    remediation: str
+    check: Check | None  # None for cross-run rules driven elsewhere (UF003)
+    family: str
+
+    def defaults(self) -> dict[str, Any]:
+        return {p.name: p.default for p in self.params}
+
+
+REGISTRY: dict[str, RuleSpec] = {}
+
+
+def rule(
+    code: str,
+    name: str,
+    level: Level,
+    summary: str,
+    *,
+    params: tuple[Param, ...] = (),
+    detects: str,
+    why: str,
+    example: str,
+    remediation: str,
+    family: str,
+) -> Callable[[Check], Check]:
+    """Register a check function under `code` (decorator)."""
+
+    def deco(fn: Check) -> Check:
+        if code in REGISTRY:
+            raise ValueError(f"rule code {code} registered twice")
+        REGISTRY[code] = RuleSpec(code, name, level, summary, params, detects, why, example, remediation, fn, family)
+        return fn
+
+    return deco
+
+
+def register_spec(spec: RuleSpec) -> None:
+    if spec.code in REGISTRY:
+        raise ValueError(f"rule code {spec.code} registered twice")
+    REGISTRY[spec.code] = spec
+
+
+def fmt(x: float | None, digits: int = 3) -> str:
+    """Compact number for messages."""
+    if x is None or not np.isfinite(x):
+        return "n/a"
+    return f"{x:.{digits}g}"

@@ -1,0 +1,212 @@
+"""Overfitting rules (paper Metric 3.1 and the Theorem A.1 reading of a low dataset Q)."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from analyzer.report import Finding
+from analyzer.rules.base import Context, Param, fmt, rule
+from analyzer.signal import tail_level, tail_trend
+
+
+@rule(
+    "OF001",
+    "q-peak-decline",
+    "warning",
+    "Dataset Q rises, peaks, then declines significantly and for good (Metric 3.1: overfitting).",
+    family="overfitting",
+    params=(
+        Param(
+            "min_drop_fraction",
+            0.2,
+            "fraction",
+            "drop from the peak to the final level, as a fraction of the rise before the peak",
+            "paper Fig. 3/9: overfitting runs lose 30-90% of their rise; 0.2 keeps a margin below "
+            "that and above plateau wobble (validated in docs/validation.md)",
+        ),
+        Param(
+            "min_drop_noise",
+            3.0,
+            "positive",
+            "drop must also exceed this many noise standard deviations of the raw dataset Q",
+            "3-sigma convention; the smoothed maximum is biased up by ~1-2 sigma on a noisy plateau",
+        ),
+        Param(
+            "min_after_fraction",
+            0.1,
+            "fraction",
+            "the decline must last at least this share of the run (by step) after the peak",
+            "convention: a decline in the last 10% of a run cannot be told from a dip",
+        ),
+        Param(
+            "min_after_points",
+            5,
+            "int",
+            "and at least this many logged points after the peak",
+            "same minimum segment size as the change-point search",
+        ),
+        Param(
+            "max_recovery",
+            0.5,
+            "fraction",
+            "largest share of the drop the curve may win back by the end and still count as sustained",
+            "convention: a curve that regains more than half of its dip is a dip, not a decline",
+        ),
+    ),
+    detects="On the smoothed dataset-Q curve (zero-phase EMA): the maximum is preceded by a rise, "
+    "followed by a drop to the final level of at least `min_drop_fraction` of the rise and "
+    "`min_drop_noise` noise sigmas, lasting `min_after_fraction` of the run, with at most "
+    "`max_recovery` of the drop regained at the end. Supporting evidence (reported, not required): "
+    "the regularizer is low or falling and the TD error is low (paper Section 3, Fig. 4).",
+    why="Metric 3.1: 'a low average data Q-value that decreases with more gradient steps indicates "
+    "that the offline RL algorithm is overfitting'. CQL pushes down Q on actions from mu(a|s); once "
+    "the policy is better than the behaviour policy by the learned Q, dataset Q falls (Theorem A.1).",
+    example="`OF001 q-peak-decline: q_data peaked at 7.9 at step 61000, then fell to 3.2 (drop 4.7 = 59% "
+    "of the rise 7.9; 24x noise sigma 0.2) over the last 70% of the run`",
+    remediation="Deploy the checkpoint at the peak (Guideline 3.1). Then add capacity-decreasing "
+    "regularization (Guideline 4.1): dropout 0.1-0.3 (`offrl-train ... --dropout 0.2`), VIB "
+    "beta ~1e-3 (`--vib 1e-3`), l2 1e-4 (`--l2 1e-4`), or train fewer gradient steps.",
+)
+def q_peak_decline(ctx: Context) -> list[Finding]:
+    a = ctx.analysis
+    p = a.peak
+    if a.q is None or p is None or a.q_smooth is None:
+        return []
+    if int(np.isfinite(a.q.values).sum()) < 2 * int(ctx.params["min_after_points"]) + 1:
+        return []
+    sigma = a.q_sigma
+    thr_noise = float(ctx.params["min_drop_noise"]) * sigma
+    drop_fraction = p.drop / p.rise if p.rise > 0 else 0.0
+    ev = {
+        "metric": a.q_name,
+        "peak_step": p.step,
+        "peak_value": p.value,
+        "rise": p.rise,
+        "final_level": p.end_value,
+        "drop": p.drop,
+        "drop_fraction_of_rise": drop_fraction,
+        "noise_sigma": sigma,
+        "drop_in_sigmas": p.drop / sigma if sigma > 0 else None,
+        "after_fraction": p.after_fraction,
+        "after_points": p.after_points,
+        "recovery": p.recovery,
+        "x_unit": a.run.x_unit,
+    }
+    if p.rise < thr_noise or p.rise <= 0:
+        return []  # no rise: Metric 3.1's non-monotonic trend is absent
+    significant = p.drop >= float(ctx.params["min_drop_fraction"]) * p.rise and p.drop >= thr_noise
+    if not significant:
+        return []
+    sustained = (
+        p.after_fraction >= float(ctx.params["min_after_fraction"])
+        and p.after_points >= int(ctx.params["min_after_points"])
+        and p.recovery <= float(ctx.params["max_recovery"])
+    )
+    unit = a.run.x_unit
+    if not sustained:
+        why = (
+            f"regained {p.recovery:.0%} of the drop"
+            if p.recovery > float(ctx.params["max_recovery"])
+            else f"only {p.after_fraction:.0%} of the run / {p.after_points} points after the peak"
+        )
+        ev["sustained"] = False
+        return [
+            ctx.finding(
+                f"{a.q_name} dipped after a peak at {unit} {p.step} but the decline is not sustained ({why}): "
+                "not counted as overfitting",
+                evidence=ev,
+                level="info",
+            )
+        ]
+    ev["sustained"] = True
+    support: list[str] = []
+    tf = a.tail_fraction
+    if a.reg is not None:
+        tr = tail_trend(a.reg.steps, a.reg.values, 0.5)
+        if tr is not None:
+            ev["regularizer"] = a.reg_name
+            ev["regularizer_tail_level"] = tr.level
+            ev["regularizer_relative_change_last_half"] = tr.relative
+            if tr.relative < 0:
+                support.append(f"{a.reg_name} falling ({tr.relative:+.0%} over the last half)")
+    if a.td is not None:
+        td_level = tail_level(a.td.steps, a.td.values, tf)
+        ev["td_error_tail_level"] = td_level
+        if a.eff.H is not None and a.eff.q_range and np.isfinite(td_level):
+            rel = np.sqrt(max(td_level, 0.0)) * a.eff.H / a.eff.q_range
+            ev["td_rms_error_over_q_range"] = rel
+            if rel < 0.5:
+                support.append(f"TD error low (rms x H = {rel:.0%} of the Q range)")
+    ev["supporting"] = support
+    msg = (
+        f"{a.q_name} peaked at {fmt(p.value)} at {unit} {p.step}, then fell to {fmt(p.end_value)} "
+        f"(drop {fmt(p.drop)} = {drop_fraction:.0%} of the rise {fmt(p.rise)}; "
+        f"{p.drop / sigma:.0f}x noise sigma {fmt(sigma)}) over the last {p.after_fraction:.0%} of the run"
+        if sigma > 0
+        else f"{a.q_name} peaked at {fmt(p.value)} at {unit} {p.step}, then fell to {fmt(p.end_value)} "
+        f"(drop {fmt(p.drop)} = {drop_fraction:.0%} of the rise {fmt(p.rise)}) over the last "
+        f"{p.after_fraction:.0%} of the run"
+    )
+    if support:
+        msg += "; supporting: " + ", ".join(support)
+    return [ctx.finding(msg, evidence=ev, steps=(p.step, int(a.q.steps[-1])))]
+
+
+@rule(
+    "OF002",
+    "q-below-mc-return",
+    "warning",
+    "Dataset Q ends below the dataset's Monte-Carlo return (Theorem A.1 reading).",
+    family="overfitting",
+    params=(
+        Param(
+            "margin_noise",
+            2.0,
+            "positive",
+            "Q must sit below the MC return by at least this many noise sigmas",
+            "2-sigma convention on the tail median",
+        ),
+        Param(
+            "margin_fraction",
+            0.05,
+            "fraction",
+            "and by at least this fraction of the feasible Q range (or of |MC return| without one)",
+            "convention: ignore gaps smaller than 5% of what Q can span",
+        ),
+    ),
+    detects="Known `dataset_mc_return` (same discounting as Q) and a final smoothed dataset Q below it "
+    "by `margin_noise` sigmas and `margin_fraction` of the Q range. CQL only (BRAC has no such bound).",
+    why="Paper Section 3 and Theorem A.1: CQL's objective also maximizes dataset Q, so in principle it "
+    "should not learn dataset Q values below the dataset's Monte-Carlo return; Q can only fall when "
+    "the learned policy beats the behaviour policy under the learned Q. Dataset Q below the MC return "
+    "means Q on mu-sampled actions is pushed down hard (over-minimization) - the mechanism of "
+    "overfitting, and with a large alpha, of collapse (CQ002).",
+    example="`OF002 q-below-mc-return: q_data ends at 2.1, below the dataset MC return 4.0 by 1.9 (6x sigma)`",
+    remediation="Read with OF001: together they confirm overfitting (pick the peak checkpoint, add "
+    "dropout/VIB). Without a decline, check CQ002 (alpha too high). Make sure the MC return uses the "
+    "same gamma and reward scale as training.",
+)
+def q_below_mc_return(ctx: Context) -> list[Finding]:
+    a = ctx.analysis
+    mc = a.eff.dataset_mc_return
+    if a.q is None or a.q_smooth is None or mc is None:
+        return []
+    if (a.run.metadata.algorithm or "cql").lower() == "brac":
+        return []
+    level = tail_level(a.q.steps, a.q_smooth, a.tail_fraction)
+    if not np.isfinite(level):
+        return []
+    scale = a.eff.q_range if a.eff.q_range else abs(mc)
+    margin = max(float(ctx.params["margin_noise"]) * a.q_sigma, float(ctx.params["margin_fraction"]) * scale)
+    gap = mc - level
+    if gap < margin:
+        return []
+    return [
+        ctx.finding(
+            f"{a.q_name} ends at {fmt(level)}, below the dataset Monte-Carlo return {fmt(mc)} by {fmt(gap)} "
+            f"(margin {fmt(margin)}): CQL should not learn dataset Q below the MC return (Theorem A.1), so Q "
+            "is being over-minimized",
+            evidence={"q_tail_level": level, "dataset_mc_return": mc, "gap": gap, "margin": margin},
+            steps=(int(a.q.steps[0]), int(a.q.steps[-1])),
+        )
+    ]

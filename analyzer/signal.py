@@ -1,0 +1,377 @@
+"""Signal processing for training curves: smoothing, resampling, noise, trends, change points, peaks.
+
+This module measures; it never judges. Rules (analyzer.rules) turn these numbers into findings.
+Choices and the evidence behind each default are in docs/diagnosis.md.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+import numpy as np
+
+SmootherName = Literal["ema", "ema2", "median", "savgol", "none"]
+PhaseKind = Literal["rising", "flat", "falling"]
+
+
+# ----------------------------------------------------------------------------------------------
+# smoothing
+
+
+def ema(values: np.ndarray, weight: float = 0.6) -> np.ndarray:
+    """TensorBoard's debiased exponential moving average over finite points only.
+
+    `last = last*w + (1-w)*y`, output `last / (1 - w**n)` with n the number of finite points so
+    far; non-finite inputs are skipped and their output repeats the last smoothed value (NaN
+    before the first finite point). Matches what users see in TensorBoard's UI.
+    """
+    y = np.asarray(values, dtype=np.float64)
+    out = np.full(y.shape, np.nan)
+    if not 0.0 <= weight < 1.0:
+        raise ValueError(f"EMA weight must be in [0, 1), got {weight}")
+    last, n, cur = 0.0, 0, np.nan
+    for i, v in enumerate(y):
+        if np.isfinite(v):
+            last = last * weight + (1.0 - weight) * v
+            n += 1
+            cur = last / (1.0 - weight**n) if weight > 0 else last
+        out[i] = cur
+    return out
+
+
+def ema_zero_phase(values: np.ndarray, weight: float = 0.6) -> np.ndarray:
+    """Forward-then-backward debiased EMA: same noise reduction, no lag.
+
+    A one-sided EMA delays a peak by about w/(1-w) points (1.5 points at w=0.6, 9 at w=0.9),
+    which would move the picked checkpoint after the true peak. Running it back over the forward
+    result cancels the delay (the filtfilt idea).
+    """
+    fwd = ema(values, weight)
+    out = ema(fwd[::-1], weight)[::-1]
+    out[np.isnan(fwd)] = np.nan  # nothing known before the first finite point
+    return out
+
+
+def moving_median(values: np.ndarray, window: int = 5) -> np.ndarray:
+    """Centred running median over finite points (robust to isolated spikes)."""
+    y = np.asarray(values, dtype=np.float64)
+    out = np.full(y.shape, np.nan)
+    finite = np.flatnonzero(np.isfinite(y))
+    if finite.size == 0:
+        return out
+    f = y[finite]
+    half = max(int(window), 1) // 2
+    med = np.array([np.median(f[max(0, i - half) : i + half + 1]) for i in range(f.size)])
+    out[finite] = med
+    return _fill_forward(out)
+
+
+def savgol(values: np.ndarray, window: int = 11, order: int = 2) -> np.ndarray:
+    """Savitzky–Golay filter (scipy) over finite points; keeps peak height better than an EMA."""
+    from scipy.signal import savgol_filter
+
+    y = np.asarray(values, dtype=np.float64)
+    out = np.full(y.shape, np.nan)
+    finite = np.flatnonzero(np.isfinite(y))
+    if finite.size == 0:
+        return out
+    win = min(int(window) | 1, finite.size if finite.size % 2 else finite.size - 1)
+    if win <= order:
+        out[finite] = y[finite]
+    else:
+        out[finite] = savgol_filter(y[finite], win, order, mode="interp")
+    return _fill_forward(out)
+
+
+def smooth(values: np.ndarray, method: SmootherName = "ema", weight: float = 0.6, window: int = 11) -> np.ndarray:
+    """Dispatch to one smoother by name (the name used in rules YAML `smoothing.method`)."""
+    if method == "ema":
+        return ema(values, weight)
+    if method == "ema2":
+        return ema_zero_phase(values, weight)
+    if method == "median":
+        return moving_median(values, window)
+    if method == "savgol":
+        return savgol(values, window)
+    if method == "none":
+        return _fill_forward(np.where(np.isfinite(values), values, np.nan).astype(np.float64))
+    raise ValueError(f"unknown smoother {method!r}; expected ema, ema2, median, savgol or none")
+
+
+def _fill_forward(x: np.ndarray) -> np.ndarray:
+    """Carry the last finite value over NaN gaps; leading NaNs stay NaN."""
+    out = np.array(x, dtype=np.float64)
+    ok = np.isfinite(out)
+    if not ok.any():
+        return out
+    idx = np.where(ok, np.arange(out.size), 0)
+    np.maximum.accumulate(idx, out=idx)
+    filled = out[idx]
+    filled[: int(np.argmax(ok))] = np.nan
+    return filled
+
+
+# ----------------------------------------------------------------------------------------------
+# resampling, noise, trend
+
+
+def finite(steps: np.ndarray, values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Drop non-finite points (NaN gaps, Inf); steps stay aligned."""
+    v = np.asarray(values, dtype=np.float64)
+    m = np.isfinite(v)
+    return np.asarray(steps)[m], v[m]
+
+
+def resample(steps: np.ndarray, values: np.ndarray, max_points: int = 500) -> tuple[np.ndarray, np.ndarray]:
+    """Bin-average finite points onto at most `max_points` equal-width step bins.
+
+    Why: change-point costs grow with n (Pelt ~ n to n^2, ruptures' Window/Kernel need n^2
+    memory), and irregular logging would otherwise weigh dense stretches more. Bin centres are the
+    mean step of their members, so an irregular run keeps its true x positions.
+    """
+    s, v = finite(steps, values)
+    if s.size <= max_points:
+        return s.astype(np.float64), v
+    edges = np.linspace(s[0], s[-1], max_points + 1)
+    b = np.clip(np.searchsorted(edges, s, side="right") - 1, 0, max_points - 1)
+    counts = np.bincount(b, minlength=max_points)
+    keep = counts > 0
+    sx = np.bincount(b, weights=s.astype(np.float64), minlength=max_points)[keep] / counts[keep]
+    sv = np.bincount(b, weights=v, minlength=max_points)[keep] / counts[keep]
+    return sx, sv
+
+
+def noise_sigma(values: np.ndarray) -> float:
+    """Robust point-to-point noise level: 1.4826 * MAD(first differences) / sqrt(2).
+
+    Differencing removes a slow trend, the MAD ignores spikes; for i.i.d. Gaussian noise this
+    estimates its standard deviation. Returns 0.0 with fewer than 3 finite points.
+    """
+    v = np.asarray(values, dtype=np.float64)
+    v = v[np.isfinite(v)]
+    if v.size < 3:
+        return 0.0
+    d = np.diff(v)
+    return float(1.4826 * np.median(np.abs(d - np.median(d))) / np.sqrt(2.0))
+
+
+def theil_sen(x: np.ndarray, y: np.ndarray, max_points: int = 200) -> float:
+    """Median of pairwise slopes (robust trend); subsampled to `max_points` for O(n^2) pairs."""
+    x = np.asarray(x, dtype=np.float64)
+    y = np.asarray(y, dtype=np.float64)
+    m = np.isfinite(y)
+    x, y = x[m], y[m]
+    if x.size < 2:
+        return 0.0
+    if x.size > max_points:
+        idx = np.linspace(0, x.size - 1, max_points).astype(int)
+        x, y = x[idx], y[idx]
+    i, j = np.triu_indices(x.size, k=1)
+    dx = x[j] - x[i]
+    ok = dx != 0
+    return float(np.median((y[j] - y[i])[ok] / dx[ok])) if ok.any() else 0.0
+
+
+@dataclass
+class Trend:
+    """Robust trend over a window: slope per step, total change over the window, relative change."""
+
+    slope: float
+    change: float  # slope * window length (in metric units)
+    relative: float  # change / |median level| (0 when the level is 0)
+    start_step: int
+    end_step: int
+    level: float  # median value in the window
+
+
+def tail_trend(steps: np.ndarray, values: np.ndarray, fraction: float = 0.5) -> Trend | None:
+    """Theil–Sen trend over the last `fraction` of the run (by step). None with < 4 points."""
+    s, v = finite(steps, values)
+    if s.size < 4:
+        return None
+    start = s[-1] - fraction * (s[-1] - s[0])
+    m = s >= start
+    if m.sum() < 4:
+        m = np.zeros(s.size, dtype=bool)
+        m[-4:] = True
+    slope = theil_sen(s[m], v[m])
+    span = float(s[m][-1] - s[m][0])
+    level = float(np.median(v[m]))
+    change = slope * span
+    rel = change / abs(level) if level != 0 else 0.0
+    return Trend(slope, change, rel, int(s[m][0]), int(s[m][-1]), level)
+
+
+def tail_level(steps: np.ndarray, values: np.ndarray, fraction: float = 0.2) -> float:
+    """Median of the finite values in the last `fraction` of the run (by step); NaN if none."""
+    s, v = finite(steps, values)
+    if s.size == 0:
+        return float("nan")
+    start = s[-1] - fraction * (s[-1] - s[0])
+    return float(np.median(v[s >= start]))
+
+
+# ----------------------------------------------------------------------------------------------
+# change points and phases
+
+
+@dataclass
+class Phase:
+    kind: PhaseKind
+    start_step: int
+    end_step: int
+    change: float  # smoothed value at end - at start
+
+
+def change_points(
+    steps: np.ndarray,
+    smoothed: np.ndarray,
+    *,
+    max_points: int = 500,
+    penalty_scale: float = 1.0,
+    min_size: int = 5,
+    algorithm: str = "pelt",
+    cost: str = "l2-slope",
+) -> list[int]:
+    """Steps where the smoothed curve changes behaviour (ruptures), excluding the end.
+
+    Default: Pelt with an l2 cost on the *first difference* of the normalised, resampled smoothed
+    curve, i.e. piecewise-constant slope = rising / flat / falling segments; penalty
+    `penalty_scale * sigma^2 * log(n)` (BIC-like) with sigma the robust noise of that
+    difference. Evidence for these choices: docs/diagnosis.md ("Change points").
+    """
+    import ruptures as rpt
+
+    s, v = resample(steps, smoothed, max_points)
+    if s.size < 2 * min_size + 2:
+        return []
+    scale = np.nanstd(v)
+    z = (v - np.nanmean(v)) / (scale if scale > 0 else 1.0)
+    if cost == "l2-slope":
+        signal = np.diff(z)
+        xs = s[1:]
+        model = "l2"
+    elif cost == "l2":
+        signal, xs, model = z, s, "l2"
+    elif cost == "clinear":
+        signal, xs, model = z, s, "clinear"
+    else:
+        raise ValueError(f"unknown change-point cost {cost!r}")
+    n = signal.size
+    sigma = noise_sigma(signal) if cost == "l2-slope" else noise_sigma(z)
+    sigma = max(sigma, 1e-3 * (np.std(signal) + 1e-12))
+    pen = penalty_scale * sigma**2 * np.log(n) * (2.0 if model == "l2" else 1.0)
+    pen = max(pen, 1e-12)
+    sig2 = signal.reshape(-1, 1)
+    if algorithm == "pelt":
+        algo = rpt.Pelt(model=model, min_size=min_size, jump=1).fit(sig2)
+        bkps = algo.predict(pen=pen)
+    elif algorithm == "binseg":
+        bkps = rpt.Binseg(model=model, min_size=min_size, jump=1).fit(sig2).predict(pen=pen)
+    elif algorithm == "bottomup":
+        bkps = rpt.BottomUp(model=model, min_size=min_size, jump=1).fit(sig2).predict(pen=pen)
+    elif algorithm == "kernel":
+        bkps = rpt.KernelCPD(kernel="linear", min_size=min_size).fit(sig2).predict(pen=pen)
+    else:
+        raise ValueError(f"unknown change-point algorithm {algorithm!r}")
+    return [int(round(xs[b])) for b in bkps if b < n]
+
+
+def phases(steps: np.ndarray, smoothed: np.ndarray, cps: list[int], flat_tolerance: float) -> list[Phase]:
+    """Label the segments between change points rising / flat / falling.
+
+    A segment is flat when its net change is within `flat_tolerance` (metric units, typically a
+    multiple of the noise level); otherwise its sign decides.
+    """
+    s, v = finite(steps, smoothed)
+    if s.size == 0:
+        return []
+    bounds = [int(s[0]), *sorted(c for c in cps if s[0] < c < s[-1]), int(s[-1])]
+    out: list[Phase] = []
+    for a, b in zip(bounds[:-1], bounds[1:]):
+        va = float(np.interp(a, s, v))
+        vb = float(np.interp(b, s, v))
+        d = vb - va
+        kind: PhaseKind = "flat" if abs(d) <= flat_tolerance else ("rising" if d > 0 else "falling")
+        if out and out[-1].kind == kind:
+            prev = out[-1]
+            out[-1] = Phase(kind, prev.start_step, b, prev.change + d)
+        else:
+            out.append(Phase(kind, a, b, d))
+    return out
+
+
+# ----------------------------------------------------------------------------------------------
+# peak
+
+
+@dataclass
+class Peak:
+    """Maximum of a smoothed curve and how the curve behaves before and after it."""
+
+    step: int
+    index: int  # index into the finite-point arrays
+    value: float
+    start_value: float  # smoothed level at the start (median of the first points)
+    rise: float  # value - min before the peak
+    end_value: float  # smoothed level over the tail
+    drop: float  # value - end_value
+    min_after: float  # lowest smoothed value after the peak
+    recovery: float  # (end_value - min_after) / (value - min_after): 1 = fully back up
+    after_fraction: float  # share of the run (by step) after the peak
+    after_points: int  # logged points after the peak
+
+
+def find_peak(steps: np.ndarray, smoothed: np.ndarray, tail_fraction: float = 0.1, tolerance: float = 0.0) -> Peak | None:
+    """The latest step of the smoothed curve's top, with rise/drop/recovery measured around it.
+
+    The top is every point within `tolerance` of the maximum; the peak step is the latest of
+    them: Guideline 3.1 asks for "the latest checkpoint that corresponds to a peak", and
+    on a noisy plateau-then-decline the argmax alone lands anywhere on the plateau. The caller
+    confirms that a sustained decline follows (OF001).
+    """
+    s, v = finite(steps, smoothed)
+    if s.size < 3:
+        return None
+    i = int(np.argmax(v))
+    vmax = float(v[i])
+    if tolerance > 0:
+        i = int(np.flatnonzero(v >= vmax - tolerance)[-1])
+    k = max(1, int(np.ceil(tail_fraction * s.size)))
+    end_value = float(np.median(v[-k:]))
+    before_min = float(np.min(v[: i + 1]))
+    after = v[i:]
+    min_after = float(np.min(after))
+    denom = vmax - min_after
+    recovery = float((end_value - min_after) / denom) if denom > 0 else 0.0
+    span = float(s[-1] - s[0]) or 1.0
+    return Peak(
+        step=int(s[i]),
+        index=i,
+        value=vmax,
+        start_value=float(v[0]),
+        rise=float(vmax - before_min),
+        end_value=end_value,
+        drop=float(vmax - end_value),
+        min_after=min_after,
+        recovery=recovery,
+        after_fraction=float((s[-1] - s[i]) / span),
+        after_points=int(s.size - 1 - i),
+    )
+
+
+_NOISE_GAIN: dict[tuple[str, float, int], float] = {}
+
+
+def smoothed_noise_gain(method: str, weight: float, window: int = 11) -> float:
+    """Std of the smoother's output on unit white noise (measured once, cached).
+
+    Turns the raw noise level into the noise level of the smoothed curve, which is what a
+    tolerance on the smoothed curve must be compared with.
+    """
+    key = (method, float(weight), int(window))
+    if key not in _NOISE_GAIN:
+        z = np.random.default_rng(12345).normal(size=4000)
+        _NOISE_GAIN[key] = float(np.std(smooth(z, method, weight, window)[200:-200]))  # type: ignore[arg-type]
+    return _NOISE_GAIN[key]
