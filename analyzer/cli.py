@@ -379,7 +379,7 @@ def rules_cmd(
     fmt: Annotated[str, typer.Option("--format", metavar="table|json", help="Output format.")] = "table",
 ) -> None:
     """List every diagnosis rule with its code, level and summary."""
-    from analyzer.config import all_rules
+    from analyzer.rules import all_rules
 
     infos = all_rules()
     if fmt == "json":
@@ -414,12 +414,13 @@ def rules_cmd(
 @app.command("explain")
 def explain_cmd(code: Annotated[str, typer.Argument(help="Rule code, e.g. OF001.")]) -> None:
     """Show the documentation of one rule (what it measures, thresholds, where they come from)."""
-    from analyzer.config import rule_doc
+    from analyzer.rules import rule_doc
 
     try:
         text = rule_doc(code.upper())
     except (KeyError, LookupError, ValueError) as e:
-        raise CliError(f"explain: unknown rule {code!r} ({e}); see `offrl-analyze rules`") from None
+        detail = e.args[0] if e.args else str(e)
+        raise CliError(f"explain: {detail}; see `offrl-analyze rules`") from None
     if sys.stdout.isatty():
         from rich.console import Console
         from rich.markdown import Markdown

@@ -244,7 +244,7 @@ def test_workers_give_the_same_report():
 
 
 def test_rules_and_explain():
-    from analyzer.config import all_rules
+    from analyzer.rules import all_rules
 
     r = invoke("rules")
     assert r.exit_code == 0

@@ -1,6 +1,6 @@
 """`--format sarif`: SARIF 2.1.0 for GitHub code scanning and other static-analysis dashboards.
 
-`tool.driver.rules` lists every rule the engine knows (`analyzer.config.all_rules()`), so a
+`tool.driver.rules` lists every rule the engine knows (`analyzer.rules.all_rules()`), so a
 dashboard can show rules that did not fire; each result points at the run's log file.
 """
 
@@ -27,7 +27,7 @@ INGEST_RULE = {
 def _known_rules() -> list[dict[str, Any]]:
     """Rule descriptors from the diagnosis engine's registry (empty if the registry is unavailable)."""
     try:
-        from analyzer.config import all_rules
+        from analyzer.rules import all_rules
     except ImportError:
         return []
     rules = []

@@ -1,0 +1,201 @@
+"""End-to-end benchmark of `offrl-analyze`: N runs x S steps in our trainer's format.
+
+Measures, for workers 1 and 2: ingestion (`load_runs`), diagnosis (rules, verdicts, picks) and output
+(rendering every text format of the report), and the whole `analyze()` call as the CLI makes it.
+Target (docs/performance.md): 1,000 runs x 20k steps in < 60 s on 2 cores.
+
+    python benchmarks/analyze.py                       # 1,000 runs x 20,000 steps, log every 10 steps
+    python benchmarks/analyze.py --runs 100 --steps 5000
+    python benchmarks/analyze.py --dir /tmp/corpus --keep   # reuse a generated corpus
+
+The corpus is written with the fast event writer (analyzer.ingest.tfwriter) into a temporary
+directory (never into a log directory of yours) and removed afterwards unless --keep.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+TAGS = ("q_data", "td_error", "cql_gap", "cql_term", "alpha", "critic_loss", "policy_loss")
+
+
+def make_run(out: Path, i: int, steps: int, log_every: int, ckpt_every: int) -> str:
+    """One run: a third overfit (peak at a random step), a third healthy, a third underfit."""
+    from analyzer.ingest.tfwriter import EventWriter
+
+    rng = np.random.default_rng(i)
+    t = np.arange(0, steps + 1, log_every, dtype=np.int64)
+    x = t.astype(float)
+    kind = ("overfit", "healthy", "underfit")[i % 3]
+    if kind == "overfit":
+        peak = steps * rng.uniform(0.25, 0.5)
+        q = 15 * (x / peak) * np.exp(1 - x / peak)
+        td = 0.01 + 0.05 * np.exp(-x / (steps / 6))
+    elif kind == "healthy":
+        q = 15 * (1 - np.exp(-x / (steps / 6)))
+        td = 0.01 + 0.05 * np.exp(-x / (steps / 6))
+    else:
+        q = 2 * (1 - np.exp(-x / (steps / 4)))
+        td = np.full_like(x, 6.0)
+    n = x.size
+    q = q + rng.normal(0, 0.2, n)
+    td = np.abs(td + rng.normal(0, 0.002 if kind != "underfit" else 0.3, n))
+    gap = 1 + x / steps + rng.normal(0, 0.05, n)
+    alpha = np.ones(n)
+    cols = {"q_data": q, "td_error": td, "cql_gap": gap, "cql_term": alpha * gap, "alpha": alpha}
+    cols["critic_loss"] = td + gap
+    cols["policy_loss"] = -q
+    run = out / f"run_{i:05d}"
+    run.mkdir(parents=True, exist_ok=True)
+    config = {
+        "algo": "cql",
+        "gamma": 0.99,
+        "horizon": 40,
+        "reward_range": [0.0, 1.0],
+        "hidden": 256,
+        "depth": 2,
+        "encoder": "mlp",
+        "seed": i,
+        "ckpt_every": ckpt_every,
+    }
+    (run / "config.json").write_text(json.dumps(config))
+    with EventWriter(run / "events.out.tfevents.1700000000.bench") as w:
+        w.add_scalar_table(t, {f"offrl/{k}": v for k, v in cols.items()}, wall_times=1.7e9 + x * 0.01)
+    for s in range(ckpt_every, steps + 1, ckpt_every):
+        (run / f"ckpt_{s}.pt").write_bytes(b"")
+    return kind
+
+
+def make_corpus(root: Path, runs: int, steps: int, log_every: int) -> float:
+    t0 = time.perf_counter()
+    for i in range(runs):
+        make_run(root, i, steps, log_every, ckpt_every=max(log_every, steps // 10))
+    return time.perf_counter() - t0
+
+
+def _diagnose_all(runs, config):
+    """The engine's diagnosis step on already-loaded runs (per-run rules and cross-run rules)."""
+    import analyzer.api as api
+
+    for name in ("diagnose_runs", "diagnose"):
+        fn = getattr(api, name, None)
+        if fn is not None:
+            return fn(runs, config)
+    from analyzer.diagnose import diagnose_run
+
+    return [diagnose_run(r, config) for r in runs]
+
+
+def bench(root: Path, workers: int) -> dict[str, float]:
+    from analyzer.api import analyze
+    from analyzer.config import default_config
+    from analyzer.ingest import load_runs
+    from analyzer.output import render
+    from analyzer.output.failon import parse_fail_on
+    from analyzer.report import Report
+
+    cfg = default_config()
+    t0 = time.perf_counter()
+    runs, errors = load_runs([root], workers=workers)
+    t1 = time.perf_counter()
+    results = _diagnose_all(runs, cfg)
+    t2 = time.perf_counter()
+    report = results if isinstance(results, Report) else Report(runs=list(results), errors=errors)
+    policy = parse_fail_on("overfitting,underfitting")
+    sizes = {fmt: len(render(fmt, report, policy)) for fmt in ("json", "table", "markdown", "github", "junit", "sarif")}
+    t3 = time.perf_counter()
+    json_only = time.perf_counter()
+    render("json", report, policy)
+    json_s = time.perf_counter() - json_only
+
+    t4 = time.perf_counter()
+    whole = analyze([root], cfg, workers=workers)  # what the CLI calls
+    t5 = time.perf_counter()
+    render("table", whole, policy)
+    t6 = time.perf_counter()
+    verdicts = {v: sum(r.verdict == v for r in whole.runs) for v in ("overfitting", "underfitting", "healthy", "inconclusive")}
+    return {
+        "workers": workers,
+        "runs": len(runs),
+        "ingest_s": t1 - t0,
+        "diagnose_s": t2 - t1,
+        "output_all_formats_s": t3 - t2,
+        "output_json_s": json_s,
+        "analyze_s": t5 - t4,
+        "end_to_end_s": t6 - t4,
+        "bytes_json": sizes["json"],
+        **{f"n_{k}": v for k, v in verdicts.items()},
+    }
+
+
+def bench_plots(root: Path, n: int) -> float:
+    """Seconds per run for --plot (matplotlib), on the first n runs."""
+    from analyzer.api import analyze
+    from analyzer.output.plots import plot_png
+
+    dirs = sorted(p for p in root.iterdir() if p.is_dir())[:n]
+    report = analyze(dirs)
+    t0 = time.perf_counter()
+    for r in report.runs:
+        plot_png(r)
+    return (time.perf_counter() - t0) / max(1, len(report.runs))
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--runs", type=int, default=1000)
+    ap.add_argument("--steps", type=int, default=20_000)
+    ap.add_argument("--log-every", type=int, default=10, help="steps between logged points (trainer default 10)")
+    ap.add_argument("--workers", default="1,2", help="comma list of worker counts to time")
+    ap.add_argument("--dir", type=Path, help="corpus directory (default: a temporary one)")
+    ap.add_argument("--keep", action="store_true", help="keep (and reuse) the corpus")
+    ap.add_argument("--plots", type=int, default=10, help="time --plot on this many runs (0 = skip)")
+    args = ap.parse_args()
+
+    root = args.dir or Path(tempfile.mkdtemp(prefix="offrl-bench-"))
+    try:
+        existing = sum(1 for p in root.iterdir() if p.is_dir()) if root.exists() else 0
+        if existing != args.runs:
+            if root.exists() and existing:
+                shutil.rmtree(root)
+            root.mkdir(parents=True, exist_ok=True)
+            gen = make_corpus(root, args.runs, args.steps, args.log_every)
+            print(f"generated {args.runs} runs x {args.steps} steps (every {args.log_every}) in {gen:.1f} s")
+        size = sum(f.stat().st_size for f in root.rglob("events.out.*"))
+        points = args.runs * (args.steps // args.log_every + 1) * len(TAGS)
+        print(f"corpus: {root} — {size / 1e6:.0f} MB of event files, {points / 1e6:.1f} M scalars; cores: {os.cpu_count()}")
+        rows = []
+        for w in (int(x) for x in args.workers.split(",")):
+            row = bench(root, w)
+            rows.append(row)
+            print(
+                f"workers={w}: ingest {row['ingest_s']:.2f} s | diagnose {row['diagnose_s']:.2f} s | "
+                f"output (6 formats) {row['output_all_formats_s']:.2f} s (json {row['output_json_s']:.2f} s) | "
+                f"analyze() {row['analyze_s']:.2f} s | end-to-end (analyze + table) {row['end_to_end_s']:.2f} s"
+            )
+            total = row["ingest_s"] + row["diagnose_s"] + row["output_json_s"]
+            print(
+                f"  shares of ingest+diagnose+json output: ingest {row['ingest_s'] / total:.0%}, "
+                f"diagnose {row['diagnose_s'] / total:.0%}, output {row['output_json_s'] / total:.0%}; "
+                f"verdicts: {row['n_overfitting']} over, {row['n_underfitting']} under, {row['n_healthy']} healthy, "
+                f"{row['n_inconclusive']} inconclusive"
+            )
+        if args.plots:
+            per = bench_plots(root, args.plots)
+            print(f"--plot: {per * 1000:.0f} ms per run (matplotlib Agg, 1000x800 px), measured on {args.plots} runs")
+        print(json.dumps(rows))
+    finally:
+        if not args.keep and args.dir is None:
+            shutil.rmtree(root, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()
