@@ -235,9 +235,10 @@ class PandaEnv(gym.Env):
             self._cid = None
 
     # subclasses
+    # front camera: robot base at the back, spawn area on one side, tray on the other
     camera: tuple[tuple[float, float, float], tuple[float, float, float]] = (
-        (1.15, 0.1, 0.55),
-        (0.5, 0.1, 0.05),
+        (1.1, 0.08, 0.6),
+        (0.42, 0.08, 0.05),
     )
 
     def _reset_task(self, options: dict[str, Any]) -> None:  # pragma: no cover - abstract

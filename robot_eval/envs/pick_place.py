@@ -28,6 +28,13 @@ SPAWN_LOW = (0.45, -0.18)
 SPAWN_HIGH = (0.62, 0.05)
 LIFT_HEIGHT = 0.06  # grasp success: object centre this far above its resting height, held by both fingers
 PARK_X = 3.0
+PALETTE = (
+    (0.9, 0.15, 0.1, 1),
+    (0.1, 0.5, 0.9, 1),
+    (0.95, 0.8, 0.1, 1),
+    (0.2, 0.7, 0.25, 1),
+    (0.6, 0.35, 0.8, 1),
+)
 
 
 class PickPlaceEnv(PandaEnv):
