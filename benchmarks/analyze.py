@@ -81,17 +81,11 @@ def make_corpus(root: Path, runs: int, steps: int, log_every: int) -> float:
     return time.perf_counter() - t0
 
 
-def _diagnose_all(runs, config):
+def _diagnose_all(runs, config, errors):
     """The engine's diagnosis step on already-loaded runs (per-run rules and cross-run rules)."""
-    import analyzer.api as api
+    from analyzer.api import analyze_runs
 
-    for name in ("diagnose_runs", "diagnose"):
-        fn = getattr(api, name, None)
-        if fn is not None:
-            return fn(runs, config)
-    from analyzer.diagnose import diagnose_run
-
-    return [diagnose_run(r, config) for r in runs]
+    return analyze_runs(runs, config, errors=list(errors))
 
 
 def bench(root: Path, workers: int) -> dict[str, float]:
@@ -100,15 +94,13 @@ def bench(root: Path, workers: int) -> dict[str, float]:
     from analyzer.ingest import load_runs
     from analyzer.output import render
     from analyzer.output.failon import parse_fail_on
-    from analyzer.report import Report
 
     cfg = default_config()
     t0 = time.perf_counter()
     runs, errors = load_runs([root], workers=workers)
     t1 = time.perf_counter()
-    results = _diagnose_all(runs, cfg)
+    report = _diagnose_all(runs, cfg, errors)
     t2 = time.perf_counter()
-    report = results if isinstance(results, Report) else Report(runs=list(results), errors=errors)
     policy = parse_fail_on("overfitting,underfitting")
     sizes = {fmt: len(render(fmt, report, policy)) for fmt in ("json", "table", "markdown", "github", "junit", "sarif")}
     t3 = time.perf_counter()

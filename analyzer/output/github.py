@@ -31,12 +31,18 @@ def render_github(report: Report, fail_on: FailOn) -> str:
     for r in report.runs:
         file = log_file(r)
         for f in r.findings:
+            if f.level == "info" and not fail_on.level_fails("info"):
+                continue  # "no problem by this test" notes would drown the real annotations
             where = f" (steps {f.steps[0]}-{f.steps[1]})" if f.steps else ""
             lines.append(annotation(f.level, file, f"{f.code} {f.name} [{r.run.id}]", f.message + where))
         if r.verdict in ("overfitting", "underfitting") or fail_on.run_fails(r):
             # The verdict itself is what a reviewer acts on; its level follows the fail gate.
             level = "error" if fail_on.run_fails(r) else "warning"
-            keep = f" Keep checkpoint step {r.checkpoint.step}." if r.checkpoint else ""
+            keep = (
+                f" Keep checkpoint step {r.checkpoint.step}."
+                if r.checkpoint and r.verdict == "overfitting"
+                else ""
+            )
             lines.append(annotation(level, file, f"{r.verdict} [{r.run.id}]", r.verdict_reason + keep))
         for i in r.run.issues:
             lines.append(annotation(i.level, display_path(i.path), f"ingest [{r.run.id}]", i.message))

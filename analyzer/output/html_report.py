@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import base64
 import html
+import re
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -41,11 +42,17 @@ section.run img { width: 100%; max-width: 1000px; height: auto; display:block; m
 .lvl-info { color: #0277bd; }
 .meta { color:#616161; font-size: 13px; }
 a { color:#1565c0; text-decoration: none; }
+.nowrap { white-space: nowrap; }
 """
 
 
 def _e(text: object) -> str:
     return html.escape(str(text), quote=True)
+
+
+def _rich(text: object) -> str:
+    """Escape, then show `inline code` (as the engine writes commands in advice) as <code>."""
+    return re.sub(r"`([^`]+)`", r"<code>\1</code>", _e(text))
 
 
 def _anchor(result: RunResult, index: int) -> str:
@@ -67,7 +74,7 @@ def _run_section(result: RunResult, index: int, png: bytes | None, fail_on: Fail
         f"path <code>{_e(display_path(run.path))}</code>",
     ]
     parts.append(f'<p class="meta">{" · ".join(meta)}</p>')
-    parts.append(f"<p><strong>Why:</strong> {_e(result.verdict_reason)}</p>")
+    parts.append(f"<p><strong>Why:</strong> {_rich(result.verdict_reason)}</p>")
     if result.checkpoint is not None:
         parts.append(
             f"<p><strong>Checkpoint to keep:</strong> {_e(checkpoint_text(result))} — {_e(result.checkpoint.reason)}</p>"
@@ -87,7 +94,7 @@ def _run_section(result: RunResult, index: int, png: bytes | None, fail_on: Fail
     if result.advice:
         parts.append(
             "<p><strong>Advice</strong></p><ul>"
-            + "".join(f"<li>{_e(a)}</li>" for a in result.advice)
+            + "".join(f"<li>{_rich(a)}</li>" for a in result.advice)
             + "</ul>"
         )
     if run.issues:
@@ -129,8 +136,8 @@ def render_html(report: Report, fail_on: FailOn, *, figures: bool = True) -> str
             fails = '<span class="fails">✗</span>' if fail_on.run_fails(r) else ""
             out.append(
                 f'<tr><td><a href="#{_anchor(r, i)}"><code>{_e(r.run.id)}</code></a></td><td>{_e(r.run.framework)}</td>'
-                f"<td>{_e(r.run.metadata.algorithm or '-')}</td><td>{_badge(r.verdict)}{fails}</td>"
-                f"<td>{_e(checkpoint_text(r))}</td><td>{_e(r.verdict_reason)}</td><td>{_e(first_advice(r))}</td></tr>"
+                f"<td>{_e(r.run.metadata.algorithm or '-')}</td><td class='nowrap'>{_badge(r.verdict)}{fails}</td>"
+                f"<td>{_e(checkpoint_text(r))}</td><td>{_rich(r.verdict_reason)}</td><td>{_rich(first_advice(r))}</td></tr>"
             )
         out.append("</table>")
     if report.errors:

@@ -16,7 +16,9 @@ from analyzer.report import Report
 def _finding_text(r) -> str:
     lines = [f"verdict: {r.verdict} — {r.verdict_reason}"]
     if r.checkpoint is not None:
-        lines.append(f"checkpoint: step {r.checkpoint.step} {display_path(r.checkpoint.path) if r.checkpoint.path else '(no file)'}")
+        lines.append(
+            f"checkpoint: step {r.checkpoint.step} {display_path(r.checkpoint.path) if r.checkpoint.path else '(no file)'}"
+        )
     for f in r.findings:
         steps = f" steps {f.steps[0]}-{f.steps[1]}" if f.steps else ""
         lines.append(f"{f.level} {f.code} {f.name}{steps}: {f.message}")

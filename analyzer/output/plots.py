@@ -67,9 +67,11 @@ def _series(result: RunResult, name: str) -> tuple[np.ndarray, np.ndarray, np.nd
     if s is None or len(s) == 0:
         return None
     smooth = result.smoothed.get(name)
-    if smooth is not None and np.shape(smooth) != s.steps.shape:
-        smooth = None
-    return s.steps, s.values, (np.asarray(smooth, dtype=float) if smooth is not None else None)
+    if smooth is None or np.shape(smooth) != s.steps.shape:
+        return s.steps, s.values, None
+    smooth = np.array(smooth, dtype=float)
+    smooth[~np.isfinite(s.values)] = np.nan  # never draw a smoothed line across a hole in the data
+    return s.steps, s.values, smooth
 
 
 def _draw_curve(
@@ -82,9 +84,16 @@ def _draw_curve(
     if smooth is not None:
         ax.plot(steps, smooth, color=color, lw=2.0, label=f"{label} (smoothed)")
     bad = ~np.isfinite(raw)
-    if bad.any():  # mark where the logged values are NaN/Inf: the curve has a hole there
+    if bad.any():  # mark where the logged values are NaN/Inf, along the bottom edge of the panel
         ax.scatter(
-            steps[bad], np.zeros(int(bad.sum())), marker="x", color="#b71c1c", s=12, label="NaN/Inf", zorder=5
+            steps[bad],
+            np.full(int(bad.sum()), 0.03),
+            transform=ax.get_xaxis_transform(),
+            marker="x",
+            color="#b71c1c",
+            s=12,
+            label="NaN/Inf",
+            zorder=5,
         )
 
 
@@ -112,8 +121,16 @@ def render_figure(result: RunResult) -> Any:
         _missing(ax_q, "dataset Q not logged")
     else:
         _draw_curve(ax_q, q, "#1565c0", q_name)
+        faint = len(result.change_points) > 6  # many phase changes: keep them from hiding the curve
         for i, cp in enumerate(result.change_points):
-            ax_q.axvline(cp, color="#616161", ls="--", lw=1.0, label="change point" if i == 0 else None)
+            ax_q.axvline(
+                cp,
+                color="#616161",
+                ls="--",
+                lw=0.8 if faint else 1.0,
+                alpha=0.35 if faint else 0.8,
+                label="change point" if i == 0 else None,
+            )
         steps, raw, smooth = q
         ref = smooth if smooth is not None else raw
         if result.peak_step is not None:
@@ -147,11 +164,15 @@ def render_figure(result: RunResult) -> Any:
         _draw_curve(ax_td, td, "#6a1b9a", "TD error")
         thr = td_threshold(result)
         finite = td[1][np.isfinite(td[1])]
+        log = bool(finite.size and finite.min() > 0 and finite.max() / finite.min() > 100)
         if thr is not None:
-            top = max(thr[0], float(finite.max()) if finite.size else thr[0]) * 1.5
+            hi = float(finite.max()) if finite.size else thr[0]
+            top = max(thr[0], hi) * (3.0 if log or thr[0] > 5 * hi else 1.5)
             ax_td.axhspan(thr[0], top, color="#ef6c00", alpha=0.12, label=thr[1])
             ax_td.axhline(thr[0], color="#ef6c00", lw=1.0, ls=":")
-        if finite.size and finite.min() > 0 and finite.max() / finite.min() > 100:
+            # a band far above the curve would squash it flat: a log axis shows both
+            log = log or bool(finite.size and finite.min() > 0 and thr[0] > 5 * hi)
+        if log:
             ax_td.set_yscale("log")
     ax_td.set_ylabel("TD error")
     ax_td.set_title("TD error (Bellman MSE)", loc="left", fontsize=9, color="#424242")
