@@ -142,19 +142,29 @@ def write_truth(out: Path, csv_run: Path, tb_run: Path) -> None:
         "framework": "d3rlpy",
         "x_unit": "step",
         "metrics": {
-            "critic_loss": {"kind": "logged", "sources": ["critic_loss"], "values": _values(crit.step, crit.value, picks)},
+            "critic_loss": {
+                "kind": "logged",
+                "sources": ["critic_loss"],
+                "values": _values(crit.step, crit.value, picks),
+            },
             "td_error": {
                 "kind": "derived",
                 "sources": ["critic_loss", "conservative_loss"],
                 "values": _values(crit.step, td, picks),
             },
-            "cql_term": {"kind": "derived", "sources": ["conservative_loss"],
-                         "values": _values(cons.step, cons.value / n_critics, picks)},
+            "cql_term": {
+                "kind": "derived",
+                "sources": ["conservative_loss"],
+                "values": _values(cons.step, cons.value / n_critics, picks),
+            },
             "alpha": {"kind": "logged", "values": _values(csv("alpha").step, csv("alpha").value, picks)},
             "temperature": {"kind": "logged", "values": _values(csv("temp").step, csv("temp").value, picks)},
             "policy_loss": {"kind": "logged"},
-            "q_policy": {"kind": "logged", "sources": ["value_scale"],
-                         "values": _values(csv("value_scale").step, csv("value_scale").value, picks)},
+            "q_policy": {
+                "kind": "logged",
+                "sources": ["value_scale"],
+                "values": _values(csv("value_scale").step, csv("value_scale").value, picks),
+            },
             "q_data": {"kind": "proxy", "sources": ["value_scale"]},
         },
         "absent": ["cql_gap", "eval_return", "q_target"],
@@ -172,10 +182,16 @@ def write_truth(out: Path, csv_run: Path, tb_run: Path) -> None:
         "framework": "d3rlpy",
         "x_unit": "epoch",
         "metrics": {
-            "critic_loss": {"kind": "logged", "sources": ["metrics/critic_loss"],
-                            "values": _values(tb_crit.step, tb_crit.value, tb_picks)},
-            "td_error": {"kind": "derived", "sources": ["metrics/critic_loss", "metrics/conservative_loss"],
-                         "values": _values(tb_crit.step, tb_td, tb_picks)},
+            "critic_loss": {
+                "kind": "logged",
+                "sources": ["metrics/critic_loss"],
+                "values": _values(tb_crit.step, tb_crit.value, tb_picks),
+            },
+            "td_error": {
+                "kind": "derived",
+                "sources": ["metrics/critic_loss", "metrics/conservative_loss"],
+                "values": _values(tb_crit.step, tb_td, tb_picks),
+            },
             "q_policy": {"kind": "logged", "sources": ["metrics/value_scale"]},
             "q_data": {"kind": "proxy"},
             "alpha": {"kind": "logged"},
@@ -193,7 +209,9 @@ def write_truth(out: Path, csv_run: Path, tb_run: Path) -> None:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--out", type=Path, default=Path(__file__).resolve().parents[1] / "fixtures" / "real" / "d3rlpy")
+    ap.add_argument(
+        "--out", type=Path, default=Path(__file__).resolve().parents[1] / "fixtures" / "real" / "d3rlpy"
+    )
     args = ap.parse_args()
     args.out.mkdir(parents=True, exist_ok=True)
     csv_run, tb_run = train(args.out)

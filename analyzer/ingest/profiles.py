@@ -128,6 +128,8 @@ class Profile:
     default_algorithm: str | None = None
     #: counterpart tags of critic 2: canonical -> tag, noted when critic 1 was chosen
     second_critic: dict[str, tuple[str, ...]] = field(default_factory=dict)
+    #: regexes over the run path whose group 1 is the seed, when no config says it
+    seed_patterns: tuple[str, ...] = ()
 
 
 _CRITIC1_NOTE = "critic 1 of the ensemble (paper convention: report QF1)"
@@ -413,7 +415,7 @@ _D3RLPY = Profile(
     ),
     path_patterns=(r"d3rlpy_logs", r"tensorboard_logs[/\\]runs", r"_\d{14}$"),
     config_hints=("observation_shape", "action_size", "config.type", "config.params.n_critics"),
-    layouts=("d3rlpy_csv",),
+    layouts=("d3rlpy_csv", "d3rlpy_tb"),
     aliases=(
         Alias(
             "critic_loss",
@@ -517,6 +519,7 @@ _TIANSHOU = Profile(
         "update/update_step",
     ),
     path_patterns=(r"[/\\]cql[/\\]\d+[/\\]",),
+    seed_patterns=(r"/[a-z_]+/(\d+)/[^/]+$",),
     aliases=(
         Alias(
             "critic_loss",
@@ -564,7 +567,7 @@ _OFFLINERL_KIT = Profile(
     name="offlinerl-kit",
     signature_tags=("loss/critic1", "loss/actor", "eval/normalized_episode_reward", "cql_alpha", "timestep"),
     path_patterns=(r"seed_\d+&timestamp_", r"policy_training_progress\.csv"),
-    layouts=("offlinerl_kit",),
+    layouts=("offlinerl_kit", "offlinerlkit_csv"),
     aliases=(
         Alias(
             "critic_loss",
@@ -593,6 +596,7 @@ _JAXRL = Profile(
         "evaluation/average_returns",
     ),
     path_patterns=(r"[/\\]tb[/\\]\d+$",),
+    seed_patterns=(r"/tb/(\d+)$",),
     aliases=(
         Alias(
             "q_data",
@@ -676,9 +680,12 @@ def _score(profile: Profile, raw: RawRun, path_text: str) -> tuple[int, list[str
     tags = list(raw.tags)
     score = 0
     why: list[str] = []
+    # exact tag names score 2, '/'-suffix matches 1: `sac/cql/cql_min_qf1_loss` is JaxCQL's own
+    # name, and only looks like CORL's `cql_min_qf1_loss` with a prefix.
+    tag_set = set(tags)
     hits = [t for t in profile.signature_tags if _has(tags, t)]
     if hits:
-        score += 2 * len(hits)
+        score += sum(2 if t in tag_set else 1 for t in hits)
         why.append("tags " + ", ".join(hits[:4]) + (" ..." if len(hits) > 4 else ""))
     for pat in profile.path_patterns:
         if re.search(pat, path_text):
@@ -1104,6 +1111,8 @@ _HORIZON_KEYS = (
     "max_ep_len",
 )
 _SEED_KEYS = ("seed",)
+#: seed spelled in run directory names: rlkit `--s-3`, JaxCQL `-s-42--`, OfflineRL-Kit `seed_2&`
+_SEED_PATH_PATTERNS = (r"-s-(\d+)(?:--|$|/)", r"(?:^|/|_)seed[_-]?(\d+)(?:&|/|$|_)")
 _MC_KEYS = ("dataset_mc_return",)
 _CKPT_KEYS = ("ckpt_every", "checkpoint_interval", "save_interval", "save_freq", "checkpoint_freq")
 _CKPT_EPOCH_KEYS = ("snapshot_gap", "save_every_n_epochs")
@@ -1178,10 +1187,12 @@ def _extract_metadata(raw: RawRun, profile: Profile, x_unit: str) -> RunMetadata
     hit = _config_get(cfg, _SEED_KEYS)
     if hit is not None and (sd := _as_int(hit[1])) is not None:
         md.seed, md.sources["seed"] = sd, src(hit[0])
-    elif (
-        m := re.search(r"(?:--s-|seed_|/s(?:eed)?[-_]?)(\d+)", str(raw.path).replace("\\", "/"))
-    ) is not None:
-        md.seed, md.sources["seed"] = int(m.group(1)), f"path {raw.path}"
+    else:
+        path = str(raw.path).replace("\\", "/")
+        for pat in (*profile.seed_patterns, *_SEED_PATH_PATTERNS):
+            if (m := re.search(pat, path)) is not None:
+                md.seed, md.sources["seed"] = int(m.group(1)), f"path {raw.path} ({pat})"
+                break
 
     hit = _config_get(cfg, _MC_KEYS)
     if hit is not None and (mc := _as_float(hit[1])) is not None:
@@ -1287,7 +1298,7 @@ def resolve(raw: RawRun, mappings: Mapping[str, Any] | None = None) -> Run:
 
     x_unit = raw.x_unit
     x_note = ""
-    if framework == "d3rlpy" and raw.layout == "tfevents" and x_unit == "step":
+    if framework == "d3rlpy" and raw.layout in ("tfevents", "d3rlpy_tb") and x_unit == "step":
         # d3rlpy's TensorboardAdapter writes global_step = epoch (log-formats.md section 2).
         x_unit, x_note = "epoch", "d3rlpy TensorBoard global_step is the epoch"
 
