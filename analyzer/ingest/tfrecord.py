@@ -23,6 +23,7 @@ that float32 (e.g. 0.1 reads back as 0.10000000149011612), exactly what TensorBo
 
 from __future__ import annotations
 
+import os
 import struct
 from dataclasses import dataclass, field
 from typing import Any
@@ -49,6 +50,7 @@ _FAST_MIN_GROUP = 8  # smaller same-length groups are not worth a vectorised pas
 _CHUNK_BYTES = 1 << 22  # bytes per row block when gathering same-length records into a matrix
 _MAX_ROUNDS = 8  # layout-learning rounds per same-length block before leftovers go to protobuf
 _MAX_KEYS = 256  # distinct layouts handled per round
+_MAX_MISSES = 8  # layouts of another shape tolerated per round before leaving them to the next
 
 
 @dataclass
@@ -582,7 +584,13 @@ def _tensor_scalar(t: Any) -> float | None:
 
 
 def _decode(
-    buf: bytes, u8: np.ndarray, offs: np.ndarray, lens: np.ndarray, check_crc: bool, path: str
+    buf: bytes,
+    u8: np.ndarray,
+    offs: np.ndarray,
+    lens: np.ndarray,
+    check_crc: bool,
+    path: str,
+    fast: bool = True,
 ) -> tuple[_Collector, list[IngestIssue], int]:
     """Decode all records (offsets of CRC-valid headers); returns collector, data-CRC issues, records."""
     col = _Collector()
@@ -595,7 +603,7 @@ def _decode(
     mv = memoryview(buf)
     for gi, n in enumerate(uniq.tolist()):
         idx = order[bounds[gi] : bounds[gi + 1]]
-        if n > _FAST_MAX_LEN or idx.shape[0] < _FAST_MIN_GROUP or n == 0:
+        if not fast or n > _FAST_MAX_LEN or idx.shape[0] < _FAST_MIN_GROUP or n == 0:
             slow.extend(idx.tolist())
             continue
         win = sliding_window_view(u8, n)
@@ -667,10 +675,18 @@ def _decode_block(col: _Collector, rec: np.ndarray, data: np.ndarray, slow: list
         keys = _row_keys(masked)
         _, first, inv, counts = np.unique(keys, return_index=True, return_inverse=True, return_counts=True)
         done = np.zeros(left.shape[0], dtype=bool)
-        for u in np.argsort(-counts, kind="stable")[:_MAX_KEYS]:
+        # Row 0's own group first (guaranteed progress), then the others by size; rows whose
+        # layout differs wait for a later round with their own variable positions.
+        order = np.argsort(-counts, kind="stable")[:_MAX_KEYS]
+        order = np.concatenate(([inv[0]], order[order != inv[0]]))
+        misses = 0
+        for u in order:
             rep = int(first[u])
             this = lay if rep == 0 else _layout(sub[cand[rep]].tobytes())
             if this is None or this.var != lay.var:
+                misses += 1
+                if misses > _MAX_MISSES:
+                    break
                 continue
             members = np.flatnonzero(inv == u)
             members = members[(masked[members] == masked[rep]).all(axis=1)]
@@ -684,11 +700,14 @@ def _decode_block(col: _Collector, rec: np.ndarray, data: np.ndarray, slow: list
 # Public entry point
 
 
-def read_event_file(path: str, *, check_crc: bool = True) -> EventFileData:
+def read_event_file(
+    path: str | os.PathLike[str], *, check_crc: bool = True, fast: bool = True
+) -> EventFileData:
     """Read every scalar (and hparams) of one event file; damage becomes issues, never exceptions.
 
     `check_crc=False` skips the per-record CRC checks (about a third faster); damage is then only
     noticed when a length header points outside the file (resynchronisation still uses CRCs).
+    `fast=False` decodes every record through protobuf (the reference the fast path is tested against).
     """
     path = str(path)
     out = EventFileData(path=path)
@@ -723,7 +742,7 @@ def read_event_file(path: str, *, check_crc: bool = True) -> EventFileData:
     offs = np.concatenate(all_offs) if all_offs else np.zeros(0, dtype=np.int64)
     lens = np.concatenate(all_lens) if all_lens else np.zeros(0, dtype=np.int64)
     if offs.shape[0]:
-        col, issues, out.records = _decode(buf, u8, offs, lens, check_crc, path)
+        col, issues, out.records = _decode(buf, u8, offs, lens, check_crc, path, fast)
         out.issues.extend(issues)
         out.scalars, out.scalars_read = col.result()
         out.hparams = col.hparams

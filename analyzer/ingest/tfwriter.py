@@ -211,7 +211,7 @@ class EventWriter:
         if not n:
             return
         start = 0
-        if self._metadata_first(tag, tens):  # the tag's first record carries plugin metadata
+        if tens and tag not in self._tags_seen:  # the tag's first record carries plugin metadata
             self.add_scalar(tag, values[0], steps[0], walls[0], as_tensor=tens)
             start = 1
             if n == 1:
