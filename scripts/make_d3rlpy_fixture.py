@@ -129,7 +129,12 @@ def write_truth(out: Path, csv_run: Path, tb_run: Path) -> None:
     def csv(name: str) -> pd.DataFrame:
         return pd.read_csv(csv_run / f"{name}.csv", header=None, names=["epoch", "step", "value"])
 
-    crit, cons = csv("critic_loss"), csv("conservative_loss")
+    crit, cons, alpha = csv("critic_loss"), csv("conservative_loss"), csv("alpha")
+    cp = params["config"]["params"]
+    gap = (
+        cons.value.to_numpy() / (n_critics * alpha.value.to_numpy() * cp["conservative_weight"])
+        + cp["alpha_threshold"]
+    )
     picks = list(crit["step"].iloc[[0, len(crit) // 2, -1]])
     td = (crit["value"].to_numpy() - cons["value"].to_numpy()) / n_critics
     meta = {
@@ -166,8 +171,9 @@ def write_truth(out: Path, csv_run: Path, tb_run: Path) -> None:
                 "values": _values(csv("value_scale").step, csv("value_scale").value, picks),
             },
             "q_data": {"kind": "proxy", "sources": ["value_scale"]},
+            "cql_gap": {"kind": "derived", "values": _values(cons.step, gap, picks)},
         },
-        "absent": ["cql_gap", "eval_return", "q_target"],
+        "absent": ["eval_return", "q_target"],
         "metadata": meta,
         "checkpoints": sorted(int(p.stem.split("_")[1]) for p in csv_run.glob("model_*.d3")),
     }
@@ -196,7 +202,7 @@ def write_truth(out: Path, csv_run: Path, tb_run: Path) -> None:
             "q_data": {"kind": "proxy"},
             "alpha": {"kind": "logged"},
         },
-        "absent": ["cql_gap", "eval_return"],
+        "absent": ["eval_return"],
         "metadata": {},
         "note": "d3rlpy's TensorboardAdapter writes no params; global_step is the epoch",
     }
@@ -212,9 +218,14 @@ def main() -> None:
     ap.add_argument(
         "--out", type=Path, default=Path(__file__).resolve().parents[1] / "fixtures" / "real" / "d3rlpy"
     )
+    ap.add_argument("--truth-only", action="store_true", help="rewrite TRUTH.json from the existing logs")
     args = ap.parse_args()
     args.out.mkdir(parents=True, exist_ok=True)
-    csv_run, tb_run = train(args.out)
+    if args.truth_only:
+        (csv_run,) = [p for p in (args.out / "csv").iterdir() if p.is_dir()]
+        (tb_run,) = [p for p in (args.out / "tensorboard" / "runs").iterdir() if p.is_dir()]
+    else:
+        csv_run, tb_run = train(args.out)
     write_truth(args.out, csv_run, tb_run)
     print(f"wrote {csv_run} and {tb_run}")
 

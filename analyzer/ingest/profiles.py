@@ -18,7 +18,7 @@ import fnmatch
 import json
 import math
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -78,6 +78,8 @@ class Alias:
     #: config keys holding the number of critics the logged value is summed over (scale = 1/n)
     per_critic_keys: tuple[str, ...] = ()
     default_critics: int | None = None
+    unless_tags: tuple[str, ...] = ()  # skip when any of these tags is present (another algorithm)
+    requires_tags: tuple[str, ...] = ()  # apply only when one of these tags is present
 
 
 @dataclass(frozen=True)
@@ -100,6 +102,7 @@ class Derivation:
     when_config: tuple[str, Any] | None = None  # only when flattened config key is truthy == value
     unless_config_true: tuple[str, ...] = ()  # skip when any of these config keys is truthy
     unless_tags: tuple[str, ...] = ()  # skip when any of these tags is present (another algorithm)
+    requires_tags: tuple[str, ...] = ()  # apply only when one of these tags is present
 
 
 @dataclass(frozen=True)
@@ -130,6 +133,8 @@ class Profile:
     second_critic: dict[str, tuple[str, ...]] = field(default_factory=dict)
     #: regexes over the run path whose group 1 is the seed, when no config says it
     seed_patterns: tuple[str, ...] = ()
+    #: formulas too specific for a Derivation row, tried after the derivations
+    custom: tuple[Callable[[RawRun], Series | None], ...] = ()
 
 
 _CRITIC1_NOTE = "critic 1 of the ensemble (paper convention: report QF1)"
@@ -402,6 +407,41 @@ _D3RLPY_TD_NOTE = (
     "(d3rlpy sums both over its n_critics Q-functions)"
 )
 
+
+def _d3rlpy_cql_gap(raw: RawRun) -> Series | None:
+    """Continuous d3rlpy CQL: conservative_loss = sum_critics alpha * w * (gap - threshold).
+
+    So the raw per-critic gap = conservative_loss / (n_critics * alpha * w) + threshold, with
+    alpha the logged Lagrange weight and w, threshold, n_critics from params.json. Skipped when
+    any of them is unknown (we do not guess d3rlpy defaults that changed across versions).
+    """
+    cons_tag = find_tag(raw.tags, ["conservative_loss"])
+    alpha_tag = find_tag(raw.tags, ["alpha"])
+    if cons_tag is None or alpha_tag is None or find_tag(raw.tags, ["td_loss"]) is not None:
+        return None
+    w_hit = _config_get(raw.config, ["config.params.conservative_weight"])
+    t_hit = _config_get(raw.config, ["config.params.alpha_threshold"])
+    n_hit = _config_get(raw.config, ["config.params.n_critics"])
+    w = _as_float(w_hit[1]) if w_hit else None
+    thr = _as_float(t_hit[1]) if t_hit else None
+    n = _as_int(n_hit[1]) if n_hit else None
+    if not w or thr is None or not n or n <= 0:
+        return None
+    steps, ratio, wt = _combine(raw.tags[cons_tag], raw.tags[alpha_tag], "div")
+    if len(steps) == 0:
+        return None
+    return Series(
+        name="cql_gap",
+        steps=steps,
+        values=ratio / (n * w) + thr,
+        wall_time=wt,
+        sources=(cons_tag, alpha_tag, f"config:{w_hit[0]}", f"config:{t_hit[0]}", f"config:{n_hit[0]}"),
+        files=raw.tags[cons_tag].files,
+        kind="derived",
+        note=f"raw gap = conservative_loss / (n_critics={n} * alpha * conservative_weight={w:g}) + alpha_threshold={thr:g}",
+    )
+
+
 _D3RLPY = Profile(
     name="d3rlpy",
     signature_tags=(
@@ -428,9 +468,25 @@ _D3RLPY = Profile(
             note="d3rlpy conservative_loss (alpha-scaled, summed over critics) / n_critics",
             per_critic_keys=("config.params.n_critics", "n_critics"),
             default_critics=2,
+            unless_tags=("td_loss",),
         ),
-        Alias("critic_loss", ("loss",), note="DiscreteCQL total loss = td_loss + conservative_loss"),
-        Alias("td_error", ("td_loss",), note="DiscreteCQL td_loss (DQN loss on the data, no CQL term)"),
+        Alias(
+            "critic_loss",
+            ("loss",),
+            note="DiscreteCQL total loss = td_loss + alpha * conservative_loss",
+            requires_tags=("td_loss",),
+        ),
+        Alias(
+            "td_error",
+            ("td_loss",),
+            note="DiscreteCQL td_loss: d3rlpy's DQN TD loss on the data (Huber, not MSE), no CQL term",
+        ),
+        Alias(
+            "cql_gap",
+            ("conservative_loss",),
+            note="DiscreteCQL conservative_loss = E[logsumexp_a Q(s,a)] - Q(s,a_data), before alpha",
+            requires_tags=("td_loss",),
+        ),
         Alias("alpha", ("alpha",), note="d3rlpy CQL 'alpha' is the Lagrange weight of the conservative term"),
         Alias("temperature", ("temp",)),
         Alias("policy_loss", ("actor_loss",)),
@@ -457,11 +513,28 @@ _D3RLPY = Profile(
             per_critic_keys=("config.params.n_critics", "n_critics"),
             default_critics=2,
         ),
+        Derivation(
+            "cql_term",
+            "mul",
+            ("conservative_loss",),
+            b_config=("config.params.alpha",),
+            note="DiscreteCQL cql_term = alpha (config) * conservative_loss",
+            requires_tags=("td_loss",),
+        ),
+        Derivation(
+            "alpha",
+            "const",
+            ("conservative_loss",),
+            b_config=("config.params.alpha",),
+            note="DiscreteCQL: constant alpha from params.json",
+            requires_tags=("td_loss",),
+        ),
     ),
     critic_includes_regularizer=True,
     critic_tags=("critic_loss",),
     cql_tags=("conservative_loss",),
     algorithm_from_tags=(("conservative_loss", "cql"), ("td_loss", "dqn")),
+    custom=(_d3rlpy_cql_gap,),
 )
 
 _BRAC = Profile(
@@ -673,7 +746,7 @@ _SIMPLESAC_ONLY = ("sac/total_steps", "sac/cql/cql_qf1_diff")
 
 
 def _config_has(config: Mapping[str, Any], key: str) -> bool:
-    return key in config or any(k.endswith("." + key) for k in config)
+    return key in config or any(str(k).endswith("." + key) for k in config)
 
 
 def _score(profile: Profile, raw: RawRun, path_text: str) -> tuple[int, list[str]]:
@@ -754,7 +827,10 @@ def _config_get(config: Mapping[str, Any], keys: Iterable[str]) -> tuple[str, An
     for key in keys:
         if key in config and config[key] is not None:
             return key, config[key]
-        hits = sorted((k for k in config if k.endswith("." + key) and config[k] is not None), key=len)
+        hits = sorted(
+            (k for k in config if str(k).endswith("." + key) and config[k] is not None),
+            key=lambda k: len(str(k)),
+        )
         if hits:
             return hits[0], config[hits[0]]
     return None
@@ -860,7 +936,16 @@ def _n_critics(config: Mapping[str, Any], keys: tuple[str, ...], default: int | 
     return (default or 1), f"default {default}"
 
 
+def _gated_out(item: Alias | Derivation, raw: RawRun) -> bool:
+    """True when the tags say this row belongs to another algorithm of the same framework."""
+    if item.unless_tags and find_tag(raw.tags, item.unless_tags) is not None:
+        return True
+    return bool(item.requires_tags) and find_tag(raw.tags, item.requires_tags) is None
+
+
 def _apply_alias(alias: Alias, raw: RawRun) -> Series | None:
+    if _gated_out(alias, raw):
+        return None
     tag = find_tag(raw.tags, alias.tags)
     if tag is None:
         return None
@@ -891,7 +976,7 @@ def _apply_derivation(d: Derivation, raw: RawRun) -> Series | None:
         hit = _config_get(raw.config, [key])
         if hit is not None and _truthy(hit[1]):
             return None
-    if d.unless_tags and find_tag(raw.tags, d.unless_tags) is not None:
+    if _gated_out(d, raw):
         return None
     a_tag = find_tag(raw.tags, d.a)
     if a_tag is None:
@@ -964,6 +1049,10 @@ def _resolve_profile(profile: Profile, raw: RawRun, run: Run) -> None:
         s = _apply_derivation(d, raw)
         if s is not None:
             run.series[d.canonical] = s
+    for fn in profile.custom:
+        s = fn(raw)
+        if s is not None and s.name not in run.series:
+            run.series[s.name] = s
     # Note when critic 1 was chosen while critic 2 is also logged.
     for canonical, tags2 in profile.second_critic.items():
         s = run.series.get(canonical)
@@ -1216,8 +1305,9 @@ def _capacity(cfg: Mapping[str, Any]) -> tuple[Capacity, list[str]]:
     hit = _config_get(cfg, _WIDTH_KEYS)
     if hit is not None:
         items = _as_list(hit[1])
-        if items is not None and items and all(_as_int(x) for x in items):
-            widths = tuple(int(x) for x in items)
+        ints = [_as_int(x) for x in items] if items else []
+        if ints and all(w is not None and w > 0 for w in ints):
+            widths = tuple(int(w) for w in ints if w is not None)
             depth = len(widths)
             used.append(hit[0])
     if widths is None:
