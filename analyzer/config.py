@@ -106,7 +106,7 @@ SECTIONS: dict[str, tuple[Param, ...]] = {
     "changepoints": (
         Param(
             "algorithm",
-            "pelt",
+            "kernel",
             "choice",
             "ruptures search method",
             "comparison in docs/diagnosis.md",
@@ -121,7 +121,14 @@ SECTIONS: dict[str, tuple[Param, ...]] = {
             choices=("l2-slope", "l2", "clinear"),
         ),
         Param(
-            "penalty_scale", 1.0, "positive", "multiplier of the BIC-like penalty sigma^2 log n", "BIC: 1"
+            "penalty_scale",
+            10.0,
+            "positive",
+            "multiplier of the BIC-like penalty 2 sigma^2 log n on the smoothed slope",
+            "measured: smoothing makes the slope's noise autocorrelated, so the iid BIC value 1 splits "
+            "straight noisy lines (75% false phases); 10 gives 6% (30: 0%) and still finds both knots of "
+            "rise-flat-fall signals, while keeping more of the gradual peaks of exponential curves "
+            "(docs/diagnosis.md)",
         ),
         Param(
             "max_points", 500, "int", "resample longer curves to this many points first", "ruptures cost/memory"
@@ -308,7 +315,11 @@ def _load(path: Path, seen: tuple[Path, ...]) -> RulesConfig:
             vals = _check_section(doc[section], section, where)
             cfg.settings.setdefault(section, {}).update(vals)
     if "select" in doc:
-        cfg.select = _check_codes(doc["select"], where, "select")
+        cfg.select = None if doc["select"] is None else _check_codes(doc["select"], where, "select")
+    if cfg.setting("changepoints", "algorithm") == "kernel" and cfg.setting("changepoints", "cost") == "clinear":
+        raise ConfigError(
+            f"{where}: changepoints.cost: 'clinear' needs algorithm pelt, binseg or bottomup (kernel supports l2, l2-slope)"
+        )
     if "ignore" in doc:
         cfg.ignore = sorted(set(cfg.ignore) | set(_check_codes(doc["ignore"], where, "ignore")))
     if "levels" in doc:
@@ -473,13 +484,16 @@ def _check_mappings(doc: Any, where: str, ypath: str, allow_framework: bool) -> 
         if isinstance(v, str) and v:
             out[k] = v
         elif isinstance(v, dict):
-            extra = set(v) - {"tag", "scale"}
+            extra = set(v) - {"tag", "scale", "kind", "note"}
             if extra or not isinstance(v.get("tag"), str):
                 raise ConfigError(
-                    f"{where}: {ypath}.{k}: expected a tag string or {{tag: <str>, scale: <number>}}, got {v!r}"
+                    f"{where}: {ypath}.{k}: expected a tag string or {{tag: <str>, scale: <number>, kind: "
+                    f"logged|derived|proxy, note: <str>}}, got {v!r}"
                 )
             if "scale" in v and not _num(v["scale"]):
                 raise ConfigError(f"{where}: {ypath}.{k}.scale: expected a number, got {_tname(v['scale'])}")
+            if "kind" in v and v["kind"] not in ("logged", "derived", "proxy"):
+                raise ConfigError(f"{where}: {ypath}.{k}.kind: expected logged, derived or proxy, got {_tname(v['kind'])}")
             out[k] = dict(v)
         else:
             raise ConfigError(f"{where}: {ypath}.{k}: expected a tag string or {{tag, scale}}, got {_tname(v)}")
@@ -521,3 +535,71 @@ def _check_runs(doc: Any, where: str) -> list[RunOverride]:
             ov.mappings = _check_mappings(r["mappings"], where, f"{yp}.mappings", allow_framework=True)
         out.append(ov)
     return out
+
+
+# ----------------------------------------------------------------------------------------------
+# rules/default.yaml is generated from the same specs (a test keeps the file in sync)
+
+
+def _yaml_scalar(v: Any) -> str:
+    if isinstance(v, bool):
+        return "true" if v else "false"
+    if isinstance(v, str):
+        return v if v.replace("-", "").replace("_", "").isalnum() else repr(v)
+    return repr(v)
+
+
+def render_default_yaml() -> str:
+    """The annotated default rules file: every threshold with where its default comes from."""
+    out = [
+        "# offrl-workflow default rules (generated: python -c 'from analyzer.config import render_default_yaml as r;",
+        "# print(r(), end=\"\")' > rules/default.yaml). Every threshold the diagnosis uses is here, with the",
+        "# source of its default. A user rules file starts with `extends: default` and overrides what it needs;",
+        "# see docs/diagnosis.md and docs/rules/<CODE>.md.",
+        "",
+    ]
+    for section, ps in SECTIONS.items():
+        out.append(f"{section}:")
+        for p in ps:
+            out.append(f"  # {p.help}. Default: {p.source}")
+            if p.choices:
+                out.append(f"  # one of: {', '.join(p.choices)}")
+            out.append(f"  {p.name}: {_yaml_scalar(p.default)}")
+        out.append("")
+    out += [
+        "select: null  # null = every rule; a list of codes or prefixes (ruff-style), e.g. [OF, UF001]",
+        "ignore: []",
+        "levels: {}  # e.g. {UF001: error}",
+        "",
+        "params:",
+    ]
+    for s in ordered_specs():
+        out.append(f"  # {s.code} {s.name} ({s.level}): {s.summary}")
+        if not s.params:
+            out.append(f"  {s.code}: {{}}")
+            continue
+        out.append(f"  {s.code}:")
+        for p in s.params:
+            out.append(f"    # {p.help}. Default: {p.source}")
+            if p.choices:
+                out.append(f"    # one of: {', '.join(p.choices)}")
+            out.append(f"    {p.name}: {_yaml_scalar(p.default)}")
+    out += [
+        "",
+        "# Per-run metadata the logs may lack (later entries win; CLI --gamma/--reward-range/--horizon win over all):",
+        "# runs:",
+        "#   - match: 'sweep/*'          # glob on the run id",
+        "#     gamma: 0.99",
+        "#     reward_range: [0, 1]",
+        "#     horizon: 30",
+        "#     dataset_mc_return: 4.2     # same discounting as Q",
+        "#     checkpoint_interval: 5000  # in the run's x-axis unit",
+        "#     capacity_group: widths     # runs in one group are compared by capacity (UF003)",
+        "#     mappings: {q_data: 'my/q_tag'}",
+        "runs: []",
+        "",
+        "# Global tag mappings passed to ingestion: {canonical_name: tag | {tag, scale}} + optional framework.",
+        "mappings: {}",
+        "",
+    ]
+    return "\n".join(out)

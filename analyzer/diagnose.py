@@ -24,7 +24,7 @@ from analyzer.model import Run, Series
 from analyzer.report import CheckpointPick, Finding, RunResult
 from analyzer.rules import ordered_specs
 from analyzer.rules.base import Analysis, Context, Effective, fmt
-from analyzer.signal import change_points, find_peak, noise_sigma, phases, smooth, smoothed_noise_gain
+from analyzer.signal import find_peak, noise_sigma, phases, segment, smooth, smoothed_noise_gain
 
 Q_CANDIDATES = ("q_data", "q_target", "q_policy")  # q_target first: over dataset transitions it tracks E_D[Q]
 
@@ -143,14 +143,17 @@ def analyze_signals(run: Run, config: RulesConfig, ov: RunOverride | None = None
         tol = float(cfg.setting("analysis", "peak_tolerance")) * sigma * smoothed_noise_gain(am, aw, window)
         peak = find_peak(q.steps, q_smooth, cfg.setting("analysis", "tail_fraction") / 2, tol)
         try:
-            cps = change_points(
+            cps = segment(
                 q.steps,
-                q_smooth,
-                max_points=cfg.setting("changepoints", "max_points"),
-                penalty_scale=cfg.setting("changepoints", "penalty_scale"),
-                min_size=cfg.setting("changepoints", "min_size"),
+                q.values,
+                method=am,
+                weight=aw,
+                window=window,
                 algorithm=cfg.setting("changepoints", "algorithm"),
                 cost=cfg.setting("changepoints", "cost"),
+                penalty_scale=cfg.setting("changepoints", "penalty_scale"),
+                max_points=int(cfg.setting("changepoints", "max_points")),
+                min_size=int(cfg.setting("changepoints", "min_size")),
             )
         except Exception:  # ruptures can reject degenerate signals; phases are reporting only
             cps = []

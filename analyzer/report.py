@@ -64,6 +64,30 @@ class RunResult:
     change_points: list[int] = field(default_factory=list)  # steps where dataset-Q changes phase
     peak_step: int | None = None
 
+    def frame(self) -> Any:
+        """Long pandas DataFrame of every metric: columns step, metric, raw, smoothed (display smoother).
+
+        For notebooks: `res.frame().pivot(index="step", columns="metric", values="smoothed")`.
+        """
+        import pandas as pd
+
+        parts = []
+        for name, s in self.run.series.items():
+            sm = self.smoothed.get(name)
+            parts.append(
+                pd.DataFrame(
+                    {
+                        "step": s.steps,
+                        "metric": name,
+                        "raw": s.values,
+                        "smoothed": sm if sm is not None and len(sm) == len(s) else np.full(len(s), np.nan),
+                    }
+                )
+            )
+        if not parts:
+            return pd.DataFrame({"step": [], "metric": [], "raw": [], "smoothed": []})
+        return pd.concat(parts, ignore_index=True)
+
     def to_dict(self) -> dict[str, Any]:
         run = self.run
         return {
@@ -91,6 +115,15 @@ class RunResult:
 class Report:
     runs: list[RunResult] = field(default_factory=list)
     errors: list[IngestIssue] = field(default_factory=list)  # paths that yielded no run
+
+    def frame(self) -> Any:
+        """All runs' `RunResult.frame()` stacked, with a `run` column."""
+        import pandas as pd
+
+        parts = [r.frame().assign(run=r.run.id) for r in self.runs]
+        if not parts:
+            return pd.DataFrame({"run": [], "step": [], "metric": [], "raw": [], "smoothed": []})
+        return pd.concat(parts, ignore_index=True)[["run", "step", "metric", "raw", "smoothed"]]
 
     def to_dict(self) -> dict[str, Any]:
         return {

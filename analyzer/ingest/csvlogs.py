@@ -104,6 +104,25 @@ def _text_problem(data: bytes) -> str | None:
     return None
 
 
+_NON_SPACE = re.compile(rb"\S")
+
+
+def _first_line(data: bytes) -> bytes:
+    """First non-blank line, without copying the (possibly huge) rest of the file."""
+    m = _NON_SPACE.search(data)
+    start = m.start() if m else 0
+    end = data.find(b"\n", start)
+    return data[start:] if end < 0 else data[start:end]
+
+
+def _has_data_rows(data: bytes) -> bool:
+    """Anything but whitespace after the first non-blank line (the header)?"""
+    m = _NON_SPACE.search(data)
+    start = m.start() if m else 0
+    end = data.find(b"\n", start)
+    return end >= 0 and _NON_SPACE.search(data, end) is not None
+
+
 def _is_number(token: str) -> bool:
     try:
         float(token)
@@ -124,7 +143,8 @@ def _parse(
         "na_values": [""],
         "on_bad_lines": "warn",
         "encoding_errors": "replace",
-        "skipinitialspace": True,
+        # "a, b" style files: only then pay for skipping spaces after delimiters (~15% slower)
+        "skipinitialspace": b", " in data[:_SNIFF_BYTES],
     }
     if names is not None:
         kwargs.update(header=None, names=names, index_col=False)
@@ -227,7 +247,7 @@ def read_csv_log(path: Path, tag: str | None = None) -> CsvLog:
         level = "warning" if problem.startswith("empty") else "error"
         log.issues.append(_issue(path, problem, level))
         return log
-    first = data.lstrip().split(b"\n", 1)[0].decode("utf-8", errors="replace").strip().lstrip("\ufeff")
+    first = _first_line(data).decode("utf-8", errors="replace").strip().lstrip("\ufeff")
     fields = [f.strip().strip('"') for f in first.split(",")]
     headerless = all(_is_number(f) for f in fields)
     if headerless:
@@ -280,8 +300,7 @@ def _read_headered(data: bytes, path: Path, log: CsvLog, header: list[str]) -> C
         log.issues.append(_issue(path, "d3rlpy gradient statistics file; ignored", "info"))
         return log
     data = _drop_truncated_tail(data, path, log.issues, len(header))
-    body = data.lstrip().split(b"\n", 1)
-    if len(body) < 2 or not body[1].strip():
+    if not _has_data_rows(data):
         log.issues.append(_issue(path, "header only, no data rows"))
         return log
     tag_col = _pick_column(header, LONG_TAG_COLUMNS)

@@ -1,0 +1,98 @@
+"""Library entry points: `analyze(paths)` for logs on disk, `analyze_runs(runs)` for Run objects.
+
+Pipeline: load the rules file -> ingest (analyzer.ingest.load_runs with the rules file's tag
+mappings) -> per run: overrides, signal analysis, rules, verdict -> capacity comparison across
+runs (Metric 3.2, second form), which can turn a run's verdict into underfitting -> Report.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+from analyzer.config import RulesConfig, load_config
+from analyzer.diagnose import analyze_signals, diagnose_run, finish, run_rules
+from analyzer.model import IngestIssue, Run
+from analyzer.report import Report, RunResult
+
+__all__ = ["analyze", "analyze_runs", "diagnose_run"]
+
+
+def _config(rules: str | Path | RulesConfig | None) -> RulesConfig:
+    return rules if isinstance(rules, RulesConfig) else load_config(rules)
+
+
+def analyze(
+    paths: str | Path | Sequence[str | Path],
+    rules: str | Path | RulesConfig | None = None,
+    *,
+    workers: int = 1,
+) -> Report:
+    """Diagnose every run found under `paths`. Unreadable paths land in `Report.errors`.
+
+    Raises ConfigError (analyzer.config) for a bad rules file - the CLI maps it to exit code 2.
+    """
+    cfg = _config(rules)
+    if isinstance(paths, (str, Path)):
+        paths = [paths]
+    try:
+        from analyzer.ingest import load_runs
+    except ImportError as exc:  # ingestion not installed/built: say so, do not crash
+        return Report(errors=[IngestIssue(str(p), f"log ingestion unavailable: {exc}", "error") for p in paths])
+    runs, errors = load_runs(list(paths), mappings=cfg.load_mappings() or None, workers=workers)
+    runs = [_remap(r, cfg, load_runs) for r in runs]
+    return analyze_runs(runs, cfg, errors=list(errors))
+
+
+def _remap(run: Run, cfg: RulesConfig, load_runs) -> Run:  # type: ignore[no-untyped-def]
+    """Re-read a run whose `runs:` entry carries its own tag mappings (they win over global ones)."""
+    own = cfg.run_override(run.id).mappings
+    if not own:
+        return run
+    try:
+        again, _ = load_runs([run.path], mappings={**cfg.load_mappings(), **own})
+    except Exception as exc:  # noqa: BLE001 - keep the first reading, report why
+        run.issues.append(IngestIssue(str(run.path), f"per-run mappings not applied: {exc}", "warning"))
+        return run
+    if len(again) != 1:
+        run.issues.append(
+            IngestIssue(str(run.path), f"per-run mappings not applied: re-reading found {len(again)} runs", "warning")
+        )
+        return run
+    again[0].id = run.id
+    return again[0]
+
+
+def analyze_runs(
+    runs: Sequence[Run],
+    rules: str | Path | RulesConfig | None = None,
+    *,
+    errors: list[IngestIssue] | None = None,
+) -> Report:
+    """Diagnose already-loaded runs (notebooks, tests, other readers) including the capacity comparison."""
+    from analyzer.rules import compare_capacity
+
+    cfg = _config(rules)
+    analyses = []
+    results: list[RunResult] = []
+    for run in runs:
+        ov = cfg.run_override(run.id)
+        a = analyze_signals(run, cfg, ov)
+        findings = run_rules(a, cfg)
+        analyses.append((a, findings))
+        results.append(finish(a, findings, cfg))
+    if cfg.enabled("UF003") and len(runs) > 1:
+        over = {r.run.id: r.verdict == "overfitting" for r in results}
+        groups = {r.id: g for r in runs if (g := cfg.run_override(r.id).capacity_group)}
+        extra = compare_capacity(
+            list(runs),
+            overfitting=over,
+            declared_groups=groups,
+            params=cfg.params_for("UF003"),
+            tail_fraction=float(cfg.setting("analysis", "tail_fraction")),
+            level=cfg.level_for("UF003"),
+        )
+        for i, (a, findings) in enumerate(analyses):
+            if a.run.id in extra:
+                results[i] = finish(a, findings + extra[a.run.id], cfg)
+    return Report(runs=results, errors=list(errors or []))
