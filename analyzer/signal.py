@@ -322,16 +322,34 @@ def segment(
     )
 
 
-def phases(steps: np.ndarray, smoothed: np.ndarray, cps: list[int], flat_tolerance: float) -> list[Phase]:
+def phases(
+    steps: np.ndarray,
+    smoothed: np.ndarray,
+    cps: list[int],
+    flat_tolerance: float,
+    min_fraction: float = 0.03,
+    flat_fraction: float = 0.05,
+) -> list[Phase]:
     """Label the segments between change points rising / flat / falling.
 
     A segment is flat when its net change is within `flat_tolerance` (metric units, typically a
-    multiple of the noise level); otherwise its sign decides.
+    multiple of the noise level) or `flat_fraction` of the curve's range; otherwise its sign
+    decides. Segments shorter than `min_fraction` of the run join their neighbour.
     """
     s, v = finite(steps, smoothed)
     if s.size == 0:
         return []
-    bounds = [int(s[0]), *sorted(c for c in cps if s[0] < c < s[-1]), int(s[-1])]
+    span = float(s[-1] - s[0]) or 1.0
+    inner = sorted(c for c in cps if s[0] < c < s[-1])
+    # a segment shorter than min_fraction of the run (end effects of the smoother) joins its neighbour
+    kept: list[int] = []
+    for c in inner:
+        if (c - (kept[-1] if kept else s[0])) >= min_fraction * span:
+            kept.append(c)
+    if kept and (s[-1] - kept[-1]) < min_fraction * span:
+        kept.pop()
+    bounds = [int(s[0]), *kept, int(s[-1])]
+    flat_tolerance = max(flat_tolerance, flat_fraction * float(np.max(v) - np.min(v)))
     out: list[Phase] = []
     for a, b in zip(bounds[:-1], bounds[1:]):
         va = float(np.interp(a, s, v))
