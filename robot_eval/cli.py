@@ -133,7 +133,7 @@ def _cmd_collect(a: argparse.Namespace) -> dict[str, Any]:
     return {"path": str(out), "seconds": round(elapsed, 3), "transitions": len(ds), "metadata": ds.metadata}
 
 
-def _cmd_checkpoints(a: argparse.Namespace) -> dict[str, Any]:
+def _cmd_checkpoints(a: argparse.Namespace, loader=None) -> dict[str, Any]:
     from robot_eval.evaluate import (
         EvalResult,
         check_out_dir,
@@ -162,6 +162,7 @@ def _cmd_checkpoints(a: argparse.Namespace) -> dict[str, Any]:
             a.episodes,
             seed=a.seed,
             workers=a.workers,
+            loader=loader,
             on_progress=(lambda k: bar[0].advance(bar[1], k)) if bar else None,
         )
     finally:
@@ -177,7 +178,7 @@ def _cmd_checkpoints(a: argparse.Namespace) -> dict[str, Any]:
     files = write_outputs(result)
     if a.video and result.best is not None:
         gif = out_dir / f"rollout_step{result.best.step}.gif"
-        files["video"] = str(save_rollout_gif(spec, result.best.path, a.seed, gif))
+        files["video"] = str(save_rollout_gif(spec, result.best.path, a.seed, gif, loader))
     best = result.best
     return {
         "run_dir": str(run_dir),
@@ -218,13 +219,18 @@ def _print_text(command: str, res: dict[str, Any]) -> None:
             print(f)
 
 
-def main(argv: list[str] | None = None) -> int:
+def main(argv: list[str] | None = None, *, policy_loader=None) -> int:
+    """Entry point; `policy_loader(path) -> policy` replaces reference_trainer's load_policy (tests, other trainers)."""
     from robot_eval.dataset import DatasetError
     from robot_eval.evaluate import EvalError
     from robot_eval.tasks import TaskError
 
     args = _parser().parse_args(argv)
-    handlers = {"collect": _cmd_collect, "checkpoints": _cmd_checkpoints, "render": _cmd_render}
+    handlers = {
+        "collect": _cmd_collect,
+        "checkpoints": lambda a: _cmd_checkpoints(a, policy_loader),
+        "render": _cmd_render,
+    }
     try:
         res = handlers[args.command](args)
     except (CliError, EvalError, TaskError, DatasetError) as exc:

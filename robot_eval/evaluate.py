@@ -10,7 +10,9 @@ from __future__ import annotations
 import csv
 import json
 import math
+import os
 import re
+import sys
 from collections.abc import Callable, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import asdict, dataclass, field
@@ -184,6 +186,10 @@ def default_loader(path: str):
         raise EvalError(
             f"cannot import reference_trainer.policy.load_policy ({exc}); install the 'trainer' extra"
         ) from None
+    if _IN_WORKER:
+        import torch
+
+        torch.set_num_threads(1)
     return load_policy(path, device="cpu")
 
 
@@ -218,13 +224,16 @@ def _eval_chunk(
         return ckpt, [], f"{ckpt}: {type(exc).__name__}: {exc}"
 
 
-def _worker_init() -> None:
-    try:
-        import torch
+_IN_WORKER = False
 
-        torch.set_num_threads(1)
-    except ImportError:
-        pass
+
+def _worker_init() -> None:
+    """W workers x torch's default thread count would oversubscribe the cores: one thread each."""
+    global _IN_WORKER
+    _IN_WORKER = True
+    os.environ.setdefault("OMP_NUM_THREADS", "1")
+    if "torch" in sys.modules:
+        sys.modules["torch"].set_num_threads(1)
 
 
 def score(step: int, path: str, returns: list[float]) -> CheckpointScore:
@@ -240,10 +249,14 @@ def evaluate_checkpoints(
     episodes: int,
     seed: int = 0,
     workers: int = 1,
-    loader: Callable[[str], Any] = default_loader,
+    loader: Callable[[str], Any] | None = None,
     on_progress: Callable[[int], None] | None = None,
 ) -> tuple[list[CheckpointScore], list[str]]:
-    """Roll out each checkpoint for `episodes` episodes; returns scores (sorted by step) and error lines."""
+    """Roll out each checkpoint for `episodes` episodes; returns scores (sorted by step) and error lines.
+
+    `loader(path) -> policy` defaults to reference_trainer's `load_policy`.
+    """
+    loader = loader or default_loader
     if episodes < 1:
         raise EvalError(f"--episodes must be >= 1, got {episodes}")
     seeds = episode_seeds(seed, episodes)
@@ -320,6 +333,9 @@ def write_outputs(result: EvalResult) -> dict[str, str]:
     payload = asdict(result) | {"best_step": best.step if best else None}
     json_path.write_text(json.dumps(payload, indent=2, sort_keys=True))
     tb_dir = out / "tb"
+    # re-evaluating into the same output folder replaces, rather than duplicates, the curves
+    for old in tb_dir.glob("events.out.tfevents.*") if tb_dir.is_dir() else ():
+        old.unlink()
     writer = ScalarWriter(tb_dir)
     try:
         for s in result.scores:
@@ -331,7 +347,7 @@ def write_outputs(result: EvalResult) -> dict[str, str]:
 
 
 def save_rollout_gif(
-    spec: TaskSpec, ckpt: str, seed: int, path: Path, loader: Callable[[str], Any] = default_loader
+    spec: TaskSpec, ckpt: str, seed: int, path: Path, loader: Callable[[str], Any] | None = None
 ) -> Path:
     """A 128x128 GIF of one rollout (for a person to look at), independent of the policy's image size."""
     from PIL import Image
@@ -339,7 +355,7 @@ def save_rollout_gif(
     env = spec.make(render_mode="rgb_array")
     try:
         frames: list[np.ndarray] = []
-        run_episode(env, loader(ckpt), seed, frames)
+        run_episode(env, (loader or default_loader)(ckpt), seed, frames)
     finally:
         env.close()
     images = [Image.fromarray(f) for f in frames]

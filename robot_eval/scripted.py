@@ -40,9 +40,8 @@ def pick_place_action(s: dict[str, Any]) -> np.ndarray:
     """Noise-free scripted action for the pick-place family (all three segments)."""
     ee, obj = s["ee"], s["obj"]
     grasp_z = max(obj[2] - 0.005, 0.015)
-    lifted_and_held = s["held"] and s["grip_closed"] and obj[2] > s["obj_rest_z"] + 0.02
     if s["segment"] == "grasp":
-        if lifted_and_held or (s["held"] and s["grip_closed"] and ee[2] > grasp_z + 0.01):
+        if s["held"] and s["grip_closed"]:
             return _act(_toward(ee, np.array([ee[0], ee[1], 0.25])), CLOSE)
     elif s["in_tray"]:
         return _act(_toward(ee, np.array([ee[0], ee[1], 0.3])), OPEN)
