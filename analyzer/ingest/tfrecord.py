@@ -402,23 +402,23 @@ def _layout(b: bytes) -> _Layout | None:
     return _Layout(tag, tensor, plugin, wall, step, vpos, width, tuple(sorted(var)))
 
 
-def _row_keys(mat: np.ndarray) -> np.ndarray:
-    """A 64-bit hash of each row (collisions are checked by the caller)."""
+def _words(mat: np.ndarray) -> np.ndarray:
+    """Rows of a (m, L) uint8 matrix as (m, ceil(L/8)) little-endian uint64 words, zero-padded."""
     m, n = mat.shape
     w = -(-n // 8)
     padded = np.zeros((m, w * 8), dtype=np.uint8)
     padded[:, :n] = mat
-    words = padded.view("<u8")
-    h = np.full(m, 0xCBF29CE484222325, dtype=np.uint64)
+    return padded.view("<u8")
+
+
+def _hash_words(words: np.ndarray) -> np.ndarray:
+    """A 64-bit hash of each row (collisions are checked by the caller)."""
+    h = np.full(words.shape[0], 0xCBF29CE484222325, dtype=np.uint64)
     mul = np.uint64(0x100000001B3)
-    for j in range(w):
+    for j in range(words.shape[1]):
         h = (h ^ words[:, j]) * mul
         h ^= h >> np.uint64(29)
     return h
-
-
-def _cols_le(mat: np.ndarray, start: int, width: int, dtype: str) -> np.ndarray:
-    return np.ascontiguousarray(mat[:, start : start + width]).view(dtype).ravel()
 
 
 # --------------------------------------------------------------------------------------------
@@ -445,22 +445,28 @@ class _Collector:
     def skip(self, kind: str, n: int = 1) -> None:
         self.skipped[kind] = self.skipped.get(kind, 0) + n
 
-    def add_fast(self, lay: _Layout, rec: np.ndarray, rows: np.ndarray) -> None:
-        m = rows.shape[0]
-        wall = _cols_le(rows, lay.wall, 8, "<f8") if lay.wall is not None else np.zeros(m)
+    def add_fast(self, lay: _Layout, rec: np.ndarray, data: np.ndarray, sel: np.ndarray | None) -> None:
+        """Decode rows `sel` (None: all) of a same-layout record matrix at the layout's offsets."""
+
+        def cols(a: int, b: int) -> np.ndarray:
+            return np.ascontiguousarray(data[:, a:b] if sel is None else data[sel, a:b])
+
+        m = rec.shape[0]
+        wall = cols(lay.wall, lay.wall + 8).view("<f8").ravel() if lay.wall is not None else np.zeros(m)
         if lay.step is not None:
-            s, e = lay.step
+            raw = cols(*lay.step)
             step = np.zeros(m, dtype=np.uint64)
-            for i, c in enumerate(range(s, e)):
-                step |= (rows[:, c] & 0x7F).astype(np.uint64) << np.uint64(7 * i)
+            for i in range(raw.shape[1]):
+                step |= (raw[:, i] & 0x7F).astype(np.uint64) << np.uint64(7 * i)
             step = step.view(np.int64)
         else:
             step = np.zeros(m, dtype=np.int64)
-        fmt = "<f4" if lay.width == 4 else "<f8"
-        value = _cols_le(rows, lay.value, lay.width, fmt).astype(np.float64)
+        value = cols(lay.value, lay.value + lay.width).view("<f4" if lay.width == 4 else "<f8").ravel()
         self.declare(lay.tag, lay.plugin)
         sub = np.zeros(m, dtype=np.int64)
-        self.parts.setdefault(lay.tag, []).append((rec, sub, step, value, wall, lay.tensor))
+        self.parts.setdefault(lay.tag, []).append(
+            (rec, sub, step, value.astype(np.float64), wall, lay.tensor)
+        )
         self.fast += m
 
     def add_slow(self, rec: int, data: bytes) -> bool:
@@ -651,7 +657,13 @@ def _decode(
 
 
 def _decode_block(col: _Collector, rec: np.ndarray, data: np.ndarray, slow: list[int]) -> None:
-    """Decode a block of same-length records by learning each layout once (see module doc)."""
+    """Decode a block of same-length records by learning each layout once (see module doc).
+
+    Rows are compared as 64-bit words with the layout's variable bytes masked out: rows whose
+    masked words equal those of a row with a known layout parse identically, field for field.
+    """
+    n = data.shape[1]
+    words_all = _words(data)
     left = np.arange(rec.shape[0])
     for _ in range(_MAX_ROUNDS):
         if not left.shape[0]:
@@ -661,19 +673,22 @@ def _decode_block(col: _Collector, rec: np.ndarray, data: np.ndarray, slow: list
             slow.append(int(rec[left[0]]))
             left = left[1:]
             continue
-        var = np.array(lay.var, dtype=np.int64)
-        sub = data[left]
+        everything = left.shape[0] == rec.shape[0]
+        sub = data if everything else data[left]
         fits = np.ones(left.shape[0], dtype=bool)
         if lay.step is not None:  # the step varint must keep its width: same structure
             s, e = lay.step
             for c in range(s, e - 1):
                 fits &= sub[:, c] >= 0x80
             fits &= sub[:, e - 1] < 0x80
+        keep = np.full(n, 0xFF, dtype=np.uint8)
+        keep[list(lay.var)] = 0
+        mask = _words(keep[None, :])[0]
         cand = np.flatnonzero(fits)
-        masked = sub[cand]
-        masked[:, var] = 0
-        keys = _row_keys(masked)
-        _, first, inv, counts = np.unique(keys, return_index=True, return_inverse=True, return_counts=True)
+        words = (words_all if everything else words_all[left])[cand] & mask
+        _, first, inv, counts = np.unique(
+            _hash_words(words), return_index=True, return_inverse=True, return_counts=True
+        )
         done = np.zeros(left.shape[0], dtype=bool)
         # Row 0's own group first (guaranteed progress), then the others by size; rows whose
         # layout differs wait for a later round with their own variable positions.
@@ -688,10 +703,20 @@ def _decode_block(col: _Collector, rec: np.ndarray, data: np.ndarray, slow: list
                 if misses > _MAX_MISSES:
                     break
                 continue
-            members = np.flatnonzero(inv == u)
-            members = members[(masked[members] == masked[rep]).all(axis=1)]
-            col.add_fast(this, rec[left[cand[members]]], sub[cand[members]])
-            done[cand[members]] = True
+            if counts[u] == cand.shape[0]:
+                members = (
+                    None if (words == words[rep]).all() else np.flatnonzero((words == words[rep]).all(axis=1))
+                )
+            else:
+                members = np.flatnonzero(inv == u)
+                members = members[(words[members] == words[rep]).all(axis=1)]
+            if members is None and cand.shape[0] == left.shape[0]:
+                col.add_fast(this, rec[left], sub, None)
+                done[:] = True
+            else:
+                rows = cand if members is None else cand[members]
+                col.add_fast(this, rec[left[rows]], sub, rows)
+                done[rows] = True
         left = left[~done]
     slow.extend(rec[left].tolist())
 
