@@ -38,7 +38,9 @@ def analyze(
     try:
         from analyzer.ingest import load_runs
     except ImportError as exc:  # ingestion not installed/built: say so, do not crash
-        return Report(errors=[IngestIssue(str(p), f"log ingestion unavailable: {exc}", "error") for p in paths])
+        return Report(
+            errors=[IngestIssue(str(p), f"log ingestion unavailable: {exc}", "error") for p in paths]
+        )
     runs, errors = load_runs(list(paths), mappings=cfg.load_mappings() or None, workers=workers)
     runs = [_remap(r, cfg, load_runs) for r in runs]
     return analyze_runs(runs, cfg, errors=list(errors))
@@ -56,7 +58,9 @@ def _remap(run: Run, cfg: RulesConfig, load_runs) -> Run:  # type: ignore[no-unt
         return run
     if len(again) != 1:
         run.issues.append(
-            IngestIssue(str(run.path), f"per-run mappings not applied: re-reading found {len(again)} runs", "warning")
+            IngestIssue(
+                str(run.path), f"per-run mappings not applied: re-reading found {len(again)} runs", "warning"
+            )
         )
         return run
     again[0].id = run.id

@@ -131,7 +131,11 @@ SECTIONS: dict[str, tuple[Param, ...]] = {
             "(docs/diagnosis.md)",
         ),
         Param(
-            "max_points", 500, "int", "resample longer curves to this many points first", "ruptures cost/memory"
+            "max_points",
+            500,
+            "int",
+            "resample longer curves to this many points first",
+            "ruptures cost/memory",
         ),
         Param("min_size", 5, "int", "shortest segment (points)", "convention"),
     ),
@@ -316,7 +320,10 @@ def _load(path: Path, seen: tuple[Path, ...]) -> RulesConfig:
             cfg.settings.setdefault(section, {}).update(vals)
     if "select" in doc:
         cfg.select = None if doc["select"] is None else _check_codes(doc["select"], where, "select")
-    if cfg.setting("changepoints", "algorithm") == "kernel" and cfg.setting("changepoints", "cost") == "clinear":
+    if (
+        cfg.setting("changepoints", "algorithm") == "kernel"
+        and cfg.setting("changepoints", "cost") == "clinear"
+    ):
         raise ConfigError(
             f"{where}: changepoints.cost: 'clinear' needs algorithm pelt, binseg or bottomup (kernel supports l2, l2-slope)"
         )
@@ -330,7 +337,10 @@ def _load(path: Path, seen: tuple[Path, ...]) -> RulesConfig:
     if "runs" in doc:
         cfg.runs = [*cfg.runs, *_check_runs(doc["runs"], where)]
     if "mappings" in doc:
-        cfg.mappings = {**cfg.mappings, **_check_mappings(doc["mappings"], where, "mappings", allow_framework=True)}
+        cfg.mappings = {
+            **cfg.mappings,
+            **_check_mappings(doc["mappings"], where, "mappings", allow_framework=True),
+        }
     return cfg
 
 
@@ -407,7 +417,9 @@ def _check_codes(doc: Any, where: str, key: str) -> list[str]:
             raise ConfigError(f"{where}: {key}[{i}]: expected a rule code or prefix, got {_tname(c)}")
         c = c.upper()
         if not any(code.startswith(c) for code in REGISTRY):
-            raise ConfigError(f"{where}: {key}[{i}]: {c!r} matches no rule; known: {', '.join(sorted(REGISTRY))}")
+            raise ConfigError(
+                f"{where}: {key}[{i}]: {c!r} matches no rule; known: {', '.join(sorted(REGISTRY))}"
+            )
         out.append(c)
     return out
 
@@ -425,26 +437,34 @@ def _check_levels(doc: Any, where: str) -> dict[str, str]:
     for code, lvl in doc.items():
         c = _check_code(code, where, f"levels.{code}")
         if lvl not in LEVEL_NAMES:
-            raise ConfigError(f"{where}: levels.{code}: expected one of {', '.join(LEVEL_NAMES)}, got {_tname(lvl)}")
+            raise ConfigError(
+                f"{where}: levels.{code}: expected one of {', '.join(LEVEL_NAMES)}, got {_tname(lvl)}"
+            )
         out[c] = lvl
     return out
 
 
 def _check_params(doc: Any, where: str) -> dict[str, dict[str, Any]]:
     if not isinstance(doc, dict):
-        raise ConfigError(f"{where}: params: expected a mapping of rule code to parameters, got {_tname(doc)}")
+        raise ConfigError(
+            f"{where}: params: expected a mapping of rule code to parameters, got {_tname(doc)}"
+        )
     out: dict[str, dict[str, Any]] = {}
     for code, vals in doc.items():
         c = _check_code(code, where, f"params.{code}")
         if vals is None:
             continue
         if not isinstance(vals, dict):
-            raise ConfigError(f"{where}: params.{code}: expected a mapping of parameter to value, got {_tname(vals)}")
+            raise ConfigError(
+                f"{where}: params.{code}: expected a mapping of parameter to value, got {_tname(vals)}"
+            )
         specs = {p.name: p for p in REGISTRY[c].params}
         for k, v in vals.items():
             if k not in specs:
                 known = ", ".join(specs) or "none"
-                raise ConfigError(f"{where}: params.{code}.{k}: unknown parameter of {c}; expected one of: {known}")
+                raise ConfigError(
+                    f"{where}: params.{code}.{k}: unknown parameter of {c}; expected one of: {known}"
+                )
             out.setdefault(c, {})[k] = check_param(specs[k], v, where, f"params.{code}.{k}")
     return out
 
@@ -469,7 +489,9 @@ def _check_range(v: Any, where: str, ypath: str) -> tuple[float, float]:
 
 def _check_mappings(doc: Any, where: str, ypath: str, allow_framework: bool) -> dict[str, Any]:
     if not isinstance(doc, dict):
-        raise ConfigError(f"{where}: {ypath}: expected a mapping of canonical metric to tag, got {_tname(doc)}")
+        raise ConfigError(
+            f"{where}: {ypath}: expected a mapping of canonical metric to tag, got {_tname(doc)}"
+        )
     out: dict[str, Any] = {}
     for k, v in doc.items():
         if k == "framework" and allow_framework:
@@ -493,10 +515,14 @@ def _check_mappings(doc: Any, where: str, ypath: str, allow_framework: bool) -> 
             if "scale" in v and not _num(v["scale"]):
                 raise ConfigError(f"{where}: {ypath}.{k}.scale: expected a number, got {_tname(v['scale'])}")
             if "kind" in v and v["kind"] not in ("logged", "derived", "proxy"):
-                raise ConfigError(f"{where}: {ypath}.{k}.kind: expected logged, derived or proxy, got {_tname(v['kind'])}")
+                raise ConfigError(
+                    f"{where}: {ypath}.{k}.kind: expected logged, derived or proxy, got {_tname(v['kind'])}"
+                )
             out[k] = dict(v)
         else:
-            raise ConfigError(f"{where}: {ypath}.{k}: expected a tag string or {{tag, scale}}, got {_tname(v)}")
+            raise ConfigError(
+                f"{where}: {ypath}.{k}: expected a tag string or {{tag, scale}}, got {_tname(v)}"
+            )
     return out
 
 
@@ -525,11 +551,15 @@ def _check_runs(doc: Any, where: str) -> list[RunOverride]:
             ov.checkpoint_interval = _check_int(r["checkpoint_interval"], where, f"{yp}.checkpoint_interval")
         if r.get("dataset_mc_return") is not None:
             if not _num(r["dataset_mc_return"]):
-                raise ConfigError(f"{where}: {yp}.dataset_mc_return: expected a number, got {_tname(r['dataset_mc_return'])}")
+                raise ConfigError(
+                    f"{where}: {yp}.dataset_mc_return: expected a number, got {_tname(r['dataset_mc_return'])}"
+                )
             ov.dataset_mc_return = float(r["dataset_mc_return"])
         if r.get("capacity_group") is not None:
             if not isinstance(r["capacity_group"], str):
-                raise ConfigError(f"{where}: {yp}.capacity_group: expected a name, got {_tname(r['capacity_group'])}")
+                raise ConfigError(
+                    f"{where}: {yp}.capacity_group: expected a name, got {_tname(r['capacity_group'])}"
+                )
             ov.capacity_group = r["capacity_group"]
         if r.get("mappings") is not None:
             ov.mappings = _check_mappings(r["mappings"], where, f"{yp}.mappings", allow_framework=True)
@@ -553,7 +583,7 @@ def render_default_yaml() -> str:
     """The annotated default rules file: every threshold with where its default comes from."""
     out = [
         "# offrl-workflow default rules (generated: python -c 'from analyzer.config import render_default_yaml as r;",
-        "# print(r(), end=\"\")' > rules/default.yaml). Every threshold the diagnosis uses is here, with the",
+        '# print(r(), end="")\' > rules/default.yaml). Every threshold the diagnosis uses is here, with the',
         "# source of its default. A user rules file starts with `extends: default` and overrides what it needs;",
         "# see docs/diagnosis.md and docs/rules/<CODE>.md.",
         "",

@@ -89,7 +89,9 @@ def _pick_q(run: Run) -> tuple[Series | None, str | None, bool]:
 def _pick_regularizer(run: Run) -> tuple[Series | None, str | None]:
     algo = (run.metadata.algorithm or "").lower()
     brac = run.series.get("brac_divergence")
-    if brac is not None and (algo == "brac" or ("cql_gap" not in run.series and "cql_term" not in run.series)):
+    if brac is not None and (
+        algo == "brac" or ("cql_gap" not in run.series and "cql_term" not in run.series)
+    ):
         return brac, "brac_divergence"
     gap = run.series.get("cql_gap")
     if gap is not None:
@@ -222,14 +224,19 @@ def decide_verdict(a: Analysis, findings: list[Finding]) -> tuple[str, str]:
         )
     div = _get(findings, "DV001")
     if div:
-        return "inconclusive", f"Q diverges ({div[0].message}); fix stability before reading over/underfitting"
+        return (
+            "inconclusive",
+            f"Q diverges ({div[0].message}); fix stability before reading over/underfitting",
+        )
 
     uf001 = [f for f in _get(findings, "UF001") if f.evidence.get("underfitting")]
     uf003 = [f for f in _get(findings, "UF003") if not f.evidence.get("inconclusive")]
     uf002 = [f for f in _get(findings, "UF002") if not f.evidence.get("inconclusive")]
     of = [f for f in _get(findings, "OF001") if f.evidence.get("sustained")]
     proxy = f" (dataset Q read from proxy {a.q_name})" if a.q_is_proxy and a.q is not None else ""
-    brac_note = " [BRAC: brac_divergence in the regularizer's place]" if a.reg_name == "brac_divergence" else ""
+    brac_note = (
+        " [BRAC: brac_divergence in the regularizer's place]" if a.reg_name == "brac_divergence" else ""
+    )
 
     if uf001 or uf003 or (uf002 and not of):
         src = (uf001 or uf003 or uf002)[0]
@@ -239,7 +246,10 @@ def decide_verdict(a: Analysis, findings: list[Finding]) -> tuple[str, str]:
         return "underfitting", reason + proxy + brac_note
 
     if a.q is None:
-        return "inconclusive", "no dataset-Q metric (q_data, q_target or q_policy): overfitting cannot be checked"
+        return (
+            "inconclusive",
+            "no dataset-Q metric (q_data, q_target or q_policy): overfitting cannot be checked",
+        )
     if _get(findings, "DQ002"):
         return "inconclusive", _get(findings, "DQ002")[0].message
     if of:
@@ -256,7 +266,10 @@ def decide_verdict(a: Analysis, findings: list[Finding]) -> tuple[str, str]:
     if not uf_info:
         inc = [f for f in _get(findings, "UF001") if f.evidence.get("inconclusive")]
         why = inc[0].evidence["reason"] if inc else "rule UF001 is disabled in the rules file"
-        return "inconclusive", f"no overfitting sign ({q_txt}), but underfitting cannot be checked: {why}{proxy}"
+        return (
+            "inconclusive",
+            f"no overfitting sign ({q_txt}), but underfitting cannot be checked: {why}{proxy}",
+        )
     ev = uf_info[0].evidence
     return "healthy", (
         f"{q_txt}; TD error x H = {fmt(ev['scaled_error'])} is {ev['ratio']:.0%} of the Q range "
@@ -352,12 +365,16 @@ def advise(verdict: str, findings: list[Finding], a: Analysis) -> list[str]:
             "(`q_lr: 1e-4` in an `offrl-train --config` file) or a larger CQL alpha (`--cql-alpha 5`)."
         )
     if "DV001" in codes or "CQ001" in codes:
-        out.append("Q overestimation/divergence: raise CQL alpha (`offrl-train ... --cql-alpha 5`) or use "
-                   "CQL-Lagrange (`--cql-target-gap 5`); check the reward scale.")
+        out.append(
+            "Q overestimation/divergence: raise CQL alpha (`offrl-train ... --cql-alpha 5`) or use "
+            "CQL-Lagrange (`--cql-target-gap 5`); check the reward scale."
+        )
     if "CQ002" in codes:
         out.append("Q collapse: lower CQL alpha (`offrl-train ... --cql-alpha 0.5`).")
     if "DQ001" in codes:
-        out.append("Log the missing metrics or map them: `mappings: {q_data: <tag>, td_error: <tag>}` in a rules file.")
+        out.append(
+            "Log the missing metrics or map them: `mappings: {q_data: <tag>, td_error: <tag>}` in a rules file."
+        )
     inc = [f for f in findings if f.code == "UF001" and f.evidence.get("missing")]
     if inc:
         out.append(
@@ -367,7 +384,9 @@ def advise(verdict: str, findings: list[Finding], a: Analysis) -> list[str]:
     if "DQ002" in codes:
         out.append("Log dataset Q more often or train longer before diagnosing (too few points).")
     if "DQ003" in {f.code for f in findings}:
-        out.append("Log the dataset-Q mean E_D[Q(s,a)] directly (`offrl/q_data`) for a verdict that needs no proxy.")
+        out.append(
+            "Log the dataset-Q mean E_D[Q(s,a)] directly (`offrl/q_data`) for a verdict that needs no proxy."
+        )
     return out
 
 
@@ -375,7 +394,9 @@ def advise(verdict: str, findings: list[Finding], a: Analysis) -> list[str]:
 # entry point
 
 
-def diagnose_run(run: Run, config: RulesConfig | None = None, override: RunOverride | None = None) -> RunResult:
+def diagnose_run(
+    run: Run, config: RulesConfig | None = None, override: RunOverride | None = None
+) -> RunResult:
     """Diagnose one run: analysis, rules, verdict, checkpoint pick, advice. Never raises on bad data."""
     cfg = config or default_config()
     ov = override if override is not None else cfg.run_override(run.id)

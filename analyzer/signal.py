@@ -84,7 +84,9 @@ def savgol(values: np.ndarray, window: int = 11, order: int = 2) -> np.ndarray:
     return _fill_forward(out)
 
 
-def smooth(values: np.ndarray, method: SmootherName = "ema", weight: float = 0.6, window: int = 11) -> np.ndarray:
+def smooth(
+    values: np.ndarray, method: SmootherName = "ema", weight: float = 0.6, window: int = 11
+) -> np.ndarray:
     """Dispatch to one smoother by name (the name used in rules YAML `smoothing.method`)."""
     if method == "ema":
         return ema(values, weight)
@@ -351,7 +353,7 @@ def phases(
     bounds = [int(s[0]), *kept, int(s[-1])]
     flat_tolerance = max(flat_tolerance, flat_fraction * float(np.max(v) - np.min(v)))
     out: list[Phase] = []
-    for a, b in zip(bounds[:-1], bounds[1:]):
+    for a, b in zip(bounds[:-1], bounds[1:], strict=False):
         va = float(np.interp(a, s, v))
         vb = float(np.interp(b, s, v))
         d = vb - va
@@ -385,7 +387,9 @@ class Peak:
     after_points: int  # logged points after the peak
 
 
-def find_peak(steps: np.ndarray, smoothed: np.ndarray, tail_fraction: float = 0.1, tolerance: float = 0.0) -> Peak | None:
+def find_peak(
+    steps: np.ndarray, smoothed: np.ndarray, tail_fraction: float = 0.1, tolerance: float = 0.0
+) -> Peak | None:
     """The latest step of the smoothed curve's top, with rise/drop/recovery measured around it.
 
     The top is every point within `tolerance` of the maximum; the peak step is the latest of

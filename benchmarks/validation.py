@@ -73,7 +73,9 @@ def evaluate(spec_list: list[dict], cfg: RulesConfig) -> list[dict]:
         dt = time.perf_counter() - t0
         row = dict(spec, truth=sr.truth.verdict, got=res.verdict, seconds=dt, peak_err=None, regret=None)
         if sr.truth.peak_step is not None and res.verdict == "overfitting" and res.peak_step is not None:
-            steps = sr.run.series[next(k for k in ("q_data", "q_target", "q_policy") if k in sr.run.series)].steps
+            steps = sr.run.series[
+                next(k for k in ("q_data", "q_target", "q_policy") if k in sr.run.series)
+            ].steps
             i_true = int(np.searchsorted(steps, sr.truth.peak_step))
             i_got = int(np.searchsorted(steps, res.peak_step))
             row["peak_err"] = i_got - i_true  # in logged points (= logging intervals)
@@ -160,14 +162,30 @@ def _cfg(**settings: dict) -> RulesConfig:
 def sweep(n: int) -> None:
     specs = population(n)
     variants = {
-        "ema w=0.6 (one-sided), tol 0": dict(smoothing={"analysis_method": "ema", "analysis_weight": 0.6}, analysis={"peak_tolerance": 0.0}),
-        "ema w=0.8 (one-sided), tol 0": dict(smoothing={"analysis_method": "ema", "analysis_weight": 0.8}, analysis={"peak_tolerance": 0.0}),
-        "ema2 w=0.6, tol 0": dict(smoothing={"analysis_method": "ema2", "analysis_weight": 0.6}, analysis={"peak_tolerance": 0.0}),
-        "ema2 w=0.8, tol 0": dict(smoothing={"analysis_method": "ema2", "analysis_weight": 0.8}, analysis={"peak_tolerance": 0.0}),
-        "ema2 w=0.9, tol 0": dict(smoothing={"analysis_method": "ema2", "analysis_weight": 0.9}, analysis={"peak_tolerance": 0.0}),
-        "ema2 w=0.8, tol 1": dict(smoothing={"analysis_method": "ema2", "analysis_weight": 0.8}, analysis={"peak_tolerance": 1.0}),
-        "ema2 w=0.8, tol 2": dict(smoothing={"analysis_method": "ema2", "analysis_weight": 0.8}, analysis={"peak_tolerance": 2.0}),
-        "ema2 w=0.9, tol 1": dict(smoothing={"analysis_method": "ema2", "analysis_weight": 0.9}, analysis={"peak_tolerance": 1.0}),
+        "ema w=0.6 (one-sided), tol 0": dict(
+            smoothing={"analysis_method": "ema", "analysis_weight": 0.6}, analysis={"peak_tolerance": 0.0}
+        ),
+        "ema w=0.8 (one-sided), tol 0": dict(
+            smoothing={"analysis_method": "ema", "analysis_weight": 0.8}, analysis={"peak_tolerance": 0.0}
+        ),
+        "ema2 w=0.6, tol 0": dict(
+            smoothing={"analysis_method": "ema2", "analysis_weight": 0.6}, analysis={"peak_tolerance": 0.0}
+        ),
+        "ema2 w=0.8, tol 0": dict(
+            smoothing={"analysis_method": "ema2", "analysis_weight": 0.8}, analysis={"peak_tolerance": 0.0}
+        ),
+        "ema2 w=0.9, tol 0": dict(
+            smoothing={"analysis_method": "ema2", "analysis_weight": 0.9}, analysis={"peak_tolerance": 0.0}
+        ),
+        "ema2 w=0.8, tol 1": dict(
+            smoothing={"analysis_method": "ema2", "analysis_weight": 0.8}, analysis={"peak_tolerance": 1.0}
+        ),
+        "ema2 w=0.8, tol 2": dict(
+            smoothing={"analysis_method": "ema2", "analysis_weight": 0.8}, analysis={"peak_tolerance": 2.0}
+        ),
+        "ema2 w=0.9, tol 1": dict(
+            smoothing={"analysis_method": "ema2", "analysis_weight": 0.9}, analysis={"peak_tolerance": 1.0}
+        ),
         "savgol 11, tol 1": dict(smoothing={"analysis_method": "savgol"}, analysis={"peak_tolerance": 1.0}),
         "median 11, tol 1": dict(smoothing={"analysis_method": "median"}, analysis={"peak_tolerance": 1.0}),
     }
@@ -203,7 +221,9 @@ def changepoint_bench(n: int) -> None:
         ("bottomup", "clinear"),
     ]
     for npts in (200, 2000, 20000):
-        curves = [make_curve("overfitting", n_points=npts, noise=nz, seed=s) for s in range(n) for nz in (0.05, 0.2)]
+        curves = [
+            make_curve("overfitting", n_points=npts, noise=nz, seed=s) for s in range(n) for nz in (0.05, 0.2)
+        ]
         for algo, cost in combos:
             hits, counts, times = [], [], []
             for sr in curves:

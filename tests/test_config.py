@@ -33,7 +33,9 @@ def test_default_yaml_in_sync_with_code():
 def test_rule_docs_in_sync():
     for info in all_rules():
         page = (ROOT / info.doc_path).read_text(encoding="utf-8")
-        assert page == rule_doc(info.code), f"regenerate docs: python -m analyzer.rules --write-docs docs/rules ({info.code})"
+        assert page == rule_doc(info.code), (
+            f"regenerate docs: python -m analyzer.rules --write-docs docs/rules ({info.code})"
+        )
         for section in ("## What it detects", "## Why", "## Example", "## Remediation", "## Parameters"):
             assert section in page
 
@@ -55,7 +57,11 @@ def test_extends_default_select_ignore_levels_params(tmp_path):
 
 
 def test_extends_path_chain_and_runs_overrides(tmp_path):
-    write(tmp_path, "params: {UF001: {td_reading: mse}}\nruns: [{match: 'a/*', gamma: 0.9, horizon: 30}]\n", "base.yaml")
+    write(
+        tmp_path,
+        "params: {UF001: {td_reading: mse}}\nruns: [{match: 'a/*', gamma: 0.9, horizon: 30}]\n",
+        "base.yaml",
+    )
     child = write(
         tmp_path,
         "extends: base.yaml\nruns:\n  - {match: 'a/x*', reward_range: [0, 1], capacity_group: g1}\n"
@@ -76,7 +82,10 @@ def test_extends_path_chain_and_runs_overrides(tmp_path):
     ("text", "fragments"),
     [
         ("bogus: 1\n", ["bogus: unknown key", "expected one of"]),
-        ("params: {OF001: {min_drop: 0.2}}\n", ["params.OF001.min_drop: unknown parameter of OF001", "min_drop_fraction"]),
+        (
+            "params: {OF001: {min_drop: 0.2}}\n",
+            ["params.OF001.min_drop: unknown parameter of OF001", "min_drop_fraction"],
+        ),
         (
             "params: {OF001: {min_drop_fraction: big}}\n",
             ["params.OF001.min_drop_fraction: expected a number in (0, 1], got 'big'"],
@@ -85,14 +94,23 @@ def test_extends_path_chain_and_runs_overrides(tmp_path):
         ("params: {ZZ999: {}}\n", ["params.ZZ999: unknown rule 'ZZ999'"]),
         ("levels: {OF001: fatal}\n", ["levels.OF001: expected one of error, warning, info, got 'fatal'"]),
         ("select: [XY]\n", ["select[0]: 'XY' matches no rule"]),
-        ("runs: [{match: '*', gamma: 1.5}]\n", ["runs[0].gamma: expected a discount in [0, 1), got number 1.5"]),
+        (
+            "runs: [{match: '*', gamma: 1.5}]\n",
+            ["runs[0].gamma: expected a discount in [0, 1), got number 1.5"],
+        ),
         ("runs: [{match: '*', reward_range: [1, 0]}]\n", ["runs[0].reward_range: expected [r_min, r_max]"]),
         ("runs: [{match: '*', horizon: 2.5}]\n", ["runs[0].horizon: expected an integer >= 1"]),
         ("runs: [{match: '*', colour: red}]\n", ["runs[0].colour: unknown key"]),
         ("mappings: {q_dataa: x}\n", ["mappings.q_dataa: unknown canonical metric"]),
-        ("mappings: {q_data: {tag: x, scale: big}}\n", ["mappings.q_data.scale: expected a number, got 'big'"]),
+        (
+            "mappings: {q_data: {tag: x, scale: big}}\n",
+            ["mappings.q_data.scale: expected a number, got 'big'"],
+        ),
         ("smoothing: {method: gaussian}\n", ["smoothing.method: expected one of ema, ema2"]),
-        ("checkpoint: {pick: best}\n", ["checkpoint.pick: expected one of at-or-before-peak, next-after-peak"]),
+        (
+            "checkpoint: {pick: best}\n",
+            ["checkpoint.pick: expected one of at-or-before-peak, next-after-peak"],
+        ),
         ("changepoints: {algorithm: kernel, cost: clinear}\n", ["changepoints.cost: 'clinear' needs"]),
         ("- a\n- b\n", ["expected a mapping at the top level, got a list"]),
         ("extends: 3\n", ["extends: expected 'default' or a path"]),

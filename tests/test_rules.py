@@ -27,7 +27,9 @@ def codes(fs, include_info=False):
     return {f.code for f in fs if include_info or (f.level != "info" and not f.evidence.get("inconclusive"))}
 
 
-def make_run(series: dict[str, np.ndarray], *, steps=None, meta: RunMetadata | None = None, rid="t/run") -> Run:
+def make_run(
+    series: dict[str, np.ndarray], *, steps=None, meta: RunMetadata | None = None, rid="t/run"
+) -> Run:
     n = len(next(iter(series.values())))
     steps = np.arange(1, n + 1) * 1000 if steps is None else steps
     return Run(
@@ -176,7 +178,9 @@ def test_rms_reading_is_invariant_to_reward_scale_mse_is_not():
 
 
 def test_q_below_mc_return_and_alpha_too_high():
-    meta = RunMetadata(algorithm="cql", gamma=0.99, reward_range=(0.0, 1.0), horizon=30, dataset_mc_return=12.0)
+    meta = RunMetadata(
+        algorithm="cql", gamma=0.99, reward_range=(0.0, 1.0), horizon=30, dataset_mc_return=12.0
+    )
     q = np.r_[np.linspace(0, 3, 50), np.full(50, 3.0)]
     run = make_run({"q_data": q, "td_error": np.full(100, 0.01), "cql_gap": np.full(100, 0.1)}, meta=meta)
     fs = findings_for(run)
@@ -197,8 +201,13 @@ def test_alpha_too_low_policy_gap_and_above_feasible_max():
 
 
 def test_brac_skips_cql_only_rules():
-    meta = RunMetadata(algorithm="brac", gamma=0.99, reward_range=(0.0, 1.0), horizon=30, dataset_mc_return=20.0)
-    run = make_run({"q_target": np.full(60, 2.0), "td_error": np.full(60, 0.01), "brac_divergence": np.full(60, 3.0)}, meta=meta)
+    meta = RunMetadata(
+        algorithm="brac", gamma=0.99, reward_range=(0.0, 1.0), horizon=30, dataset_mc_return=20.0
+    )
+    run = make_run(
+        {"q_target": np.full(60, 2.0), "td_error": np.full(60, 0.01), "brac_divergence": np.full(60, 3.0)},
+        meta=meta,
+    )
     fs = findings_for(run)
     assert not {"OF002", "CQ001", "CQ002"} & codes(fs)
     uf2 = next(f for f in fs if f.code == "UF002")
@@ -208,10 +217,19 @@ def test_brac_skips_cql_only_rules():
 def test_regularizer_derived_from_cql_term_over_alpha():
     n = 80
     run = make_run(
-        {"q_data": np.linspace(0, 5, n), "td_error": np.full(n, 0.01), "cql_term": np.full(n, 20.0), "alpha": np.full(n, 5.0)}
+        {
+            "q_data": np.linspace(0, 5, n),
+            "td_error": np.full(n, 0.01),
+            "cql_term": np.full(n, 20.0),
+            "alpha": np.full(n, 5.0),
+        }
     )
     uf2 = [f for f in findings_for(run) if f.code == "UF002"]
-    assert uf2 and uf2[0].evidence["tail_level"] == pytest.approx(4.0) and "(derived)" in uf2[0].evidence["source"]
+    assert (
+        uf2
+        and uf2[0].evidence["tail_level"] == pytest.approx(4.0)
+        and "(derived)" in uf2[0].evidence["source"]
+    )
 
 
 # ---------------------------------------------------------------------------------------------- capacity (Metric 3.2)

@@ -98,7 +98,7 @@ def _piecewise(n: int, knots: list[float], slopes: list[float], noise: float, se
     y = np.zeros(n)
     bounds = [0.0, *knots, 1.0]
     level = 0.0
-    for a, b, s in zip(bounds[:-1], bounds[1:], slopes):
+    for a, b, s in zip(bounds[:-1], bounds[1:], slopes, strict=False):
         m = (t >= a) & (t <= b)
         y[m] = level + s * (t[m] - a)
         level += s * (b - a)

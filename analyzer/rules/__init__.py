@@ -15,10 +15,32 @@ from analyzer.rules import data, overfitting, stability, underfitting  # noqa: F
 from analyzer.rules.base import REGISTRY, Param, RuleSpec
 from analyzer.rules.underfitting import compare_capacity
 
-__all__ = ["REGISTRY", "RuleInfo", "RuleSpec", "Param", "all_rules", "rule_doc", "compare_capacity", "get_rule"]
+__all__ = [
+    "REGISTRY",
+    "RuleInfo",
+    "RuleSpec",
+    "Param",
+    "all_rules",
+    "rule_doc",
+    "compare_capacity",
+    "get_rule",
+]
 
 #: Order in which rules run and are listed: data quality, stability, overfitting, underfitting.
-ORDER = ("DQ001", "DQ002", "DQ003", "NF001", "DV001", "OF001", "OF002", "UF001", "UF002", "UF003", "CQ001", "CQ002")
+ORDER = (
+    "DQ001",
+    "DQ002",
+    "DQ003",
+    "NF001",
+    "DV001",
+    "OF001",
+    "OF002",
+    "UF001",
+    "UF002",
+    "UF003",
+    "CQ001",
+    "CQ002",
+)
 
 
 @dataclass
@@ -45,7 +67,8 @@ def get_rule(code: str) -> RuleSpec:
 
 def all_rules() -> list[RuleInfo]:
     return [
-        RuleInfo(s.code, s.name, s.level, s.summary, s.defaults(), f"docs/rules/{s.code}.md") for s in ordered_specs()
+        RuleInfo(s.code, s.name, s.level, s.summary, s.defaults(), f"docs/rules/{s.code}.md")
+        for s in ordered_specs()
     ]
 
 

@@ -147,7 +147,9 @@ def rule(
     def deco(fn: Check) -> Check:
         if code in REGISTRY:
             raise ValueError(f"rule code {code} registered twice")
-        REGISTRY[code] = RuleSpec(code, name, level, summary, params, detects, why, example, remediation, fn, family)
+        REGISTRY[code] = RuleSpec(
+            code, name, level, summary, params, detects, why, example, remediation, fn, family
+        )
         return fn
 
     return deco

@@ -89,7 +89,12 @@ def q_divergence(ctx: Context) -> list[Finding]:
             ctx.finding(
                 f"|{a.q_name}| grew {growth:.0f}x from the second to the last quarter of the run and is still "
                 "growing: Q is diverging (no reward range known to check against)",
-                evidence={"growth": growth, "q_second_quarter": float(q2), "q_last_quarter": float(q4), "mode": "growth"},
+                evidence={
+                    "growth": growth,
+                    "q_second_quarter": float(q2),
+                    "q_last_quarter": float(q4),
+                    "mode": "growth",
+                },
                 steps=(int(s[n // 4]), int(s[-1])),
             )
         ]
@@ -146,7 +151,13 @@ def alpha_too_low(ctx: Context) -> list[Finding]:
                 ctx.finding(
                     f"q_policy exceeds {a.q_name} by {fmt(gap)} ({gap / e.q_range:.0%} of the Q range "
                     f"{fmt(e.q_range)}) over the last {a.tail_fraction:.0%}: policy actions overvalued",
-                    evidence={"q_policy_tail": lp, "q_data_tail": level, "gap": gap, "threshold": thr, "mode": "policy-gap"},
+                    evidence={
+                        "q_policy_tail": lp,
+                        "q_data_tail": level,
+                        "gap": gap,
+                        "threshold": thr,
+                        "mode": "policy-gap",
+                    },
                 )
             )
     return out
@@ -186,7 +197,12 @@ def alpha_too_high(ctx: Context) -> list[Finding]:
     a = ctx.analysis
     e = a.eff
     mc = e.dataset_mc_return
-    if a.q is None or a.q_smooth is None or mc is None or (a.run.metadata.algorithm or "cql").lower() == "brac":
+    if (
+        a.q is None
+        or a.q_smooth is None
+        or mc is None
+        or (a.run.metadata.algorithm or "cql").lower() == "brac"
+    ):
         return []
     level = tail_level(a.q.steps, a.q_smooth, a.tail_fraction)
     scale = e.q_range if e.q_range else abs(mc)

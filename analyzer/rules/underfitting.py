@@ -283,7 +283,7 @@ def _capacity_key(run: Run) -> tuple[int, int, int] | None:
 
 
 def _dominates(a: tuple[int, int, int], b: tuple[int, int, int]) -> bool:
-    return all(x >= y for x, y in zip(a, b)) and a != b
+    return all(x >= y for x, y in zip(a, b, strict=False)) and a != b
 
 
 def _group_key(run: Run, declared: dict[str, str]) -> str:
@@ -372,7 +372,11 @@ def compare_capacity(
                             ),
                             evidence={
                                 "metric": metric,
-                                "this_run": {"id": small.id, "capacity": _capacity_text(small), "tail": v_small},
+                                "this_run": {
+                                    "id": small.id,
+                                    "capacity": _capacity_text(small),
+                                    "tail": v_small,
+                                },
                                 "larger_run": {"id": b.id, "capacity": _capacity_text(b), "tail": best[0]},
                                 "reduction": reduction,
                                 "min_reduction": prm["min_reduction"],

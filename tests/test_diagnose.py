@@ -1,0 +1,210 @@
+"""Verdicts, checkpoint picks (Guideline 3.1), advice, the analyze() API and the JSON contract."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from analyzer.api import analyze, analyze_runs  # noqa: E402
+from analyzer.config import ConfigError, default_config  # noqa: E402
+from analyzer.diagnose import diagnose_run  # noqa: E402
+from analyzer.model import Checkpoint, RunMetadata  # noqa: E402
+from fixtures.synthetic import KINDS, capacity_family, make_curve  # noqa: E402
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.mark.parametrize("kind", KINDS)
+@pytest.mark.parametrize("seed", [0, 1])
+def test_verdict_matches_truth(kind, seed):
+    sr = make_curve(kind, seed=seed, noise=0.05, n_points=150)
+    res = diagnose_run(sr.run)
+    assert res.verdict == sr.truth.verdict, res.verdict_reason
+    assert res.verdict_reason
+    if res.verdict == "inconclusive":
+        assert len(res.verdict_reason) > 20  # always with its reason
+
+
+@pytest.mark.parametrize(
+    ("spec", "verdict"),
+    [
+        (
+            dict(kind="overfitting", n_points=1000, log_interval=1, noise=0.1, offset=-1.0, irregular=True),
+            "overfitting",
+        ),
+        (
+            dict(kind="healthy", n_points=60, log_interval=5000, noise=0.1, offset=2.0, nan_gap=True),
+            "healthy",
+        ),
+        (dict(kind="underfitting", n_points=1000, log_interval=100, noise=0.2), "underfitting"),
+        (dict(kind="overfitting", n_points=60, log_interval=1, noise=0.02, x_unit="epoch"), "overfitting"),
+    ],
+)
+def test_verdicts_across_lengths_intervals_offsets(spec, verdict):
+    sr = make_curve(seed=7, **spec)
+    assert diagnose_run(sr.run).verdict == verdict
+
+
+def test_overfitting_pick_is_latest_checkpoint_at_or_before_peak():
+    sr = make_curve("overfitting", seed=3, noise=0.02, checkpoint_every=5)
+    res = diagnose_run(sr.run)
+    assert res.verdict == "overfitting" and res.peak_step is not None
+    ck = [c.step for c in sr.run.checkpoints]
+    expect = max(s for s in ck if s <= res.peak_step)
+    assert res.checkpoint is not None and res.checkpoint.step == expect
+    assert res.checkpoint.path is not None and res.checkpoint.path.endswith(f"{expect}.pt")
+    assert "Guideline 3.1" in res.checkpoint.reason and "x-axis unit: step" in res.checkpoint.reason
+    # the pick is close to the truth: within one checkpoint interval of the true peak
+    interval = ck[1] - ck[0]
+    assert abs(res.checkpoint.step - sr.truth.peak_step) <= 2 * interval
+
+
+def test_next_after_peak_option():
+    sr = make_curve("overfitting", seed=3, noise=0.02, checkpoint_every=5)
+    cfg = default_config()
+    cfg.settings["checkpoint"]["pick"] = "next-after-peak"
+    res = diagnose_run(sr.run, cfg)
+    ck = [c.step for c in sr.run.checkpoints]
+    assert res.checkpoint is not None and res.checkpoint.step == min(s for s in ck if s > res.peak_step)
+    assert "next-after-peak" in res.checkpoint.reason
+
+
+def test_pick_from_declared_interval_without_files_and_epoch_unit():
+    sr = make_curve(
+        "overfitting", seed=5, noise=0.02, n_points=100, log_interval=1, x_unit="epoch", checkpoint_every=None
+    )
+    run = sr.run
+    assert run.checkpoints == []
+    assert diagnose_run(run).checkpoint is None  # nothing known -> None
+    run.metadata.checkpoint_interval = 5
+    res = diagnose_run(run)
+    assert res.verdict == "overfitting"
+    assert res.checkpoint is not None and res.checkpoint.path is None
+    assert res.checkpoint.step % 5 == 0 and res.checkpoint.step <= res.peak_step < res.checkpoint.step + 5
+    assert (
+        "x-axis unit: epoch" in res.checkpoint.reason
+        and "declared checkpoint_interval 5" in res.checkpoint.reason
+    )
+    assert f"epoch {res.peak_step}" in res.verdict_reason
+
+
+def test_interval_from_rules_file_runs_override(tmp_path):
+    sr = make_curve("healthy", seed=1, checkpoint_every=None, run_id="exp/a")
+    p = tmp_path / "r.yaml"
+    p.write_text("extends: default\nruns: [{match: 'exp/*', checkpoint_interval: 7000}]\n")
+    from analyzer.config import load_config
+
+    res = analyze_runs([sr.run], load_config(p)).runs[0]
+    last = int(sr.run.series["q_data"].steps[-1])
+    assert res.checkpoint is not None and res.checkpoint.step == (last // 7000) * 7000
+
+
+def test_underfitting_pick_says_picking_cannot_fix_it_and_advice_has_flags():
+    res = diagnose_run(make_curve("underfitting", seed=0).run)
+    assert res.verdict == "underfitting"
+    assert res.checkpoint is not None and "cannot fix underfitting" in res.checkpoint.reason
+    text = " ".join(res.advice)
+    for flag in ("--hidden 512 --depth 4", "--encoder resnet", "--dr3 1e-3"):
+        assert flag in text
+
+
+def test_overfitting_advice_has_flags():
+    res = diagnose_run(make_curve("overfitting", seed=0).run)
+    text = " ".join(res.advice)
+    for flag in ("--dropout 0.2", "--vib 1e-3", "--l2 1e-4"):
+        assert flag in text
+
+
+def test_inconclusive_metadata_advice_and_override_resolves_it():
+    sr = make_curve("no-metadata", seed=0, run_id="nm/run")
+    res = diagnose_run(sr.run)
+    assert res.verdict == "inconclusive" and "reward_range" in res.verdict_reason
+    assert any("--reward-range" in a for a in res.advice)
+    cfg = default_config().with_overrides(gamma=0.99, reward_range=(0.0, 1.0), horizon=30)
+    assert diagnose_run(sr.run, cfg).verdict == "healthy"
+
+
+def test_divergence_and_nan_are_inconclusive_with_reason():
+    r1 = diagnose_run(make_curve("diverging", seed=0).run)
+    assert r1.verdict == "inconclusive" and "diverg" in r1.verdict_reason
+    r2 = diagnose_run(make_curve("nan", seed=0).run)
+    assert r2.verdict == "inconclusive" and "non-finite" in r2.verdict_reason
+
+
+def test_underfitting_takes_precedence_over_a_decline():
+    sr = make_curve("overfitting", seed=1, noise=0.02)
+    td = sr.run.series["td_error"]
+    td.values = np.full(len(td), 2.0)  # TD x H spans the range
+    res = diagnose_run(sr.run)
+    assert res.verdict == "underfitting" and "read with caution" in res.verdict_reason
+
+
+def test_proxy_and_brac_verdicts_name_their_proxy():
+    sr = make_curve("brac", seed=1)
+    res = diagnose_run(sr.run)
+    assert res.verdict == sr.truth.verdict
+    if res.verdict != "inconclusive":
+        assert "q_target" in res.verdict_reason
+
+
+def test_capacity_comparison_turns_healthy_into_underfitting():
+    fam = capacity_family(underfit=True, seed=1)
+    single = [diagnose_run(s.run).verdict for s in fam]
+    assert single == ["healthy", "healthy", "healthy"]  # each run alone looks fine
+    rep = analyze_runs([s.run for s in fam])
+    got = {r.run.id: r.verdict for r in rep.runs}
+    assert got == {s.run.id: s.truth.verdict for s in fam}
+    uf3 = [f for r in rep.runs for f in r.findings if f.code == "UF003"]
+    assert len(uf3) == 2
+
+
+def test_report_json_is_strict_and_frame_has_raw_and_smoothed():
+    runs = [make_curve(k, seed=0).run for k in ("overfitting", "nan", "no-metadata", "brac")]
+    rep = analyze_runs(runs)
+    text = json.dumps(rep.to_dict(), allow_nan=False)
+    back = json.loads(text)
+    assert back["schema_version"] == 1 and len(back["runs"]) == 4
+    assert back["runs"][0]["peak_step"] == rep.runs[0].peak_step
+    df = rep.runs[0].frame()
+    assert list(df.columns) == ["step", "metric", "raw", "smoothed"]
+    q = df[df.metric == "q_data"]
+    assert len(q) == len(runs[0].series["q_data"]) and q.smoothed.notna().all()
+    assert set(rep.frame().run) == {r.id for r in runs}
+
+
+def test_analyze_reads_logs_from_disk_and_reports_bad_paths(tmp_path):
+    fixture = ROOT / "fixtures" / "formats" / "brac"
+    if not fixture.exists():
+        pytest.skip("format fixtures not present")
+    rep = analyze([fixture, tmp_path / "missing"])
+    assert rep.runs and all(
+        r.verdict in ("overfitting", "underfitting", "healthy", "inconclusive") for r in rep.runs
+    )
+    assert any("does not exist" in e.message for e in rep.errors)
+    json.dumps(rep.to_dict(), allow_nan=False)
+
+
+def test_analyze_raises_config_error_for_a_bad_rules_file(tmp_path):
+    p = tmp_path / "bad.yaml"
+    p.write_text("params: {OF001: {min_drop_fraction: big}}\n")
+    with pytest.raises(ConfigError, match="params.OF001.min_drop_fraction"):
+        analyze([tmp_path], p)
+
+
+def test_empty_and_all_nan_runs_do_not_crash():
+    sr = make_curve("healthy", seed=0)
+    for s in sr.run.series.values():
+        s.values = np.full(len(s), np.nan)
+    res = diagnose_run(sr.run)
+    assert res.verdict == "inconclusive"
+    sr.run.series = {}
+    sr.run.checkpoints = [Checkpoint(10, Path("x.pt"))]
+    sr.run.metadata = RunMetadata()
+    res = diagnose_run(sr.run)
+    assert res.verdict == "inconclusive" and res.checkpoint is not None and res.checkpoint.step == 10
