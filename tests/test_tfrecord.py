@@ -355,6 +355,16 @@ def test_inserted_bytes_resynchronise(tmp_path: Path) -> None:
     assert sum(i.records_lost or 0 for i in r.issues) <= 2
 
 
+def test_damaged_first_record(tmp_path: Path) -> None:
+    f, truth = _write_table(tmp_path, n_steps=100, tags=2)
+    recs = _records(f.read_bytes())
+    _corrupt(f, 3)  # the file_version record's length
+    r = read_event_file(f)
+    assert [(i.offset, i.records_lost) for i in r.issues] == [(0, 1)]
+    assert f"resynchronised at byte {recs[1][0]}" in r.issues[0].message
+    assert r.scalars_read == 200 and r.skipped == {}
+
+
 def test_leading_garbage_then_records(tmp_path: Path) -> None:
     f, truth = _write_table(tmp_path, n_steps=100, tags=2)
     f.write_bytes(b"this is not a record header at all" + f.read_bytes())

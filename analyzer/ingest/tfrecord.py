@@ -134,7 +134,7 @@ class _CrcTables:
         out = np.full(m, self.zero(n), dtype=np.uint32)
         q = self.q
         for j in range(n):
-            out ^= q[n - 1 - j][mat[:, j]]
+            out ^= np.take(q[n - 1 - j], mat[:, j])  # take: ~25% faster than fancy indexing
         return out
 
     def windows(self, u8: np.ndarray, a: int, b: int, n: int) -> np.ndarray:
@@ -142,7 +142,7 @@ class _CrcTables:
         self.ensure(n)
         out = np.full(b - a, self.zero(n), dtype=np.uint32)
         for j in range(n):
-            out ^= self.q[n - 1 - j][u8[a + j : b + j]]
+            out ^= np.take(self.q[n - 1 - j], u8[a + j : b + j])
         return out
 
 
@@ -241,8 +241,13 @@ def _split(
             return offs, lens, off
 
 
-def _resync(buf: bytes, u8: np.ndarray, start: int, end: int) -> int | None:
-    """First offset >= start holding a record whose header CRC (and data CRC, if complete) validate."""
+def _resync(buf: bytes, u8: np.ndarray, start: int, end: int, allow_truncated: bool) -> int | None:
+    """First offset >= start holding a record whose header CRC and data CRC validate.
+
+    With `allow_truncated`, a valid header whose record runs past the end also counts (a torn
+    last write); not when nothing valid was seen yet, so a 2^-32 header-CRC coincidence in a
+    random file cannot make it look like an event file.
+    """
     chunk = 1 << 16
     a = start
     while a + 12 <= end:
@@ -258,7 +263,9 @@ def _resync(buf: bytes, u8: np.ndarray, start: int, end: int) -> int | None:
             p = a + int(c)
             (n,) = _U64.unpack_from(buf, p)
             if p + 16 + n > end:
-                return p  # a valid header whose record runs past the end: reported as truncation
+                if allow_truncated:
+                    return p  # reported as truncation by the caller
+                continue
             if masked_crc32c(memoryview(buf)[p + 12 : p + 12 + n]) == _U32.unpack_from(buf, p + 12 + n)[0]:
                 return p
         a = b
@@ -790,8 +797,8 @@ def _damage(
             IngestIssue(path, f"truncated at byte {stop}{claim}, file ends at byte {end}", "warning", stop, 1)
         )
         return end
-    nxt = _resync(buf, u8, stop + 1, end)
     seen = np.concatenate(lens) if lens else np.zeros(0, dtype=np.int64)
+    nxt = _resync(buf, u8, stop + 1, end, allow_truncated=seen.shape[0] > 0)
     nothing_before = not seen.shape[0]
     if nxt is None and nothing_before and stop == 0:
         out.issues.append(
