@@ -470,3 +470,81 @@ def test_same_run_id_under_two_roots_is_disambiguated(tmp_path):
 def test_unknown_duplicate_policy_is_a_usage_error(tmp_path):
     with pytest.raises(ValueError, match="duplicate_policy"):
         load_runs([tmp_path], duplicate_policy="newest")
+
+
+def test_d3rlpy_tensorboard_hparams_subdir_belongs_to_the_run(tmp_path):
+    exp = tmp_path / "tensorboard_logs" / "runs" / "CQL_20240101120000"
+    write_events(exp, {"metrics/critic_loss": lin([1, 2, 3])})
+    # add_hparams(name=<exp>) each epoch: hparams + an unprefixed copy of the metrics in <exp>/<exp>/
+    write_hparams(exp / exp.name, {"batch_size": 256.0})
+    write_events(exp / exp.name, {"critic_loss": lin([1])}, suffix=".copy")
+    runs, errors = load_runs([tmp_path])
+    assert errors == [] and [r.id for r in runs] == ["tensorboard_logs/runs/CQL_20240101120000"]
+    raw = read_raw_run(discover_runs(tmp_path)[0])
+    assert set(raw.tags) == {"metrics/critic_loss"} and raw.x_unit == "epoch" and raw.layout == "d3rlpy_tb"
+    assert raw.config["batch_size"] == 256.0
+
+
+# --------------------------------------------------------------------------------------------------
+# Cache (off by default; lives in the user cache, never in log directories)
+# --------------------------------------------------------------------------------------------------
+
+
+def _age(path: Path, seconds: float = 3600.0) -> None:
+    """Make every file under `path` look finished (older than cache.LIVE_SECONDS)."""
+    old = os.stat(path).st_mtime - seconds
+    for dirpath, _, filenames in os.walk(path):
+        for n in filenames:
+            os.utime(os.path.join(dirpath, n), (old, old))
+
+
+def test_cache_serves_unchanged_runs_and_rereads_changed_ones(tmp_path, monkeypatch):
+    import analyzer.ingest as ingest
+    from analyzer.ingest import cache
+
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
+    run = tmp_path / "logs" / "run"
+    put(run / "progress.csv", "step,loss\n0,1.0\n10,nan\n20,0.25\n")
+    write_events(run, {"q": lin([0, 10])})
+    _age(tmp_path / "logs")
+    first, _ = load_runs([tmp_path / "logs"], use_cache=True)
+    entries = list(cache.cache_dir().glob("*.npz"))
+    assert len(entries) == 1 and str(entries[0]).startswith(str(tmp_path / "xdg" / "offrl-workflow"))
+
+    real_read_logs = ingest._read_logs
+
+    def must_not_read(*_a, **_k):
+        raise AssertionError("log files re-read although unchanged")
+
+    monkeypatch.setattr(ingest, "_read_logs", must_not_read)
+    second, errors = load_runs([tmp_path / "logs"], use_cache=True)
+    assert errors == []
+    a, b = first[0].raw, second[0].raw
+    assert set(a) == set(b) == {"loss", "q"}
+    assert np.array_equal(a["loss"].values, b["loss"].values, equal_nan=True)
+    assert b["q"].wall_time is not None and np.array_equal(a["q"].wall_time, b["q"].wall_time)
+    assert b["loss"].files == a["loss"].files
+
+    # the run changes: the entry no longer matches and the logs are read again
+    monkeypatch.setattr(ingest, "_read_logs", real_read_logs)
+    put(run / "progress.csv", "step,loss\n0,1.0\n10,nan\n20,0.25\n30,0.125\n")
+    _age(tmp_path / "logs")
+    third, _ = load_runs([tmp_path / "logs"], use_cache=True)
+    assert third[0].raw["loss"].steps.tolist() == [0, 10, 20, 30]
+    assert len(list(cache.cache_dir().glob("*.npz"))) == 1  # overwritten, not accumulated
+
+
+def test_cache_skips_live_runs_and_survives_corrupt_entries(tmp_path, monkeypatch):
+    from analyzer.ingest import cache
+
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
+    run = tmp_path / "run"
+    put(run / "progress.csv", "step,loss\n0,1.0\n")
+    load_runs([run], use_cache=True)
+    assert not cache.cache_dir().exists() or not list(cache.cache_dir().glob("*.npz"))  # just written: live
+    _age(run)
+    load_runs([run], use_cache=True)
+    (entry,) = cache.cache_dir().glob("*.npz")
+    entry.write_bytes(b"not a zip file")
+    runs, errors = load_runs([run], use_cache=True)
+    assert errors == [] and runs[0].raw["loss"].values.tolist() == [1.0]

@@ -18,6 +18,8 @@ from typing import Any
 
 import numpy as np
 
+from analyzer.ingest import cache
+from analyzer.ingest.cache import LogPart
 from analyzer.ingest.configfiles import read_configs
 from analyzer.ingest.csvlogs import CsvLog, read_csv_log
 from analyzer.ingest.discover import (
@@ -102,6 +104,8 @@ def _read_events(
         hp = getattr(data, "hparams", None)
         if hp:
             hparams.append((str(src.path), dict(hp)))
+        if src.hparams_only:
+            continue
         for tag, td in getattr(data, "scalars", {}).items():
             seg = Segment(np.asarray(td.steps), np.asarray(td.values), td.wall_time, str(src.path))
             tags.setdefault(src.prefix + tag, []).append(seg)
@@ -169,13 +173,12 @@ def _extra_config_files(rd: RunDir, d3rlpy_tb: bool) -> list[Path]:
 
 
 def _checkpoints(
-    rd: RunDir, x_unit: str, csv_logs: list[CsvLog], issues: list[IngestIssue]
+    rd: RunDir, x_unit: str, table: tuple[np.ndarray, np.ndarray] | None, issues: list[IngestIssue]
 ) -> list[Checkpoint]:
     """Checkpoints in the run's x-axis unit; epoch-numbered files are mapped to steps when the log allows."""
     files = find_checkpoints(rd.config_dir)
     if not files:
         return []
-    table = next((lg.epoch_steps for lg in csv_logs if lg.epoch_steps is not None), None)
     lookup: dict[int, int] = {}
     if table is not None:
         for ep, st in zip(table[0].tolist(), table[1].tolist(), strict=True):
@@ -240,10 +243,8 @@ def _dedupe(issues: list[IngestIssue]) -> list[IngestIssue]:
     return out
 
 
-def read_raw_run(rd: RunDir, duplicate_policy: str = "keep-last") -> RawRun:
-    """Read every log file of one discovered run into a RawRun (tags as logged, merged across restarts)."""
-    if duplicate_policy not in DUPLICATE_POLICIES:
-        raise ValueError(f"duplicate_policy must be one of {DUPLICATE_POLICIES}, not {duplicate_policy!r}")
+def _read_logs(rd: RunDir, duplicate_policy: str) -> LogPart:
+    """The log-file half of a RawRun (the expensive, cacheable part): merged tags, layout, x-axis."""
     issues: list[IngestIssue] = []
     event_tags, hparams, event_files = _read_events(rd.event_files, issues)
     csv_logs = _read_csvs(rd.csv_files, issues)
@@ -305,21 +306,46 @@ def read_raw_run(rd: RunDir, duplicate_policy: str = "keep-last") -> RawRun:
     if stats.superseded:
         issues.append(IngestIssue(str(rd.path), stats.message(duplicate_policy), "info"))
 
-    cfg = read_configs(rd.config_dir, _extra_config_files(rd, d3rlpy_tb), hparams)
+    return LogPart(
+        tags=tags,
+        files=event_files + [str(lg.path) for lg in csv_logs],
+        issues=issues,
+        layout=_layout(rd, csv_logs, event_tags, d3rlpy_tb),
+        x_unit=x_unit,
+        d3rlpy_tb=d3rlpy_tb,
+        hparams=hparams,
+        epoch_steps=next((lg.epoch_steps for lg in csv_logs if lg.epoch_steps is not None), None),
+    )
+
+
+def read_raw_run(rd: RunDir, duplicate_policy: str = "keep-last", use_cache: bool = False) -> RawRun:
+    """Read every log file of one discovered run into a RawRun (tags as logged, merged across restarts).
+
+    With `use_cache`, the log-file part is loaded from / stored in the user cache (cache.py) when
+    the log files' sizes and mtimes are unchanged; configs and checkpoints are always read fresh.
+    """
+    if duplicate_policy not in DUPLICATE_POLICIES:
+        raise ValueError(f"duplicate_policy must be one of {DUPLICATE_POLICIES}, not {duplicate_policy!r}")
+    part = cache.load(rd, duplicate_policy) if use_cache else None
+    if part is None:
+        part = _read_logs(rd, duplicate_policy)
+        if use_cache:
+            cache.store(rd, duplicate_policy, part)
+    issues = list(part.issues)
+    cfg = read_configs(rd.config_dir, _extra_config_files(rd, part.d3rlpy_tb), part.hparams)
     issues.extend(cfg.issues)
-    checkpoints = _checkpoints(rd, x_unit, csv_logs, issues)
-    files = event_files + [str(lg.path) for lg in csv_logs]
+    checkpoints = _checkpoints(rd, part.x_unit, part.epoch_steps, issues)
     return RawRun(
         id=rd.id,
         path=rd.path,
-        layout=_layout(rd, csv_logs, event_tags, d3rlpy_tb),
-        tags=tags,
-        files=files,
+        layout=part.layout,
+        tags=part.tags,
+        files=list(part.files),
         config=cfg.config,
         config_sources=cfg.sources,
         checkpoints=checkpoints,
         issues=_dedupe(issues),
-        x_unit=x_unit,  # type: ignore[arg-type]
+        x_unit=part.x_unit,  # type: ignore[arg-type]
     )
 
 
@@ -368,11 +394,11 @@ def _no_run_message(raw: RawRun) -> str:
 
 
 def _load_one(
-    rd: RunDir, mappings: Mapping[str, Any] | None, duplicate_policy: str
+    rd: RunDir, mappings: Mapping[str, Any] | None, duplicate_policy: str, use_cache: bool = False
 ) -> tuple[Run | None, list[IngestIssue]]:
     """Read and resolve one run; a run with no data becomes an error, and nothing escapes as an exception."""
     try:
-        raw = read_raw_run(rd, duplicate_policy)
+        raw = read_raw_run(rd, duplicate_policy, use_cache)
     except Exception as exc:  # last line of defence: one broken run must not take the others down
         return None, [
             IngestIssue(
@@ -421,12 +447,11 @@ def load_runs(
     """Discover and read every run under `paths`: (runs sorted by id, paths that yielded no run).
 
     `duplicate_policy`: "keep-last" (default) or "keep-first", see docs/ingestion.md.
-    `workers > 1` reads runs in a process pool. `use_cache` is accepted for interface stability;
-    reading is not cached (docs/ingestion.md, "Caching", explains why it did not pay).
+    `workers > 1` reads runs in a process pool. `use_cache` loads unchanged runs' log data from the
+    user cache (cache.py; off by default, docs/ingestion.md "Caching").
     """
     if duplicate_policy not in DUPLICATE_POLICIES:
         raise ValueError(f"duplicate_policy must be one of {DUPLICATE_POLICIES}, not {duplicate_policy!r}")
-    del use_cache
     errors: list[IngestIssue] = []
     groups: list[tuple[Path, list[RunDir]]] = []
     for p in paths:
@@ -459,11 +484,12 @@ def load_runs(
                     jobs,
                     [mappings] * len(jobs),
                     [duplicate_policy] * len(jobs),
+                    [use_cache] * len(jobs),
                     chunksize=max(1, len(jobs) // (4 * workers)),
                 )
             )
     else:
-        results = [_load_one(rd, mappings, duplicate_policy) for rd in jobs]
+        results = [_load_one(rd, mappings, duplicate_policy, use_cache) for rd in jobs]
     runs: list[Run] = []
     for run, errs in results:
         errors.extend(errs)

@@ -58,13 +58,13 @@ class CsvLog:
     """What one CSV file contributed: tags in file order (merged later), or why it contributed nothing."""
 
     path: Path
-    layout: str  # "d3rlpy_csv", "torchrl_csv", "progress_csv", "offlinerlkit_csv", "wandb_csv", "wide_csv", "long_csv", "" if unread
+    #: "d3rlpy_csv", "torchrl_csv", "progress_csv", "offlinerl_kit", "wandb_csv", "wide_csv", "long_csv"; "" if unread
+    layout: str
     tags: dict[str, Segment] = field(default_factory=dict)
     x_column: str | None = None
     x_unit: XUnit = "step"
-    epoch_steps: tuple[np.ndarray, np.ndarray] | None = (
-        None  # (epoch, step at end of that epoch), for checkpoints
-    )
+    #: (epoch, step counter at the end of that epoch): places epoch-numbered checkpoints on the step axis
+    epoch_steps: tuple[np.ndarray, np.ndarray] | None = None
     issues: list[IngestIssue] = field(default_factory=list)
     ignored: bool = False  # True: recognised as not-a-training-log (e.g. d3rlpy gradient stats); not an error
 
@@ -296,8 +296,7 @@ def _read_headerless(data: bytes, path: Path, log: CsvLog, fields: list[str], ta
 def _read_headered(data: bytes, path: Path, log: CsvLog, header: list[str]) -> CsvLog:
     lowered = [h.lower() for h in header]
     if tuple(lowered) == D3RLPY_GRAD_HEADER:
-        log.ignored = True  # d3rlpy per-module gradient statistics: not a training curve
-        log.issues.append(_issue(path, "d3rlpy gradient statistics file; ignored", "info"))
+        log.ignored = True  # d3rlpy per-module gradient statistics: not a training curve, skipped silently
         return log
     data = _drop_truncated_tail(data, path, log.issues, len(header))
     if not _has_data_rows(data):
@@ -330,7 +329,7 @@ def _read_headered(data: bytes, path: Path, log: CsvLog, header: list[str]) -> C
         log.issues.append(_issue(path, "header only, no data rows"))
         return log
     if path.name == "policy_training_progress.csv":
-        log.layout = "offlinerlkit_csv"
+        log.layout = "offlinerl_kit"
     elif path.name == "progress.csv":
         log.layout = "progress_csv"
     elif "_step" in df.columns:

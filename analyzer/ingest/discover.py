@@ -40,6 +40,9 @@ _IGNORED_CSV = frozenset({"dynamics_training_progress.csv"})
 class EventSource:
     path: Path
     prefix: str = ""  # prepended to every tag of this file, e.g. "eval/main/" for BRAC eval dirs
+    hparams_only: bool = (
+        False  # read only hparams (d3rlpy's <exp>/<exp>/ add_hparams files repeat the scalars)
+    )
 
 
 @dataclass
@@ -182,13 +185,21 @@ def discover_runs(root: str | Path) -> list[RunDir]:
             continue  # the group owns its whole subtree
         events = [d / f for f in files if is_event_file(f)]
         csvs = [d / f for f in files if f.endswith(".csv") and f not in _IGNORED_CSV]
+        absorbed: str | None = None
         if events or csvs:
             run = RunDir(d, _run_id(d, root), "dir")
             run.event_files.extend(EventSource(p) for p in events)
             run.csv_files.extend(CsvSource(p) for p in csvs)
+            if events and d.name in dirs:
+                # d3rlpy's TensorboardAdapter: add_hparams(name=<exp>) writes <exp>/<exp>/ event files
+                # with the hparams and a copy of the metrics; they belong to the <exp> run
+                hp_files = _events_in(d / d.name)
+                if hp_files:
+                    run.event_files.extend(EventSource(p, hparams_only=True) for p in hp_files)
+                    absorbed = d.name
             runs.append(run)
         # TensorBoard semantics: a sub-directory with its own event files is its own run
-        stack.extend(d / s for s in reversed(dirs) if s not in SKIP_DIRS)
+        stack.extend(d / s for s in reversed(dirs) if s not in SKIP_DIRS and s != absorbed)
     runs.sort(key=lambda r: r.id)
     return runs
 
