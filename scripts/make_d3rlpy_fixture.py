@@ -33,6 +33,8 @@ STEPS_PER_EPOCH = 50
 SAVE_INTERVAL = 4  # epochs between model_<step>.d3 files
 SEED = 7
 EXPERIMENT = "cql_tiny"
+DISCRETE_EXPERIMENT = "discrete_cql_tiny"
+N_DISCRETE_ACTIONS = 4
 
 
 def make_dataset(d3rlpy, rng: np.random.Generator):
@@ -55,6 +57,66 @@ def make_dataset(d3rlpy, rng: np.random.Generator):
         terminals=np.asarray(terms, dtype=np.float32),
         timeouts=np.asarray(touts, dtype=np.float32),
     )
+
+
+def make_discrete_dataset(d3rlpy, rng: np.random.Generator):
+    """Same point dynamics, 4 discrete moves (+x, -x, +y, -y)."""
+    moves = np.array([[1.0, 0.0], [-1.0, 0.0], [0.0, 1.0], [0.0, -1.0]])
+    obs, acts, rews, terms, touts = [], [], [], [], []
+    for _ in range(N_EPISODES):
+        x = rng.uniform(-1.0, 1.0, size=3)
+        for t in range(HORIZON):
+            greedy = int(np.argmax(moves @ (-x[:2])))
+            a = greedy if rng.random() < 0.7 else int(rng.integers(N_DISCRETE_ACTIONS))
+            obs.append(x.copy())
+            acts.append(a)
+            x = x + 0.15 * np.array([*moves[a], -0.1 * x[2]])
+            rews.append(1.0 if np.linalg.norm(x[:2]) < 0.3 else 0.0)
+            terms.append(0.0)
+            touts.append(1.0 if t == HORIZON - 1 else 0.0)
+    return d3rlpy.dataset.MDPDataset(
+        observations=np.asarray(obs, dtype=np.float32),
+        actions=np.asarray(acts, dtype=np.int64),
+        rewards=np.asarray(rews, dtype=np.float32),
+        terminals=np.asarray(terms, dtype=np.float32),
+        timeouts=np.asarray(touts, dtype=np.float32),
+        action_space=d3rlpy.constants.ActionSpace.DISCRETE,
+        action_size=N_DISCRETE_ACTIONS,
+    )
+
+
+def train_discrete(out: Path) -> Path:
+    """DiscreteCQL with the FileAdapter only: checks td_loss / loss / raw conservative_loss naming."""
+    import d3rlpy
+    from d3rlpy.logging import FileAdapterFactory
+    from d3rlpy.metrics import AverageValueEstimationEvaluator, TDErrorEvaluator
+
+    d3rlpy.seed(SEED)
+    dataset = make_discrete_dataset(d3rlpy, np.random.default_rng(SEED + 1))
+    algo = d3rlpy.algos.DiscreteCQLConfig(
+        batch_size=64,
+        gamma=0.95,
+        alpha=2.0,
+        encoder_factory=d3rlpy.models.encoders.VectorEncoderFactory(hidden_units=[32, 32]),
+    ).create(device="cpu:0")
+    root = out / "csv"
+    episodes = dataset.episodes[:10]
+    algo.fit(
+        dataset,
+        n_steps=N_STEPS,
+        n_steps_per_epoch=STEPS_PER_EPOCH,
+        experiment_name=DISCRETE_EXPERIMENT,
+        with_timestamp=True,
+        logger_adapter=FileAdapterFactory(root_dir=str(root)),
+        show_progress=False,
+        save_interval=N_STEPS // STEPS_PER_EPOCH + 1,  # no model files for this run
+        evaluators={
+            "td_error": TDErrorEvaluator(episodes=episodes),
+            "value_scale": AverageValueEstimationEvaluator(episodes=episodes),
+        },
+    )
+    (run,) = [p for p in root.iterdir() if p.is_dir() and p.name.startswith(DISCRETE_EXPERIMENT)]
+    return run
 
 
 def train(out: Path) -> tuple[Path, Path]:
@@ -100,7 +162,7 @@ def train(out: Path) -> tuple[Path, Path]:
             "init_value": InitialStateValueEstimationEvaluator(episodes=episodes),
         },
     )
-    (csv_run,) = [p for p in csv_root.iterdir() if p.is_dir()]
+    (csv_run,) = [p for p in csv_root.iterdir() if p.is_dir() and p.name.startswith(EXPERIMENT + "_")]
     # d3rlpy names the TensorBoard run <experiment>_<timestamp> too, and tensorboardX's add_hparams
     # (called every epoch) writes one nested <same name>/ sub-directory of un-prefixed copies.
     (tb_run,) = [p for p in (tb_root / "runs").iterdir() if p.is_dir()]
@@ -119,7 +181,49 @@ def _values(pairs_steps, pairs_values, picks):
     return [[int(s), idx[int(s)]] for s in picks if int(s) in idx]
 
 
-def write_truth(out: Path, csv_run: Path, tb_run: Path) -> None:
+def discrete_truth(out: Path, run: Path) -> dict:
+    import pandas as pd
+
+    params = json.loads((run / "params.json").read_text())
+    alpha = float(params["config"]["params"]["alpha"])
+
+    def csv(name: str) -> pd.DataFrame:
+        return pd.read_csv(run / f"{name}.csv", header=None, names=["epoch", "step", "value"])
+
+    td, loss, cons = csv("td_loss"), csv("loss"), csv("conservative_loss")
+    picks = list(td["step"].iloc[[0, len(td) // 2, -1]])
+    return {
+        "path": str(run.relative_to(out)),
+        "framework": "d3rlpy",
+        "x_unit": "step",
+        "metrics": {
+            "td_error": {
+                "kind": "logged",
+                "sources": ["td_loss"],
+                "values": _values(td.step, td.value, picks),
+            },
+            "critic_loss": {
+                "kind": "logged",
+                "sources": ["loss"],
+                "values": _values(loss.step, loss.value, picks),
+            },
+            "cql_gap": {
+                "kind": "logged",
+                "sources": ["conservative_loss"],
+                "values": _values(cons.step, cons.value, picks),
+            },
+            "cql_term": {"kind": "derived", "values": _values(cons.step, alpha * cons.value, picks)},
+            "alpha": {"kind": "derived", "values": _values(cons.step, np.full(len(cons), alpha), picks)},
+            "q_policy": {"kind": "logged", "sources": ["value_scale"]},
+            "q_data": {"kind": "proxy"},
+        },
+        "absent": ["policy_loss", "temperature", "eval_return"],
+        "metadata": {"algorithm": "cql", "gamma": float(params["config"]["params"]["gamma"])},
+        "checkpoints": [],
+    }
+
+
+def write_truth(out: Path, csv_run: Path, tb_run: Path, discrete_run: Path) -> None:
     import pandas as pd
     from tbparse import SummaryReader
 
@@ -208,7 +312,7 @@ def write_truth(out: Path, csv_run: Path, tb_run: Path) -> None:
     }
     truth = {
         "source": "real logs written by d3rlpy 2.8.1 CQL via scripts/make_d3rlpy_fixture.py",
-        "runs": [csv_truth, tb_truth],
+        "runs": [csv_truth, tb_truth, discrete_truth(out, discrete_run)],
     }
     (out / "TRUTH.json").write_text(json.dumps(truth, indent=2) + "\n")
 
@@ -222,11 +326,14 @@ def main() -> None:
     args = ap.parse_args()
     args.out.mkdir(parents=True, exist_ok=True)
     if args.truth_only:
-        (csv_run,) = [p for p in (args.out / "csv").iterdir() if p.is_dir()]
+        dirs = [p for p in (args.out / "csv").iterdir() if p.is_dir()]
+        (csv_run,) = [p for p in dirs if p.name.startswith(EXPERIMENT + "_")]
+        (discrete_run,) = [p for p in dirs if p.name.startswith(DISCRETE_EXPERIMENT + "_")]
         (tb_run,) = [p for p in (args.out / "tensorboard" / "runs").iterdir() if p.is_dir()]
     else:
         csv_run, tb_run = train(args.out)
-    write_truth(args.out, csv_run, tb_run)
+        discrete_run = train_discrete(args.out)
+    write_truth(args.out, csv_run, tb_run, discrete_run)
     print(f"wrote {csv_run} and {tb_run}")
 
 
