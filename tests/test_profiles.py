@@ -369,3 +369,50 @@ def test_critic_two_note() -> None:
     tags["trainer/Q2 Predictions Mean"] = ([0, 10, 20, 30], [1.5, 2.5, 3.5, 4.5])
     run = resolve(_raw(tags))
     assert "critic 2 also logged as 'trainer/Q2 Predictions Mean'" in run.series["q_data"].note
+
+
+def test_d3rlpy_cql_gap_inverts_the_conservative_term() -> None:
+    # conservative_loss = n * alpha * w * (gap - threshold); n=2, alpha=0.5, w=5, threshold=10, gap=[3, 4]
+    cfg = {
+        "config.params.n_critics": 2,
+        "config.params.conservative_weight": 5.0,
+        "config.params.alpha_threshold": 10.0,
+    }
+    tags = {
+        "critic_loss": ([1, 2], [-30.0, -20.0]),
+        "conservative_loss": ([1, 2], [2 * 0.5 * 5 * (3 - 10), 2 * 0.5 * 5 * (4 - 10)]),
+        "alpha": ([1, 2], [0.5, 0.5]),
+    }
+    run = resolve(_raw(tags, cfg, layout="d3rlpy_csv"))
+    np.testing.assert_allclose(run.series["cql_gap"].values, [3.0, 4.0])
+    assert "alpha_threshold=10" in run.series["cql_gap"].note
+    del cfg["config.params.conservative_weight"]  # unknown weight: no guess
+    assert "cql_gap" not in resolve(_raw(tags, cfg, layout="d3rlpy_csv")).series
+
+
+def test_d3rlpy_non_conservative_algorithms() -> None:
+    td3bc = {"critic_loss": ([1, 2], [4.0, 2.0]), "actor_loss": ([1, 2], [0.0, 0.0])}
+    run = resolve(_raw(td3bc, {"config.type": "td3_plus_bc"}, layout="d3rlpy_csv"))
+    assert run.framework == "d3rlpy" and run.metadata.algorithm == "td3bc"
+    assert run.series["td_error"].values.tolist() == [2.0, 1.0]
+    assert not any("cannot be isolated" in i.message for i in run.issues)
+    unknown = resolve(_raw(td3bc, {}, layout="d3rlpy_csv"))  # no params.json: cannot tell CQL from TD3+BC
+    assert "td_error" not in unknown.series
+    assert any("TD error cannot be isolated" in i.message for i in unknown.issues)
+    iql = {"critic_loss": ([1], [9.0]), "q_loss": ([1], [6.0]), "v_loss": ([1], [3.0])}
+    assert resolve(_raw(iql, {"config.type": "iql"}, layout="d3rlpy_csv")).series[
+        "td_error"
+    ].values.tolist() == [3.0]
+
+
+def test_corl_td3bc_export_is_not_taken_for_another_framework() -> None:
+    tags = {
+        "critic_loss": ([0, 1], [4.0, 3.0]),
+        "actor_loss": ([0, 1], [-1.0, -1.0]),
+        "eval_score": ([0], [50.0]),
+    }
+    cfg = {"project": "CORL", "group": "TD3_BC-D4RL", "checkpoints_path": None, "discount": 0.99}
+    run = resolve(_raw(tags, cfg, layout="wandb_csv"))
+    assert run.framework == "corl", run.metadata.sources["framework"]
+    assert run.series["td_error"].values.tolist() == [2.0, 1.5]
+    assert run.metadata.algorithm == "td3bc"

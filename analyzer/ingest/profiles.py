@@ -103,6 +103,8 @@ class Derivation:
     unless_config_true: tuple[str, ...] = ()  # skip when any of these config keys is truthy
     unless_tags: tuple[str, ...] = ()  # skip when any of these tags is present (another algorithm)
     requires_tags: tuple[str, ...] = ()  # apply only when one of these tags is present
+    #: apply only when this config key's value (lower-cased) is one of these strings
+    when_config_in: tuple[str, tuple[str, ...]] | None = None
 
 
 @dataclass(frozen=True)
@@ -332,6 +334,8 @@ _CORL = Profile(
         "ReBRAC/critic_loss",
         "eval/normalized_score_mean",
         "value_loss",
+        "critic_loss",
+        "actor_loss",
     ),
     config_hints=("project", "group", "checkpoints_path", "eval_freq", "buffer_size", "cql_n_actions"),
     layouts=("wandb_csv",),
@@ -405,6 +409,24 @@ _CORL = Profile(
 _D3RLPY_TD_NOTE = (
     "pure TD per critic = (critic_loss - conservative_loss) / n_critics "
     "(d3rlpy sums both over its n_critics Q-functions)"
+)
+
+
+#: d3rlpy algorithms whose `critic_loss` is the TD loss summed over critics, nothing else
+#: (params.json `config.type`; read from d3rlpy 2.8.1 algos/qlearning/torch/*_impl.py).
+_D3RLPY_PURE_TD_ALGOS = (
+    "sac",
+    "td3",
+    "td3_plus_bc",
+    "ddpg",
+    "bear",
+    "bcq",
+    "awac",
+    "crr",
+    "plas",
+    "plas_with_perturbation",
+    "prdc",
+    "rebrac",
 )
 
 
@@ -512,6 +534,25 @@ _D3RLPY = Profile(
             note=_D3RLPY_TD_NOTE,
             per_critic_keys=("config.params.n_critics", "n_critics"),
             default_critics=2,
+        ),
+        Derivation(
+            "td_error",
+            "mul",
+            ("q_loss",),
+            note="d3rlpy IQL: per-critic TD = q_loss / n_critics (critic_loss also holds the value loss)",
+            per_critic_keys=("config.params.n_critics", "n_critics"),
+            default_critics=2,
+            requires_tags=("v_loss",),
+        ),
+        Derivation(
+            "td_error",
+            "mul",
+            ("critic_loss",),
+            note="d3rlpy actor-critic without a conservative term: per-critic TD = critic_loss / n_critics",
+            per_critic_keys=("config.params.n_critics", "n_critics"),
+            default_critics=2,
+            unless_tags=("conservative_loss", "td_loss", "q_loss"),
+            when_config_in=("config.type", _D3RLPY_PURE_TD_ALGOS),
         ),
         Derivation(
             "cql_term",
@@ -786,7 +827,6 @@ def detect_framework(raw: RawRun) -> tuple[str, str]:
         n = sum(t.startswith(TAG_PREFIX) for t in tags)
         return "offrl", f"{n} tags with the reference-trainer prefix {TAG_PREFIX!r}"
     path_text = "/".join([str(raw.path).replace("\\", "/")] + [str(f) for f in raw.files])
-    best: tuple[int, str, list[str]] | None = None
     ranking: list[tuple[int, str, list[str]]] = []
     for name, prof in PROFILES.items():
         if name in ("offrl", "generic"):
@@ -976,6 +1016,10 @@ def _apply_derivation(d: Derivation, raw: RawRun) -> Series | None:
     if d.when_config is not None:
         hit = _config_get(raw.config, [d.when_config[0]])
         if hit is None or _truthy(hit[1]) != bool(d.when_config[1]):
+            return None
+    if d.when_config_in is not None:
+        hit = _config_get(raw.config, [d.when_config_in[0]])
+        if hit is None or str(hit[1]).strip().lower() not in d.when_config_in[1]:
             return None
     for key in d.unless_config_true:
         hit = _config_get(raw.config, [key])
