@@ -548,3 +548,27 @@ def test_cache_skips_live_runs_and_survives_corrupt_entries(tmp_path, monkeypatc
     entry.write_bytes(b"not a zip file")
     runs, errors = load_runs([run], use_cache=True)
     assert errors == [] and runs[0].raw["loss"].values.tolist() == [1.0]
+
+
+def test_csv_that_is_not_a_log_is_skipped_in_a_tree_but_reported_when_it_is_all_there_is(tmp_path):
+    put(tmp_path / "tree" / "results" / "final_returns.csv", "seed,return\n0,10\n1,12\n")
+    put(tmp_path / "tree" / "run" / "progress.csv", "step,loss\n0,1\n")
+    runs, errors = load_runs([tmp_path / "tree"])
+    assert [r.id for r in runs] == ["run"] and errors == []
+    runs, errors = load_runs([tmp_path / "tree" / "results"])
+    assert runs == [] and [e.message for e in errors] == [
+        "no training logs found (no events.out.tfevents.* files or CSV training logs in this directory tree)"
+    ]
+    runs, errors = load_runs([tmp_path / "tree" / "results" / "final_returns.csv"])
+    assert runs == [] and "final_returns.csv: no step column in header" in errors[0].message
+
+
+def test_symlinked_runs_are_followed_once_and_cycles_are_not(tmp_path):
+    put(tmp_path / "elsewhere" / "seed1" / "progress.csv", "step,loss\n0,1\n")
+    root = tmp_path / "root"
+    put(root / "seed0" / "progress.csv", "step,loss\n0,2\n")
+    os.symlink(tmp_path / "elsewhere" / "seed1", root / "seed1")
+    os.symlink(tmp_path / "elsewhere" / "seed1", root / "seed1_again")
+    os.symlink(root, root / "seed0" / "loop")  # a cycle back to the root
+    ids = [rd.id for rd in discover_runs(root)]
+    assert ids == ["seed0", "seed1"]  # seed1_again points at the same target: followed once

@@ -385,8 +385,14 @@ def _resolve(raw: RawRun, mappings: Mapping[str, Any] | None) -> Run:
     return resolve(raw, dict(mappings) if mappings else None)
 
 
+_NO_LOGS = (
+    "no training logs found (no events.out.tfevents.* files or CSV training logs in this directory tree)"
+)
+
+
 def _no_run_message(raw: RawRun) -> str:
     reasons = [f"{Path(i.path).name}: {i.message}" for i in raw.issues if i.level in ("error", "warning")]
+    reasons = reasons or [f"{Path(i.path).name}: {i.message}" for i in raw.issues]
     if not reasons:
         return "no readable training logs (no event-file scalars or CSV rows)"
     shown = "; ".join(reasons[:6]) + (f"; ... ({len(reasons) - 6} more)" if len(reasons) > 6 else "")
@@ -406,6 +412,8 @@ def _load_one(
             )
         ]
     if not raw.tags:
+        if rd.kind == "dir" and not rd.event_files and all(i.level == "info" for i in raw.issues):
+            return None, []  # only CSVs that are not training logs (e.g. a results table): not a run
         return None, [IngestIssue(str(rd.path), _no_run_message(raw), "error")]
     try:
         return _resolve(raw, mappings), []
@@ -415,6 +423,10 @@ def _load_one(
                 str(rd.path), f"internal error while resolving metrics: {type(exc).__name__}: {exc}", "error"
             )
         ]
+
+
+def _root_index(groups: list[tuple[Path, list[RunDir]]]) -> list[int]:
+    return [k for k, (_, rds) in enumerate(groups) for _ in rds]
 
 
 def _unique_ids(groups: list[tuple[Path, list[RunDir]]]) -> list[RunDir]:
@@ -466,13 +478,7 @@ def load_runs(
             continue
         rds = discover_runs(path)
         if not rds:
-            errors.append(
-                IngestIssue(
-                    str(path),
-                    "no training logs found (no events.out.tfevents.* files or CSV logs in this directory tree)",
-                    "error",
-                )
-            )
+            errors.append(IngestIssue(str(path), _NO_LOGS, "error"))
             continue
         groups.append((path, rds))
     jobs = _unique_ids(groups)
@@ -491,9 +497,15 @@ def load_runs(
     else:
         results = [_load_one(rd, mappings, duplicate_policy, use_cache) for rd in jobs]
     runs: list[Run] = []
-    for run, errs in results:
+    yielded: set[int] = set()  # roots that produced a run or an error
+    for (run, errs), root_index in zip(results, _root_index(groups), strict=True):
         errors.extend(errs)
         if run is not None:
             runs.append(run)
+        if run is not None or errs:
+            yielded.add(root_index)
+    for k, (root, _) in enumerate(groups):
+        if k not in yielded:
+            errors.append(IngestIssue(str(root), _NO_LOGS, "error"))
     runs.sort(key=lambda r: r.id)
     return runs, errors

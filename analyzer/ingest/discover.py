@@ -71,10 +71,13 @@ def is_event_file(name: str) -> bool:
     return name.startswith(EVENT_PREFIX) and not name.endswith((".tmp", ".lock"))
 
 
-def _scan(path: Path) -> tuple[list[str], list[str]]:
-    """(file names, sub-directory names), hidden entries skipped; unreadable directories are empty."""
+def _scan_links(path: Path) -> tuple[list[str], list[str], set[str]]:
+    """(file names, sub-directory names, which of those are symlinks); hidden entries skipped.
+
+    An unreadable directory is empty (reading never raises)."""
     files: list[str] = []
     dirs: list[str] = []
+    links: set[str] = set()
     try:
         with os.scandir(path) as it:
             for entry in it:
@@ -83,14 +86,22 @@ def _scan(path: Path) -> tuple[list[str], list[str]]:
                 try:
                     if entry.is_dir(follow_symlinks=False):
                         dirs.append(entry.name)
+                    elif entry.is_symlink() and entry.is_dir():
+                        dirs.append(entry.name)
+                        links.add(entry.name)
                     elif entry.is_file():
                         files.append(entry.name)
                 except OSError:
                     continue
     except OSError:
-        return [], []
+        return [], [], set()
     files.sort()
     dirs.sort()
+    return files, dirs, links
+
+
+def _scan(path: Path) -> tuple[list[str], list[str]]:
+    files, dirs, _ = _scan_links(path)
     return files, dirs
 
 
@@ -175,10 +186,14 @@ def discover_runs(root: str | Path) -> list[RunDir]:
     except OSError:
         return []
     runs: list[RunDir] = []
-    stack = [root]
+    root_real = os.path.realpath(root)
+    followed: set[str] = set()
+    # (directory, its real path): real paths are carried down the walk so that a symlinked
+    # directory is followed once and a symlink back to an ancestor (a cycle) is not followed at all
+    stack: list[tuple[Path, str]] = [(root, root_real)]
     while stack:
-        d = stack.pop()
-        files, dirs = _scan(d)
+        d, real = stack.pop()
+        files, dirs, links = _scan_links(d)
         grouped = _group(d, files, dirs, root)
         if grouped is not None:
             runs.append(grouped)
@@ -199,7 +214,19 @@ def discover_runs(root: str | Path) -> list[RunDir]:
                     absorbed = d.name
             runs.append(run)
         # TensorBoard semantics: a sub-directory with its own event files is its own run
-        stack.extend(d / s for s in reversed(dirs) if s not in SKIP_DIRS and s != absorbed)
+        for name in reversed(dirs):
+            if name in SKIP_DIRS or name == absorbed:
+                continue
+            if name not in links:
+                stack.append((d / name, os.path.join(real, name)))
+                continue
+            target = os.path.realpath(d / name)
+            inside_root = target == root_real or target.startswith(root_real + os.sep)
+            is_ancestor = real == target or real.startswith(target + os.sep)
+            if inside_root or is_ancestor or target in followed:
+                continue  # visited anyway, a cycle, or already followed through another link
+            followed.add(target)
+            stack.append((d / name, target))
     runs.sort(key=lambda r: r.id)
     return runs
 
