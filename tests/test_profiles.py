@@ -416,3 +416,9 @@ def test_corl_td3bc_export_is_not_taken_for_another_framework() -> None:
     assert run.framework == "corl", run.metadata.sources["framework"]
     assert run.series["td_error"].values.tolist() == [2.0, 1.5]
     assert run.metadata.algorithm == "td3bc"
+
+
+def test_mappings_of_the_wrong_shape_are_an_issue() -> None:
+    run = resolve(_raw(GENERIC_TAGS), ["q_data", "my/q_mean"])  # type: ignore[arg-type]
+    assert run.series["q_data"].sources == ("q_data",)
+    assert any("mappings must be a mapping" in i.message for i in run.issues)

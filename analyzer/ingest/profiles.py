@@ -641,7 +641,7 @@ _TIANSHOU = Profile(
             note="Tianshou critic1_loss = TD MSE + scaled CQL term (not logged apart); critic 1",
         ),
         Alias("policy_loss", ("update/actor_loss", "update/loss/actor", "loss/actor")),
-        Alias("alpha", ("update/cql_alpha", "update/cql_alpha_loss_placeholder")),
+        Alias("alpha", ("update/cql_alpha",), note="Tianshou cql_alpha: Lagrange weight of the CQL term"),
         Alias("temperature", ("update/alpha",)),
         Alias("eval_return", ("test/returns_stat/mean", "test/reward", "test/rew")),
     ),
@@ -1416,8 +1416,16 @@ def resolve(raw: RawRun, mappings: Mapping[str, Any] | None = None) -> Run:
     Never raises on odd input: unknown mapping names, absent tags and unusable config values
     become IngestIssues on the returned run.
     """
-    mappings = dict(mappings or {})
     issues = list(raw.issues)
+    if mappings is not None and not isinstance(mappings, Mapping):
+        issues.append(
+            IngestIssue(
+                str(raw.path),
+                f"mappings must be a mapping of canonical name -> tag, got {type(mappings).__name__}; ignored",
+            )
+        )
+        mappings = None
+    mappings = {str(k): v for k, v in (mappings or {}).items()}
     forced = mappings.get("framework")
     if forced is not None:
         if isinstance(forced, str) and forced in PROFILES:
