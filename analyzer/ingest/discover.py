@@ -214,11 +214,12 @@ def discover_runs(root: str | Path) -> list[RunDir]:
                     absorbed = d.name
             runs.append(run)
         # TensorBoard semantics: a sub-directory with its own event files is its own run
-        for name in reversed(dirs):
+        children: list[tuple[Path, str]] = []
+        for name in dirs:
             if name in SKIP_DIRS or name == absorbed:
                 continue
             if name not in links:
-                stack.append((d / name, os.path.join(real, name)))
+                children.append((d / name, os.path.join(real, name)))
                 continue
             target = os.path.realpath(d / name)
             inside_root = target == root_real or target.startswith(root_real + os.sep)
@@ -226,7 +227,8 @@ def discover_runs(root: str | Path) -> list[RunDir]:
             if inside_root or is_ancestor or target in followed:
                 continue  # visited anyway, a cycle, or already followed through another link
             followed.add(target)
-            stack.append((d / name, target))
+            children.append((d / name, target))
+        stack.extend(reversed(children))  # depth-first in name order
     runs.sort(key=lambda r: r.id)
     return runs
 
