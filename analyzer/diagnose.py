@@ -24,7 +24,16 @@ from analyzer.model import Run, Series
 from analyzer.report import CheckpointPick, Finding, RunResult
 from analyzer.rules import ordered_specs
 from analyzer.rules.base import Analysis, Context, Effective, fmt
-from analyzer.signal import find_peak, noise_sigma, phases, segment, smooth, smoothed_noise_gain
+from analyzer.signal import (
+    find_peak,
+    find_peak_at,
+    noise_sigma,
+    phases,
+    refine_peak,
+    segment,
+    smooth,
+    smoothed_noise_gain,
+)
 
 Q_CANDIDATES = ("q_data", "q_target", "q_policy")  # q_target first: over dataset transitions it tracks E_D[Q]
 
@@ -135,15 +144,22 @@ def analyze_signals(run: Run, config: RulesConfig, ov: RunOverride | None = None
     window = cfg.setting("smoothing", "window")
     smoothed = {name: smooth(s.values, method, weight, window) for name, s in run.series.items()}
     q_smooth = peak = None
-    sigma = 0.0
+    sigma = sigma_s = 0.0
     cps: list[int] = []
     phs = []
     if q is not None:
         am, aw = cfg.setting("smoothing", "analysis_method"), cfg.setting("smoothing", "analysis_weight")
         q_smooth = smooth(q.values, am, aw, window)
         sigma = noise_sigma(q.values)
-        tol = float(cfg.setting("analysis", "peak_tolerance")) * sigma * smoothed_noise_gain(am, aw, window)
+        sigma_s = sigma * smoothed_noise_gain(am, aw, window)
+        tol = float(cfg.setting("analysis", "peak_tolerance")) * sigma_s
         peak = find_peak(q.steps, q_smooth, cfg.setting("analysis", "tail_fraction") / 2, tol)
+        if peak is not None and cfg.setting("analysis", "peak_refine") == "hinge":
+            n_fin = int(np.isfinite(q.values).sum())
+            hw = max(3, int(round(float(cfg.setting("analysis", "peak_window")) * n_fin)))
+            step = refine_peak(q.steps, q.values, peak.step, hw)
+            if step != peak.step:
+                peak = find_peak_at(q.steps, q_smooth, step, cfg.setting("analysis", "tail_fraction") / 2)
         try:
             cps = segment(
                 q.steps,
@@ -168,6 +184,7 @@ def analyze_signals(run: Run, config: RulesConfig, ov: RunOverride | None = None
         q_is_proxy=q_proxy,
         q_smooth=q_smooth,
         q_sigma=sigma,
+        q_sigma_smooth=sigma_s,
         peak=peak,
         change_points=cps,
         phases=phs,

@@ -404,6 +404,21 @@ def find_peak(
     vmax = float(v[i])
     if tolerance > 0:
         i = int(np.flatnonzero(v >= vmax - tolerance)[-1])
+    return _peak_stats(s, v, i, vmax, tail_fraction)
+
+
+def find_peak_at(
+    steps: np.ndarray, smoothed: np.ndarray, step: int, tail_fraction: float = 0.1
+) -> Peak | None:
+    """Peak statistics for a peak placed at `step` (e.g. after hinge refinement)."""
+    s, v = finite(steps, smoothed)
+    if s.size < 3:
+        return None
+    i = int(np.clip(np.searchsorted(s, step), 0, s.size - 1))
+    return _peak_stats(s, v, i, float(np.max(v)), tail_fraction)
+
+
+def _peak_stats(s: np.ndarray, v: np.ndarray, i: int, vmax: float, tail_fraction: float) -> Peak:
     k = max(1, int(np.ceil(tail_fraction * s.size)))
     end_value = float(np.median(v[-k:]))
     before_min = float(np.min(v[: i + 1]))
@@ -442,3 +457,47 @@ def smoothed_noise_gain(method: str, weight: float, window: int = 11, diff: bool
         out = smooth(z, method, weight, window)[200:-200]  # type: ignore[arg-type]
         _NOISE_GAIN[key] = float(np.std(np.diff(out) if diff else out))
     return _NOISE_GAIN[key]
+
+
+def hinge_break(x: np.ndarray, y: np.ndarray, candidates: np.ndarray) -> tuple[int, float] | None:
+    """Best break index of a continuous two-piece linear fit y ~ a + b x + c max(0, x - x_k), c < 0.
+
+    Least squares for every candidate k (3 parameters each, closed form via lstsq on a small
+    window). Why: on a rise-then-decline the turn is where the slope drops; fitting both sides at
+    once uses every point near the turn, whereas the smoothed maximum wanders along a flat top by
+    several logging intervals. Returns (index into x, slope change c) or None.
+    """
+    if x.size < 6 or candidates.size == 0:
+        return None
+    xs = (x - x[0]) / max(float(x[-1] - x[0]), 1e-12)
+    best: tuple[float, int, float] | None = None
+    ones = np.ones_like(xs)
+    for k in candidates:
+        if k < 2 or k > xs.size - 3:
+            continue
+        h = np.maximum(0.0, xs - xs[k])
+        A = np.column_stack([ones, xs, h])
+        coef, *_ = np.linalg.lstsq(A, y, rcond=None)
+        if coef[2] >= 0:
+            continue
+        sse = float(np.sum((A @ coef - y) ** 2))
+        if best is None or sse < best[0]:
+            best = (sse, int(k), float(coef[2]))
+    return None if best is None else (best[1], best[2])
+
+
+def refine_peak(steps: np.ndarray, raw: np.ndarray, peak_step: int, half_window: int) -> int:
+    """Move a peak estimate to the best hinge break of the raw curve within +-half_window points.
+
+    The fit window spans 2 x half_window points on each side of the estimate, so that both the
+    top and the start of the decline are in it. Falls back to the estimate when no decreasing
+    break fits.
+    """
+    s, v = finite(steps, raw)
+    if s.size < 8:
+        return int(peak_step)
+    i = int(np.clip(np.searchsorted(s, peak_step), 0, s.size - 1))
+    lo, hi = max(0, i - 2 * half_window), min(s.size, i + 2 * half_window + 1)
+    cand = np.arange(max(lo + 2, i - half_window), min(hi - 3, i + half_window + 1)) - lo
+    hit = hinge_break(s[lo:hi].astype(np.float64), v[lo:hi], cand)
+    return int(peak_step) if hit is None else int(s[lo + hit[0]])

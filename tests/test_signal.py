@@ -148,3 +148,15 @@ def test_find_peak_recovery_measures_a_dip():
     y = np.r_[np.linspace(0, 5, 30), np.linspace(5, 3, 20), np.linspace(3, 4.9, 50)]
     p = find_peak(steps, y, 0.05)
     assert p is not None and p.recovery > 0.8 and p.step == 29
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_hinge_refinement_finds_a_kink_on_a_flat_top(seed):
+    rng = np.random.default_rng(seed)
+    n = 300
+    x = np.arange(n)
+    clean = np.where(x < 180, 5.0, 5.0 - 0.03 * (x - 180))  # flat top, kink at 180
+    y = clean + rng.normal(0, 0.1, n)
+    from analyzer.signal import refine_peak
+
+    assert abs(refine_peak(x * 10, y, 168 * 10, 15) - 1800) <= 30  # within 3 points, from 12 away

@@ -58,6 +58,7 @@ class Analysis:
     q_is_proxy: bool
     q_smooth: np.ndarray | None  # analysis smoother (zero-phase), aligned with q.steps
     q_sigma: float  # robust noise level of raw dataset Q
+    q_sigma_smooth: float  # noise level of the analysis-smoothed dataset Q (q_sigma x smoother gain)
     peak: Peak | None
     change_points: list[int]
     phases: list[Phase]

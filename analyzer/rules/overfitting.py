@@ -28,8 +28,10 @@ from analyzer.signal import tail_level, tail_trend
             "min_drop_noise",
             3.0,
             "positive",
-            "drop must also exceed this many noise standard deviations of the raw dataset Q",
-            "3-sigma convention; the smoothed maximum is biased up by ~1-2 sigma on a noisy plateau",
+            "drop must also exceed this many noise standard deviations of the smoothed dataset Q "
+            "(raw robust sigma x the smoother's measured gain)",
+            "3-sigma convention on the curve the drop is measured on; the smoothed maximum of a noisy "
+            "plateau sits ~1.5-2.5 of these sigmas above its median (validation: docs/validation.md)",
         ),
         Param(
             "min_after_fraction",
@@ -55,14 +57,14 @@ from analyzer.signal import tail_level, tail_trend
     ),
     detects="On the smoothed dataset-Q curve (zero-phase EMA): the maximum is preceded by a rise, "
     "followed by a drop to the final level of at least `min_drop_fraction` of the rise and "
-    "`min_drop_noise` noise sigmas, lasting `min_after_fraction` of the run, with at most "
+    "`min_drop_noise` smoothed-noise sigmas, lasting `min_after_fraction` of the run, with at most "
     "`max_recovery` of the drop regained at the end. Supporting evidence (reported, not required): "
     "the regularizer is low or falling and the TD error is low (paper Section 3, Fig. 4).",
     why="Metric 3.1: 'a low average data Q-value that decreases with more gradient steps indicates "
     "that the offline RL algorithm is overfitting'. CQL pushes down Q on actions from mu(a|s); once "
     "the policy is better than the behaviour policy by the learned Q, dataset Q falls (Theorem A.1).",
     example="`OF001 q-peak-decline: q_data peaked at 7.9 at step 61000, then fell to 3.2 (drop 4.7 = 59% "
-    "of the rise 7.9; 24x noise sigma 0.2) over the last 70% of the run`",
+    "of the rise 7.9; 40x smoothed-noise sigma 0.12) over the last 70% of the run`",
     remediation="Deploy the checkpoint at the peak (Guideline 3.1). Then add capacity-decreasing "
     "regularization (Guideline 4.1): dropout 0.1-0.3 (`offrl-train ... --dropout 0.2`), VIB "
     "beta ~1e-3 (`--vib 1e-3`), l2 1e-4 (`--l2 1e-4`), or train fewer gradient steps.",
@@ -74,7 +76,7 @@ def q_peak_decline(ctx: Context) -> list[Finding]:
         return []
     if int(np.isfinite(a.q.values).sum()) < 2 * int(ctx.params["min_after_points"]) + 1:
         return []
-    sigma = a.q_sigma
+    sigma = a.q_sigma_smooth
     thr_noise = float(ctx.params["min_drop_noise"]) * sigma
     drop_fraction = p.drop / p.rise if p.rise > 0 else 0.0
     ev = {
@@ -85,7 +87,8 @@ def q_peak_decline(ctx: Context) -> list[Finding]:
         "final_level": p.end_value,
         "drop": p.drop,
         "drop_fraction_of_rise": drop_fraction,
-        "noise_sigma": sigma,
+        "noise_sigma_smoothed": sigma,
+        "noise_sigma_raw": a.q_sigma,
         "drop_in_sigmas": p.drop / sigma if sigma > 0 else None,
         "after_fraction": p.after_fraction,
         "after_points": p.after_points,
@@ -141,7 +144,7 @@ def q_peak_decline(ctx: Context) -> list[Finding]:
     msg = (
         f"{a.q_name} peaked at {fmt(p.value)} at {unit} {p.step}, then fell to {fmt(p.end_value)} "
         f"(drop {fmt(p.drop)} = {drop_fraction:.0%} of the rise {fmt(p.rise)}; "
-        f"{p.drop / sigma:.0f}x noise sigma {fmt(sigma)}) over the last {p.after_fraction:.0%} of the run"
+        f"{p.drop / sigma:.0f}x smoothed-noise sigma {fmt(sigma)}) over the last {p.after_fraction:.0%} of the run"
         if sigma > 0
         else f"{a.q_name} peaked at {fmt(p.value)} at {unit} {p.step}, then fell to {fmt(p.end_value)} "
         f"(drop {fmt(p.drop)} = {drop_fraction:.0%} of the rise {fmt(p.rise)}) over the last "
