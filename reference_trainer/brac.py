@@ -80,7 +80,7 @@ class BRACAgent(ActorCriticAgent):
             opt.step()
         for p in self.behaviour.parameters():
             p.requires_grad_(False)
-        return float(nll)
+        return float(nll.detach())
 
     def update(self, batch: Batch, step: int) -> torch.Tensor:
         cfg, beta = self.cfg, self.cfg.brac_beta

@@ -186,11 +186,11 @@ class Critic(nn.Module):
 
         if actions.dim() == 3:
             h_obs = h_obs.unsqueeze(1)
-        x = F.relu(h_obs + F.linear(actions.to(cd), p(self.fc_act.weight)))
+        x = (h_obs + F.linear(actions.to(cd), p(self.fc_act.weight))).relu_()  # in place: one tensor less
         if self.dropout > 0:
             x = F.dropout(x, self.dropout, self.training)
         for layer in self.hidden_layers:
-            x = F.relu(F.linear(x, p(layer.weight), p(layer.bias)))
+            x = F.linear(x, p(layer.weight), p(layer.bias)).relu_()
             if self.dropout > 0:
                 x = F.dropout(x, self.dropout, self.training)
         kl = None
