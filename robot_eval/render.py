@@ -35,7 +35,7 @@ def render_task_frames(out_dir: Path, size: int = 256, seed: int = 0) -> list[Pa
             env.render_size = size
             env.reset(seed=seed)
             policy = ScriptedPolicy(spec.family, 0.0, np.random.default_rng(seed))
-            for _ in range(17 if spec.family == "pickplace" else 22):
+            for _ in range(4 if spec.family == "pickplace" else 22):
                 env.step(policy(env))
             frame = env.render()
             side = env._camera(64)

@@ -163,3 +163,29 @@ def test_collect_cli_errors(args, message, capsys, tmp_path, monkeypatch):
     assert main(args) == 2
     err = capsys.readouterr().err
     assert message in err and "Traceback" not in err and len(err.strip().splitlines()) == 1
+
+
+def test_noise_paper_preset(tmp_path, capsys):
+    from robot_eval.cli import main
+    from robot_eval.scripted import PAPER_SEGMENT_NOISE
+
+    out = tmp_path / "g.npz"
+    args = [
+        "collect",
+        "--segment",
+        "grasp",
+        "--noise",
+        "paper",
+        "-n",
+        "1",
+        "-o",
+        str(out),
+        "-q",
+        "--format",
+        "json",
+    ]
+    assert main(args) == 0
+    meta = json.loads(capsys.readouterr().out)["metadata"]
+    assert meta["noise"] == PAPER_SEGMENT_NOISE["grasp"] == 0.6 and meta["segment"] == "grasp"
+    assert main(["collect", "--noise", "lots", "-o", str(out), "-q"]) == 2
+    assert "--noise must be a number or 'paper'" in capsys.readouterr().err

@@ -44,6 +44,7 @@ class PandaEnv(gym.Env):
     workspace_high = np.array([0.8, 0.45, 0.45])
     home_ee = (0.5, 0.0, 0.3)
     render_size = 128
+    lowpoly_visuals = True  # False = stock Panda meshes (~13x slower TinyRenderer images; benchmarks only)
 
     def __init__(self, image_size: int = 0, render_mode: str | None = None) -> None:
         if image_size not in IMAGE_SIZES:
@@ -75,7 +76,8 @@ class PandaEnv(gym.Env):
         pb.setTimeStep(1.0 / SIM_HZ, physicsClientId=c)
         pb.setGravity(0, 0, -9.81, physicsClientId=c)
         pb.loadURDF(f"{data_path()}/plane.urdf", physicsClientId=c)
-        self.robot = pb.loadURDF(lowpoly_panda_urdf(), useFixedBase=True, physicsClientId=c)
+        urdf = lowpoly_panda_urdf() if self.lowpoly_visuals else f"{data_path()}/franka_panda/panda.urdf"
+        self.robot = pb.loadURDF(urdf, useFixedBase=True, physicsClientId=c)
         for j in FINGER_JOINTS:
             pb.changeDynamics(self.robot, j, lateralFriction=1.5, physicsClientId=c)
         info = [pb.getJointInfo(self.robot, j, physicsClientId=c) for j in range(9)]

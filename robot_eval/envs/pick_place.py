@@ -83,6 +83,10 @@ class PickPlaceEnv(PandaEnv):
             pb.changeDynamics(
                 body, -1, lateralFriction=OBJECT_FRICTION, rollingFriction=0.001, physicsClientId=c
             )
+            if t.index < len(PALETTE):  # named models are white or textured: colour them so images show them
+                pb.changeVisualShape(
+                    body, -1, rgbaColor=PALETTE[t.index], textureUniqueId=-1, physicsClientId=c
+                )
             lo, hi = pb.getAABB(body, physicsClientId=c)
             pos, orn = pb.getBasePositionAndOrientation(body, physicsClientId=c)
             rest = pos[2] - lo[2] + 0.001
