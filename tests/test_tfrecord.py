@@ -248,6 +248,21 @@ def test_mixed_file_fast_equals_slow_and_truth(tmp_path: Path) -> None:
     assert np.isnan(fast.scalars["loss/q"].values).any() and np.isinf(fast.scalars["loss/q"].values).any()
 
 
+def test_many_equal_length_layouts_take_the_fast_path(tmp_path: Path) -> None:
+    """300 same-length tags (more than one round of layouts) plus tags whose name length and step
+    varint width trade off so that different layouts share a record length."""
+    f = tmp_path / "events.out.tfevents.1.h"
+    steps = np.arange(0, 400, 1) * 50  # varint width 1 -> 2 -> 3 bytes
+    rng = np.random.default_rng(5)
+    with EventWriter(f) as w:
+        w.add_scalar_table(steps[:40], {f"t{i:03d}": rng.standard_normal(40) for i in range(300)}, WALL0)
+        w.add_scalar_table(steps, {"ab": rng.standard_normal(400), "abc": rng.standard_normal(400)}, WALL0)
+    fast, slow = read_event_file(f), read_event_file(f, fast=False)
+    _assert_same(fast, slow)
+    assert fast.scalars_read == 300 * 40 + 800 and fast.issues == []
+    assert fast.fast_records >= 0.97 * fast.scalars_read
+
+
 def test_equal_to_tbparse(tmp_path: Path) -> None:
     tbparse = pytest.importorskip("tbparse")
     f, _ = _mixed_file(tmp_path, int_tensors=False)

@@ -693,35 +693,33 @@ def _decode_block(col: _Collector, rec: np.ndarray, data: np.ndarray, slow: list
         mask = _words(keep[None, :])[0]
         cand = np.flatnonzero(fits)
         words = (words_all if everything else words_all[left])[cand] & mask
-        _, first, inv, counts = np.unique(
-            _hash_words(words), return_index=True, return_inverse=True, return_counts=True
-        )
+        h = _hash_words(words)
+        perm = np.argsort(h, kind="stable")  # members of each hash group in ascending row order
+        hs = h[perm]
+        starts = np.flatnonzero(np.concatenate(([True], hs[1:] != hs[:-1])))
+        counts = np.diff(np.append(starts, hs.shape[0]))
         done = np.zeros(left.shape[0], dtype=bool)
         # Row 0's own group first (guaranteed progress), then the others by size; rows whose
         # layout differs wait for a later round with their own variable positions.
+        g0 = int(np.searchsorted(starts, np.searchsorted(hs, h[0])))  # row 0's group
         order = np.argsort(-counts, kind="stable")[:_MAX_KEYS]
-        order = np.concatenate(([inv[0]], order[order != inv[0]]))
+        order = np.concatenate(([g0], order[order != g0]))
         misses = 0
-        for u in order:
-            rep = int(first[u])
+        for u in order.tolist():
+            members = perm[starts[u] : starts[u] + counts[u]]
+            rep = int(members[0])
             this = lay if rep == 0 else _layout(sub[cand[rep]].tobytes())
             if this is None or this.var != lay.var:
                 misses += 1
                 if misses > _MAX_MISSES:
                     break
                 continue
-            if counts[u] == cand.shape[0]:
-                members = (
-                    None if (words == words[rep]).all() else np.flatnonzero((words == words[rep]).all(axis=1))
-                )
-            else:
-                members = np.flatnonzero(inv == u)
-                members = members[(words[members] == words[rep]).all(axis=1)]
-            if members is None and cand.shape[0] == left.shape[0]:
+            same = (words[members] == words[rep]).all(axis=1)  # hash collisions stay behind
+            if members.shape[0] == left.shape[0] and same.all():
                 col.add_fast(this, rec[left], sub, None)
                 done[:] = True
             else:
-                rows = cand if members is None else cand[members]
+                rows = cand[members[same]]
                 col.add_fast(this, rec[left[rows]], sub, rows)
                 done[rows] = True
         left = left[~done]
