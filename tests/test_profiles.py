@@ -422,3 +422,19 @@ def test_mappings_of_the_wrong_shape_are_an_issue() -> None:
     run = resolve(_raw(GENERIC_TAGS), ["q_data", "my/q_mean"])  # type: ignore[arg-type]
     assert run.series["q_data"].sources == ("q_data",)
     assert any("mappings must be a mapping" in i.message for i in run.issues)
+
+
+def test_corl_rebrac_dataset_q_is_logged() -> None:
+    tags = {
+        "ReBRAC/critic_loss": ([1, 2], [3.0, 2.0]),
+        "ReBRAC/q_min": ([1, 2], [10.0, 11.0]),
+        "ReBRAC/actor_loss": ([1, 2], [-10.0, -11.0]),
+        "ReBRAC/bc_mse_policy": ([1, 2], [0.2, 0.1]),
+        "eval/normalized_score_mean": ([2], [55.0]),
+    }
+    run = resolve(_raw(tags, layout="wandb_csv"))
+    assert run.framework == "corl" and run.metadata.algorithm == "rebrac"
+    assert run.series["q_data"].kind == "logged" and run.series["q_data"].sources == ("ReBRAC/q_min",)
+    assert run.series["brac_divergence"].kind == "proxy"
+    assert run.series["critic_loss"].sources == ("ReBRAC/critic_loss",)
+    assert "td_error" not in run.series  # ReBRAC's critic loss is not split; no TD3+BC halving
