@@ -23,7 +23,8 @@ EventKind = Literal["new_run", "overfitting", "ingest_error"]
 class WatchEvent:
     kind: EventKind
     run: str  # run id (or the unreadable path for ingest errors)
-    step: int | None = None  # overfitting: the step to go back to (peak / picked checkpoint)
+    step: int | None = None  # overfitting: step of the checkpoint to keep (the peak when none was picked)
+    peak_step: int | None = None  # overfitting: step of the dataset-Q peak
     last_step: int | None = None  # last logged step when the event was noticed
     checkpoint: str | None = None  # overfitting: the checkpoint file to keep, when one exists
     message: str = ""
@@ -35,9 +36,10 @@ class WatchEvent:
                 f" (at step {self.last_step})" if self.last_step is not None else ""
             )
         if self.kind == "overfitting":
-            keep = f"; keep {self.checkpoint}" if self.checkpoint else ""
-            at = f" (noticed at step {self.last_step})" if self.last_step is not None else ""
-            return f"OVERFITTING: {self.run} peaked at step {self.step}{keep}{at} — {self.message}"
+            keep = f"keep step {self.step}" + (f" ({self.checkpoint})" if self.checkpoint else "")
+            peak = f", Q peak at step {self.peak_step}" if self.peak_step is not None else ""
+            at = f", noticed at step {self.last_step}" if self.last_step is not None else ""
+            return f"OVERFITTING: {self.run}: {keep}{peak}{at} — {self.message}"
         return f"unreadable: {self.run}: {self.message}"
 
 
@@ -66,6 +68,7 @@ class WatchState:
                         "overfitting",
                         run_id,
                         step=step,
+                        peak_step=r.peak_step,
                         last_step=last,
                         checkpoint=ckpt,
                         message=r.verdict_reason,

@@ -102,7 +102,10 @@ def bench(root: Path, workers: int) -> dict[str, float]:
     report = _diagnose_all(runs, cfg, errors)
     t2 = time.perf_counter()
     policy = parse_fail_on("overfitting,underfitting")
-    sizes = {fmt: len(render(fmt, report, policy)) for fmt in ("json", "table", "markdown", "github", "junit", "sarif")}
+    sizes = {
+        fmt: len(render(fmt, report, policy))
+        for fmt in ("json", "table", "markdown", "github", "junit", "sarif")
+    }
     t3 = time.perf_counter()
     json_only = time.perf_counter()
     render("json", report, policy)
@@ -113,7 +116,10 @@ def bench(root: Path, workers: int) -> dict[str, float]:
     t5 = time.perf_counter()
     render("table", whole, policy)
     t6 = time.perf_counter()
-    verdicts = {v: sum(r.verdict == v for r in whole.runs) for v in ("overfitting", "underfitting", "healthy", "inconclusive")}
+    verdicts = {
+        v: sum(r.verdict == v for r in whole.runs)
+        for v in ("overfitting", "underfitting", "healthy", "inconclusive")
+    }
     return {
         "workers": workers,
         "runs": len(runs),
@@ -145,7 +151,9 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--runs", type=int, default=1000)
     ap.add_argument("--steps", type=int, default=20_000)
-    ap.add_argument("--log-every", type=int, default=10, help="steps between logged points (trainer default 10)")
+    ap.add_argument(
+        "--log-every", type=int, default=10, help="steps between logged points (trainer default 10)"
+    )
     ap.add_argument("--workers", default="1,2", help="comma list of worker counts to time")
     ap.add_argument("--dir", type=Path, help="corpus directory (default: a temporary one)")
     ap.add_argument("--keep", action="store_true", help="keep (and reuse) the corpus")
@@ -163,7 +171,15 @@ def main() -> None:
             print(f"generated {args.runs} runs x {args.steps} steps (every {args.log_every}) in {gen:.1f} s")
         size = sum(f.stat().st_size for f in root.rglob("events.out.*"))
         points = args.runs * (args.steps // args.log_every + 1) * len(TAGS)
-        print(f"corpus: {root} — {size / 1e6:.0f} MB of event files, {points / 1e6:.1f} M scalars; cores: {os.cpu_count()}")
+        print(
+            f"corpus: {root} — {size / 1e6:.0f} MB of event files, {points / 1e6:.1f} M scalars; cores: {os.cpu_count()}"
+        )
+        # warm-up: imports (scipy, ruptures, matplotlib-free) and first-call costs are not per-run costs
+        from analyzer.api import analyze
+
+        t0 = time.perf_counter()
+        analyze([sorted(p for p in root.iterdir() if p.is_dir())[0]])
+        print(f"warm-up (imports + one run): {time.perf_counter() - t0:.2f} s")
         rows = []
         for w in (int(x) for x in args.workers.split(",")):
             row = bench(root, w)
@@ -182,7 +198,9 @@ def main() -> None:
             )
         if args.plots:
             per = bench_plots(root, args.plots)
-            print(f"--plot: {per * 1000:.0f} ms per run (matplotlib Agg, 1000x800 px), measured on {args.plots} runs")
+            print(
+                f"--plot: {per * 1000:.0f} ms per run (matplotlib Agg, 1000x800 px), measured on {args.plots} runs"
+            )
         print(json.dumps(rows))
     finally:
         if not args.keep and args.dir is None:

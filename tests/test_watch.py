@@ -46,7 +46,8 @@ def test_growing_log_reports_overfitting_exactly_once_at_the_peak(tmp_path):
     assert over[0].step == demo.PEAK_STEP
     assert over[0].checkpoint is not None and over[0].checkpoint.endswith(f"ckpt_{demo.PEAK_STEP}.pt")
     assert over[0].last_step is not None and over[0].last_step > demo.PEAK_STEP
-    assert "OVERFITTING: cql_seed1 peaked at step 8000" in over[0].line()
+    assert over[0].peak_step is not None and abs(over[0].peak_step - demo.PEAK_STEP) <= 1000  # smoothed peak
+    assert over[0].line().startswith(f"OVERFITTING: cql_seed1: keep step {demo.PEAK_STEP} (")
     # the log directory holds only what the trainer wrote: watch never writes there
     assert {p.suffix for p in run_dir.iterdir()} <= {".json", ".pt", ".demo"}
 
