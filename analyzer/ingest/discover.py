@@ -124,7 +124,7 @@ def _csvs_under(path: Path) -> list[Path]:
 
 def _run_id(path: Path, root: Path) -> str:
     if path == root:
-        return root.name or str(root)
+        return root.name or root.resolve().name or str(root)
     try:
         return path.relative_to(root).as_posix()
     except ValueError:
