@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import os
 import struct
+import threading
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -108,18 +109,23 @@ class _CrcTables:
         self.byte_table = t
         self.q = t[None, :].copy()
         self._zero: dict[int, np.uint32] = {}
+        self._lock = threading.Lock()
 
     def ensure(self, n: int) -> None:
-        have = self.q.shape[0]
-        if have >= n:
+        """Grow the tables to cover messages of n bytes (only ever grows, under a lock)."""
+        if self.q.shape[0] >= n:
             return
-        n = max(n, 2 * have)
-        new = np.empty((n - have, 256), dtype=np.uint32)
-        last = self.q[-1]
-        for i in range(n - have):
-            last = (last >> np.uint32(8)) ^ self.byte_table[last & np.uint32(0xFF)]
-            new[i] = last
-        self.q = np.concatenate([self.q, new])
+        with self._lock:
+            have = self.q.shape[0]
+            if have >= n:
+                return
+            n = max(n, 2 * have)
+            new = np.empty((n - have, 256), dtype=np.uint32)
+            last = self.q[-1]
+            for i in range(n - have):
+                last = (last >> np.uint32(8)) ^ self.byte_table[last & np.uint32(0xFF)]
+                new[i] = last
+            self.q = np.concatenate([self.q, new])
 
     def zero(self, n: int) -> np.uint32:
         z = self._zero.get(n)
@@ -141,8 +147,9 @@ class _CrcTables:
         """CRC32C of the n-byte window starting at every offset in [a, b)."""
         self.ensure(n)
         out = np.full(b - a, self.zero(n), dtype=np.uint32)
+        q = self.q
         for j in range(n):
-            out ^= np.take(self.q[n - 1 - j], u8[a + j : b + j])
+            out ^= np.take(q[n - 1 - j], u8[a + j : b + j])
         return out
 
 
