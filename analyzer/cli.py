@@ -64,7 +64,7 @@ class _DefaultCheckGroup(TyperGroup):
         complete_var: Any = None,
         standalone_mode: bool = True,
         **extra: Any,
-    ) -> Any:  # noqa: E501
+    ) -> Any:
         try:
             rv = super().main(
                 args=args,

@@ -17,6 +17,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import resource
 import shutil
 import tempfile
 import time
@@ -88,6 +89,17 @@ def _diagnose_all(runs, config, errors):
     return analyze_runs(runs, config, errors=list(errors))
 
 
+def _cpu() -> float:
+    """CPU seconds of this process and its finished children (the worker pool).
+
+    Why: the reference machine is shared; CPU time says what a phase costs even when wall time is
+    inflated by other jobs (wall ~= CPU on an idle core for the single-process phases).
+    """
+    me = resource.getrusage(resource.RUSAGE_SELF)
+    kids = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return me.ru_utime + me.ru_stime + kids.ru_utime + kids.ru_stime
+
+
 def bench(root: Path, workers: int) -> dict[str, float]:
     from analyzer.api import analyze
     from analyzer.config import default_config
@@ -96,26 +108,26 @@ def bench(root: Path, workers: int) -> dict[str, float]:
     from analyzer.output.failon import parse_fail_on
 
     cfg = default_config()
-    t0 = time.perf_counter()
+    c0, t0 = _cpu(), time.perf_counter()
     runs, errors = load_runs([root], workers=workers)
-    t1 = time.perf_counter()
+    c1, t1 = _cpu(), time.perf_counter()
     report = _diagnose_all(runs, cfg, errors)
-    t2 = time.perf_counter()
+    c2, t2 = _cpu(), time.perf_counter()
     policy = parse_fail_on("overfitting,underfitting")
     sizes = {
         fmt: len(render(fmt, report, policy))
         for fmt in ("json", "table", "markdown", "github", "junit", "sarif")
     }
-    t3 = time.perf_counter()
+    c3, t3 = _cpu(), time.perf_counter()
     json_only = time.perf_counter()
     render("json", report, policy)
     json_s = time.perf_counter() - json_only
 
-    t4 = time.perf_counter()
+    c4, t4 = _cpu(), time.perf_counter()
     whole = analyze([root], cfg, workers=workers)  # what the CLI calls
     t5 = time.perf_counter()
     render("table", whole, policy)
-    t6 = time.perf_counter()
+    c6, t6 = _cpu(), time.perf_counter()
     verdicts = {
         v: sum(r.verdict == v for r in whole.runs)
         for v in ("overfitting", "underfitting", "healthy", "inconclusive")
@@ -129,6 +141,11 @@ def bench(root: Path, workers: int) -> dict[str, float]:
         "output_json_s": json_s,
         "analyze_s": t5 - t4,
         "end_to_end_s": t6 - t4,
+        "ingest_cpu_s": c1 - c0,
+        "diagnose_cpu_s": c2 - c1,
+        "output_all_formats_cpu_s": c3 - c2,
+        "end_to_end_cpu_s": c6 - c4,
+        "load_avg_1min": os.getloadavg()[0],
         "bytes_json": sizes["json"],
         **{f"n_{k}": v for k, v in verdicts.items()},
     }
@@ -188,6 +205,11 @@ def main() -> None:
                 f"workers={w}: ingest {row['ingest_s']:.2f} s | diagnose {row['diagnose_s']:.2f} s | "
                 f"output (6 formats) {row['output_all_formats_s']:.2f} s (json {row['output_json_s']:.2f} s) | "
                 f"analyze() {row['analyze_s']:.2f} s | end-to-end (analyze + table) {row['end_to_end_s']:.2f} s"
+            )
+            print(
+                f"  CPU seconds: ingest {row['ingest_cpu_s']:.2f} | diagnose {row['diagnose_cpu_s']:.2f} | "
+                f"output {row['output_all_formats_cpu_s']:.2f} | end-to-end {row['end_to_end_cpu_s']:.2f} "
+                f"(load average {row['load_avg_1min']:.1f} on {os.cpu_count()} cores)"
             )
             total = row["ingest_s"] + row["diagnose_s"] + row["output_json_s"]
             print(

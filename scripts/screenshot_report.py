@@ -70,7 +70,9 @@ def screenshot(html: Path, out: Path, size: tuple[int, int]) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--html", type=Path, help="existing index.html (default: build one from fixtures/demo)")
+    parser.add_argument(
+        "--html", type=Path, help="existing index.html (default: build one from fixtures/demo)"
+    )
     parser.add_argument("--out", type=Path, default=REPO / "docs" / "img" / "report.png")
     parser.add_argument("--size", default="1280,2000", help="window size W,H in pixels")
     args = parser.parse_args()
