@@ -320,3 +320,14 @@ def test_csv_appended_after_resume_is_merged_with_info_issue(tmp_path):
     assert "2 point(s) in 1 tag(s) superseded (keep-last; 1 step regression(s))" in info[0].message
     first = read_raw_run(rd, duplicate_policy="keep-first").tags["loss"]
     assert first.values.tolist() == [1.0, 0.9, 0.8, 0.7, 0.6]
+
+
+def test_bom_crlf_and_spaces_after_commas(tmp_path):
+    log = read_csv_log(_write(tmp_path / "a.csv", b"\xef\xbb\xbfstep,loss\r\n0,1.0\r\n10,0.5\r\n"))
+    assert log.x_column == "step" and log.tags["loss"].values.tolist() == [1.0, 0.5] and log.issues == []
+    log = read_csv_log(_write(tmp_path / "b.csv", "step, loss, q\n0, 1.0, nan\n10, 0.5, 2\n"))
+    assert (
+        set(log.tags) == {"loss", "q"}
+        and log.tags["q"].values[1] == 2.0
+        and np.isnan(log.tags["q"].values[0])
+    )
