@@ -291,3 +291,20 @@ def test_console_script_and_python_m(tmp_path):
         and out.stderr.startswith("offrl-analyze: error:")
         and "Traceback" not in out.stderr
     )
+
+
+def test_progress_display_path_returns_the_same_report():
+    """The progress bar (drawn only on a terminal) wraps the same engine call."""
+    from analyzer.cli import run_analysis
+
+    shown = run_analysis([DEMO], None, 1, True)
+    plain = run_analysis([DEMO], None, 1, False)
+    assert shown.to_dict() == plain.to_dict()
+
+
+def test_quiet_suppresses_status_messages(tmp_path):
+    loud = invoke(DEMO / "healthy", "--plot", tmp_path / "a", "--fail-on", "none")
+    assert "wrote 1 plot(s)" in loud.stderr
+    quiet = invoke(DEMO / "healthy", "--plot", tmp_path / "b", "--fail-on", "none", "-q")
+    assert quiet.exit_code == 0 and quiet.stderr == ""
+    assert (tmp_path / "b" / "healthy.png").is_file()
