@@ -142,8 +142,8 @@ SECTIONS: dict[str, tuple[Param, ...]] = {
             "positive",
             "multiplier of the BIC-like penalty 2 sigma^2 log n on the smoothed slope",
             "measured: smoothing makes the slope's noise autocorrelated, so the iid BIC value 1 splits "
-            "straight noisy lines (75% false phases); 10 gives 6% (30: 0%) and still finds both knots of "
-            "rise-flat-fall signals, while keeping more of the gradual peaks of exponential curves "
+            "straight noisy lines into phases (31% of test lines; 3: 11%); 10 gives 0% and still finds both "
+            "knots of rise-flat-fall signals; 30 finds fewer gradual turns of exponential curves "
             "(docs/diagnosis.md)",
         ),
         Param(

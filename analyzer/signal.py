@@ -330,13 +330,13 @@ def phases(
     cps: list[int],
     flat_tolerance: float,
     min_fraction: float = 0.03,
-    flat_fraction: float = 0.05,
+    flat_slope: float = 0.2,
 ) -> list[Phase]:
     """Label the segments between change points rising / flat / falling.
 
     A segment is flat when its net change is within `flat_tolerance` (metric units, typically a
-    multiple of the noise level) or `flat_fraction` of the curve's range; otherwise its sign
-    decides. Segments shorter than `min_fraction` of the run join their neighbour.
+    multiple of the noise level) or its slope is below `flat_slope` curve-ranges per run length
+    (a straight line from min to max over the whole run has slope 1); otherwise its sign decides. Segments shorter than `min_fraction` of the run join their neighbour.
     """
     s, v = finite(steps, smoothed)
     if s.size == 0:
@@ -351,13 +351,15 @@ def phases(
     if kept and (s[-1] - kept[-1]) < min_fraction * span:
         kept.pop()
     bounds = [int(s[0]), *kept, int(s[-1])]
-    flat_tolerance = max(flat_tolerance, flat_fraction * float(np.max(v) - np.min(v)))
+    value_range = float(np.max(v) - np.min(v))
     out: list[Phase] = []
     for a, b in zip(bounds[:-1], bounds[1:], strict=False):
         va = float(np.interp(a, s, v))
         vb = float(np.interp(b, s, v))
         d = vb - va
-        kind: PhaseKind = "flat" if abs(d) <= flat_tolerance else ("rising" if d > 0 else "falling")
+        slope = abs(d) / max((b - a) / span, 1e-12)  # curve ranges per run length
+        flat = abs(d) <= flat_tolerance or slope <= flat_slope * value_range
+        kind: PhaseKind = "flat" if flat else ("rising" if d > 0 else "falling")
         if out and out[-1].kind == kind:
             prev = out[-1]
             out[-1] = Phase(kind, prev.start_step, b, prev.change + d)

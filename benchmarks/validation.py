@@ -161,33 +161,25 @@ def _cfg(**settings: dict) -> RulesConfig:
 
 def sweep(n: int) -> None:
     specs = population(n)
+
+    def v(method: str, weight: float, tol: float, refine: str) -> dict:
+        return dict(
+            smoothing={"analysis_method": method, "analysis_weight": weight},
+            analysis={"peak_tolerance": tol, "peak_refine": refine},
+        )
+
     variants = {
-        "ema w=0.6 (one-sided), tol 0": dict(
-            smoothing={"analysis_method": "ema", "analysis_weight": 0.6}, analysis={"peak_tolerance": 0.0}
-        ),
-        "ema w=0.8 (one-sided), tol 0": dict(
-            smoothing={"analysis_method": "ema", "analysis_weight": 0.8}, analysis={"peak_tolerance": 0.0}
-        ),
-        "ema2 w=0.6, tol 0": dict(
-            smoothing={"analysis_method": "ema2", "analysis_weight": 0.6}, analysis={"peak_tolerance": 0.0}
-        ),
-        "ema2 w=0.8, tol 0": dict(
-            smoothing={"analysis_method": "ema2", "analysis_weight": 0.8}, analysis={"peak_tolerance": 0.0}
-        ),
-        "ema2 w=0.9, tol 0": dict(
-            smoothing={"analysis_method": "ema2", "analysis_weight": 0.9}, analysis={"peak_tolerance": 0.0}
-        ),
-        "ema2 w=0.8, tol 1": dict(
-            smoothing={"analysis_method": "ema2", "analysis_weight": 0.8}, analysis={"peak_tolerance": 1.0}
-        ),
-        "ema2 w=0.8, tol 2": dict(
-            smoothing={"analysis_method": "ema2", "analysis_weight": 0.8}, analysis={"peak_tolerance": 2.0}
-        ),
-        "ema2 w=0.9, tol 1": dict(
-            smoothing={"analysis_method": "ema2", "analysis_weight": 0.9}, analysis={"peak_tolerance": 1.0}
-        ),
-        "savgol 11, tol 1": dict(smoothing={"analysis_method": "savgol"}, analysis={"peak_tolerance": 1.0}),
-        "median 11, tol 1": dict(smoothing={"analysis_method": "median"}, analysis={"peak_tolerance": 1.0}),
+        "ema w=0.6 (TensorBoard, one-sided), argmax": v("ema", 0.6, 0.0, "none"),
+        "ema w=0.8 (one-sided), argmax": v("ema", 0.8, 0.0, "none"),
+        "ema2 w=0.6 (zero-phase), argmax": v("ema2", 0.6, 0.0, "none"),
+        "ema2 w=0.8, argmax": v("ema2", 0.8, 0.0, "none"),
+        "ema2 w=0.9, argmax": v("ema2", 0.9, 0.0, "none"),
+        "ema2 w=0.8, latest within 1 sigma": v("ema2", 0.8, 1.0, "none"),
+        "ema2 w=0.8, latest within 2 sigma": v("ema2", 0.8, 2.0, "none"),
+        "ema2 w=0.8, 1 sigma + hinge (default)": v("ema2", 0.8, 1.0, "hinge"),
+        "ema2 w=0.9, 1 sigma + hinge": v("ema2", 0.9, 1.0, "hinge"),
+        "savgol 11, 1 sigma + hinge": v("savgol", 0.8, 1.0, "hinge"),
+        "median 11, 1 sigma + hinge": v("median", 0.8, 1.0, "hinge"),
     }
     print(f"## Smoother sweep on {n} synthetic runs\n")
     print(

@@ -127,7 +127,7 @@ def test_segment_sees_no_phase_change_in_a_straight_noisy_line(seed):
     steps, y = _piecewise(400, [], [5.0], 0.1, seed)
     from analyzer.signal import ema_zero_phase as zp
 
-    cps = segment(steps, y, penalty_scale=30.0)  # the default 10 allows ~6% false phases (docs/diagnosis.md)
+    cps = segment(steps, y)
     ph = phases(steps, zp(y, 0.8), cps, 0.3)
     assert [p.kind for p in ph] == ["rising"]
 
