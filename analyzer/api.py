@@ -7,7 +7,7 @@ runs (Metric 3.2, second form), which can turn a run's verdict into underfitting
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from analyzer.config import RulesConfig, load_config
@@ -27,8 +27,11 @@ def analyze(
     rules: str | Path | RulesConfig | None = None,
     *,
     workers: int = 1,
+    progress: Callable[[int, int | None], None] | None = None,
 ) -> Report:
     """Diagnose every run found under `paths`. Unreadable paths land in `Report.errors`.
+
+    `progress(done, total)` is called after each diagnosed run (the CLI's progress bar).
 
     Raises ConfigError (analyzer.config) for a bad rules file - the CLI maps it to exit code 2.
     """
@@ -43,7 +46,7 @@ def analyze(
         )
     runs, errors = load_runs(list(paths), mappings=cfg.load_mappings() or None, workers=workers)
     runs = [_remap(r, cfg, load_runs) for r in runs]
-    return analyze_runs(runs, cfg, errors=list(errors))
+    return analyze_runs(runs, cfg, errors=list(errors), progress=progress)
 
 
 def _remap(run: Run, cfg: RulesConfig, load_runs) -> Run:  # type: ignore[no-untyped-def]
@@ -72,6 +75,7 @@ def analyze_runs(
     rules: str | Path | RulesConfig | None = None,
     *,
     errors: list[IngestIssue] | None = None,
+    progress: Callable[[int, int | None], None] | None = None,
 ) -> Report:
     """Diagnose already-loaded runs (notebooks, tests, other readers) including the capacity comparison."""
     from analyzer.rules import compare_capacity
@@ -85,6 +89,8 @@ def analyze_runs(
         findings = run_rules(a, cfg)
         analyses.append((a, findings))
         results.append(finish(a, findings, cfg))
+        if progress is not None:
+            progress(len(results), len(runs))
     if cfg.enabled("UF003") and len(runs) > 1:
         over = {r.run.id: r.verdict == "overfitting" for r in results}
         groups = {r.id: g for r in runs if (g := cfg.run_override(r.id).capacity_group)}

@@ -250,7 +250,7 @@ def decide_verdict(a: Analysis, findings: list[Finding]) -> tuple[str, str]:
     uf003 = [f for f in _get(findings, "UF003") if not f.evidence.get("inconclusive")]
     uf002 = [f for f in _get(findings, "UF002") if not f.evidence.get("inconclusive")]
     of = [f for f in _get(findings, "OF001") if f.evidence.get("sustained")]
-    proxy = f" (dataset Q read from proxy {a.q_name})" if a.q_is_proxy and a.q is not None else ""
+    proxy = f" (dataset Q read from a proxy: {a.q.source})" if a.q_is_proxy and a.q is not None else ""
     brac_note = (
         " [BRAC: brac_divergence in the regularizer's place]" if a.reg_name == "brac_divergence" else ""
     )

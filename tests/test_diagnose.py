@@ -208,3 +208,21 @@ def test_empty_and_all_nan_runs_do_not_crash():
     sr.run.metadata = RunMetadata()
     res = diagnose_run(sr.run)
     assert res.verdict == "inconclusive" and res.checkpoint is not None and res.checkpoint.step == 10
+
+
+def test_per_run_mappings_and_metadata_from_rules_file(tmp_path):
+    fixture = ROOT / "fixtures" / "formats" / "offrl"
+    if not fixture.exists():
+        pytest.skip("format fixtures not present")
+    p = tmp_path / "r.yaml"
+    p.write_text(
+        "extends: default\nruns:\n  - match: 'runs/*'\n    mappings: {q_data: offrl/q_policy}\n    horizon: 17\n"
+    )
+    calls = []
+    rep = analyze([fixture], p, progress=lambda done, total: calls.append((done, total)))
+    run = rep.runs[0].run
+    assert run.id.startswith("runs/")
+    assert run.series["q_data"].sources == ("offrl/q_policy",)
+    uf = [f for f in rep.runs[0].findings if f.code == "UF001" and not f.evidence.get("inconclusive")]
+    assert not uf or "horizon 17" in uf[0].evidence["H_source"]
+    assert calls and calls[-1] == (len(rep.runs), len(rep.runs))
