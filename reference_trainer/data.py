@@ -121,13 +121,15 @@ def load_dataset(path: str | Path, device: str = "cpu", gamma: float = 0.99) -> 
     if missing:
         raise DatasetError(f"{path}: missing array(s) {', '.join(missing)} (need {', '.join(REQUIRED)})")
     obs, nobs, act = arrays["observations"], arrays["next_observations"], arrays["actions"]
-    n = len(act)
+    n = len(obs) if obs.ndim else 0
     if n == 0:
         raise DatasetError(f"{path}: dataset is empty")
     for key in REQUIRED + (("mc_returns",) if "mc_returns" in arrays else ()):
         if arrays[key].ndim == 0 or len(arrays[key]) != n:
             got = arrays[key].shape
-            raise DatasetError(f"{path}: array {key!r} has shape {got}, expected {n} rows like 'actions'")
+            raise DatasetError(
+                f"{path}: array {key!r} has shape {got}, expected {n} rows like 'observations'"
+            )
     if act.ndim != 2:
         raise DatasetError(f"{path}: 'actions' must be 2-D (N, act_dim), got shape {act.shape}")
     if obs.shape != nobs.shape:

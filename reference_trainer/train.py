@@ -57,6 +57,7 @@ def resolve_against_dataset(cfg: TrainConfig, ds: OfflineDataset) -> None:
     if cfg.reward_range is None:
         rr = meta.get("reward_range")
         cfg.reward_range = (float(rr[0]), float(rr[1])) if rr else (ds.reward_min, ds.reward_max)
+    cfg.dataset = str(Path(cfg.dataset).resolve())  # robot_eval finds the task through it from any cwd
     cfg.obs_shape = ds.obs_shape
     cfg.act_dim = ds.act_dim
     cfg.dataset_size = ds.size

@@ -246,10 +246,12 @@ def test_nothing_is_written_into_log_directories(zoo):
     assert snapshot() == before
 
 
-def test_workers_give_the_same_runs(zoo):
+def test_workers_give_the_same_runs_and_errors(zoo):
+    put(zoo / "broken" / "progress.csv", b"\x00\x01binary")
     serial, e1 = load_runs([zoo])
     parallel, e2 = load_runs([zoo], workers=2)
-    assert [r.id for r in serial] == [r.id for r in parallel] and e1 == e2 == []
+    assert [r.id for r in serial] == [r.id for r in parallel] and len(serial) == 8
+    assert e1 == e2 and [e.path for e in e1] == [str(zoo / "broken")]
     for a, b in zip(serial, parallel, strict=True):
         assert set(a.raw) == set(b.raw)
         for tag in a.raw:

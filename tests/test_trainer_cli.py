@@ -1,0 +1,192 @@
+"""offrl-train's command line: clear exit-2 errors on bad input, YAML config + flag precedence,
+and resume after SIGKILL giving the same logs and weights as an uninterrupted run."""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+torch = pytest.importorskip("torch")
+
+from typer.testing import CliRunner  # noqa: E402
+
+from reference_trainer.cli import app  # noqa: E402
+
+TINY = [
+    "--hidden",
+    "16",
+    "--depth",
+    "2",
+    "--batch-size",
+    "32",
+    "--n-actions",
+    "4",
+    "--threads",
+    "1",
+    "--bc-steps",
+    "0",
+]
+
+
+def write_npz(path: Path, n: int = 200, **override) -> Path:
+    rng = np.random.default_rng(0)
+    obs = rng.normal(size=(n, 3)).astype(np.float32)
+    arrays = dict(observations=obs, actions=np.tanh(rng.normal(size=(n, 2))).astype(np.float32),
+                  rewards=rng.random(n).astype(np.float32), terminals=np.zeros(n, dtype=bool),
+                  timeouts=np.zeros(n, dtype=bool), next_observations=obs.copy())  # fmt: skip
+    arrays.update(override)
+    arrays = {k: v for k, v in arrays.items() if v is not None}
+    np.savez(path, **arrays)
+    return path
+
+
+def invoke(args: list[str]):
+    return CliRunner().invoke(app, args)
+
+
+@pytest.mark.parametrize(
+    "case, message",
+    [
+        ("missing", "dataset file not found"),
+        ("no_rewards", "missing array(s) rewards"),
+        ("short_actions", "array 'actions' has shape (199, 2), expected 200 rows"),
+        ("nan_obs", "array 'observations' contains NaN/Inf (1 values, first at row 7)"),
+        ("garbage", "not a readable .npz file"),
+        ("actions_out_of_range", "'actions' must lie in [-1, 1]"),
+    ],
+)
+def test_bad_datasets_exit_2_naming_file_and_reason(tmp_path, case, message):
+    path = tmp_path / f"{case}.npz"
+    if case == "no_rewards":
+        write_npz(path, rewards=None)
+    elif case == "short_actions":
+        write_npz(path, actions=np.zeros((199, 2), dtype=np.float32))
+    elif case == "nan_obs":
+        obs = np.zeros((200, 3), dtype=np.float32)
+        obs[7, 1] = np.nan
+        write_npz(path, observations=obs)
+    elif case == "garbage":
+        path.write_text("hello")
+    elif case == "actions_out_of_range":
+        write_npz(path, actions=np.full((200, 2), 3.0, dtype=np.float32))
+    res = invoke(["--dataset", str(path), "--log-dir", str(tmp_path / "run"), "--steps", "2", *TINY])
+    assert res.exit_code == 2, res.output
+    assert str(path) in res.output and message in res.output
+    assert "Traceback" not in res.output
+    assert not (tmp_path / "run" / "checkpoints").exists()
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["--algo", "sac"], "--algo must be one of"),
+        (["--steps", "0"], "--steps must be > 0"),
+        (["--dropout", "1.5"], "--dropout must be in [0, 1)"),
+        (["--reward-range", "1,0"], "LO <= HI"),
+        (["--encoder", "conv"], "needs image observations"),
+        (["--no-such-flag", "1"], "No such option"),
+    ],
+)
+def test_bad_flags_exit_2(tmp_path, args, message):
+    ds = write_npz(tmp_path / "ok.npz")
+    res = invoke(["--dataset", str(ds), "--log-dir", str(tmp_path / "run"), "--steps", "2", *TINY, *args])
+    assert res.exit_code == 2, res.output
+    assert message in res.output
+
+
+def test_yaml_config_with_flag_override_and_existing_run_guard(tmp_path):
+    ds = write_npz(tmp_path / "ok.npz")
+    cfg_file = tmp_path / "cfg.yaml"
+    cfg_file.write_text(
+        f"algo: brac\ndataset: {ds}\nsteps: 4\nlog-every: 2\nckpt_every: 4\nhidden: 8\nhorizon: 17\n"
+    )
+    log_dir = tmp_path / "run"
+    res = invoke(
+        [
+            "--config",
+            str(cfg_file),
+            "--log-dir",
+            str(log_dir),
+            "--hidden",
+            "12",
+            "--bc-steps",
+            "3",
+            "--threads",
+            "1",
+        ]
+    )
+    assert res.exit_code == 0, res.output
+    saved = json.loads((log_dir / "config.json").read_text())
+    assert (
+        saved["algo"] == "brac" and saved["hidden"] == 12 and saved["horizon"] == 17 and saved["steps"] == 4
+    )
+    assert saved["reward_range"] is not None and saved["gamma"] == 0.99
+    again = invoke(["--config", str(cfg_file), "--log-dir", str(log_dir)])
+    assert again.exit_code == 2 and "already holds a run" in again.output
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("stepz: 3\n")
+    res = invoke(["--config", str(bad)])
+    assert res.exit_code == 2 and "unknown key 'stepz'" in res.output
+
+
+def _steps(csv_path: Path) -> list[int]:
+    with csv_path.open() as f:
+        return [int(r["step"]) for r in csv.DictReader(f)]
+
+
+def test_resume_after_sigkill_matches_uninterrupted_run(tmp_path):
+    ds = write_npz(tmp_path / "ok.npz", n=500)
+    common = ["--dataset", str(ds), "--steps", "240", "--ckpt-every", "30", "--log-every", "15", "--seed", "5",
+              "--hidden", "16", "--depth", "2", "--batch-size", "32", "--n-actions", "4", "--threads", "1",
+              "--bc-steps", "20"]  # fmt: skip
+    cmd = [sys.executable, "-m", "reference_trainer.cli"]
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    killed_dir, full_dir = tmp_path / "killed", tmp_path / "full"
+    proc = subprocess.Popen([*cmd, *common, "--log-dir", str(killed_dir)], env=env,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
+    second = killed_dir / "checkpoints" / "ckpt_60.pt"
+    deadline = time.monotonic() + 120
+    while not second.exists() and proc.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.005)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    assert proc.returncode == -signal.SIGKILL, "the run finished before it could be killed"
+    assert not (killed_dir / "checkpoints" / "ckpt_240.pt").exists()
+
+    resumed = subprocess.run([*cmd, *common, "--log-dir", str(killed_dir), "--resume"], env=env,
+                             capture_output=True, text=True, timeout=300)  # fmt: skip
+    assert resumed.returncode == 0, resumed.stderr
+    assert "resuming from" in resumed.stderr
+    full = subprocess.run(
+        [*cmd, *common, "--log-dir", str(full_dir)], env=env, capture_output=True, text=True, timeout=300
+    )
+    assert full.returncode == 0, full.stderr
+
+    # logs: continuous, duplicate-free, identical to the uninterrupted run
+    assert _steps(killed_dir / "progress.csv") == list(range(15, 241, 15))
+    assert (killed_dir / "progress.csv").read_text() == (full_dir / "progress.csv").read_text()
+    from analyzer.ingest import load_runs
+
+    (run_k,), _ = load_runs([killed_dir])
+    (run_f,), _ = load_runs([full_dir])
+    for name in ("q_data", "td_error", "cql_gap"):
+        assert run_k.series[name].steps.tolist() == list(range(15, 241, 15))
+        np.testing.assert_array_equal(run_k.series[name].values, run_f.series[name].values)
+    assert not [i for i in run_k.issues if i.level == "error"]
+    # weights: bitwise identical at the end
+    a = torch.load(killed_dir / "checkpoints" / "ckpt_240.pt", weights_only=True)
+    b = torch.load(full_dir / "checkpoints" / "ckpt_240.pt", weights_only=True)
+    for part in ("actor", "critics", "targets"):
+        sa, sb = a["train_state"]["agent"][part], b["train_state"]["agent"][part]
+        assert sa.keys() == sb.keys()
+        for k in sa:
+            assert torch.equal(sa[k], sb[k]), (part, k)
