@@ -7,7 +7,8 @@ a hyperparameter sweep logged every step) with `EventWriter`, then times
 * tbparse `SummaryReader(dir, pivot=False).scalars` over the first `--tbparse-runs` runs (all runs
   takes ~4 minutes at full size; rates are per scalar so the ratio stays comparable);
 
-and the peak traced memory (tracemalloc, numpy buffers included) of each reader on one run.
+and the memory of each reader on one run: tracemalloc peak (Python objects and numpy buffers; not
+protobuf's C arena) and peak-RSS growth of a fresh process while it reads (everything).
 
     python benchmarks/ingest.py                      # full size, tbparse on 5 runs
     python benchmarks/ingest.py --runs 4 --steps 2000 --tbparse-runs 4   # quick check
@@ -19,6 +20,7 @@ import argparse
 import gc
 import json
 import shutil
+import subprocess
 import sys
 import tempfile
 import time
@@ -74,6 +76,39 @@ def time_tbparse(run_dirs: list[Path], root: Path, all_runs: bool) -> tuple[floa
     return time.perf_counter() - t, n
 
 
+_RSS_CHILD = """
+import sys
+from analyzer.ingest.tfrecord import read_event_file
+from tbparse import SummaryReader
+
+def status(key):
+    with open("/proc/self/status") as fh:
+        return next(int(line.split()[1]) for line in fh if line.startswith(key))
+
+with open("/proc/self/clear_refs", "w") as fh:  # reset the peak (VmHWM) to the current RSS
+    fh.write("5")
+before = status("VmRSS:")
+if sys.argv[1] == "ours":
+    d = read_event_file(sys.argv[2])
+else:
+    d = SummaryReader(sys.argv[2], pivot=False).scalars
+print(before, status("VmHWM:"))
+"""
+
+
+def rss_growth(reader: str, path: Path) -> float:
+    """Peak-RSS growth (MiB) of a fresh process while `reader` reads `path` (imports excluded;
+    Linux /proc). NaN where /proc is unavailable."""
+    try:
+        out = subprocess.run(
+            [sys.executable, "-c", _RSS_CHILD, reader, str(path)], capture_output=True, text=True, check=True
+        )
+        before, after = map(int, out.stdout.split()[-2:])
+    except (subprocess.CalledProcessError, ValueError):
+        return float("nan")
+    return (after - before) / 1024  # KiB -> MiB
+
+
 def traced_peak(fn) -> float:
     gc.collect()
     tracemalloc.start()
@@ -124,7 +159,8 @@ def main(argv: list[str] | None = None) -> int:
                 f"ours, CRC {'on ' if crc else 'off'}: {dt:7.2f} s  {rate / 1e6:6.2f} M scalars/s  ({size / dt / 2**20:.0f} MiB/s)"
             )
         mem_ours = traced_peak(lambda: read_event_file(files[0]))
-        res["ours_peak_mib_1run"] = mem_ours
+        rss_ours = rss_growth("ours", files[0])
+        res.update(ours_peak_mib_1run=mem_ours, ours_rss_growth_mib_1run=rss_ours)
         if args.tbparse_runs > 0:
             k = min(args.tbparse_runs, args.runs)
             run_dirs = [f.parent for f in files[:k]]
@@ -136,14 +172,18 @@ def main(argv: list[str] | None = None) -> int:
             scope = "all runs" if k == args.runs else f"first {k} of {args.runs} runs (rate per scalar)"
             print(f"tbparse ({scope}): {dt:7.2f} s  {rate / 1e6:6.3f} M scalars/s")
             mem_tb = traced_peak(lambda: read_tbparse(run_dirs[:1], root, False))
-            res["tbparse_peak_mib_1run"] = mem_tb
+            rss_tb = rss_growth("tbparse", run_dirs[0])
+            res.update(tbparse_peak_mib_1run=mem_tb, tbparse_rss_growth_mib_1run=rss_tb)
             print(f"speed-up, CRC on: {ratio:.1f}x   (CRC off: {res['ours_crc_off_rate'] / rate:.1f}x)")  # type: ignore[operator]
             print(
-                f"peak traced memory reading one run ({args.tags * args.steps:,} scalars): "
-                f"ours {mem_ours:.0f} MiB, tbparse {mem_tb:.0f} MiB"
+                f"memory reading one run ({args.tags * args.steps:,} scalars, {files[0].stat().st_size / 2**20:.1f} MiB): "
+                f"tracemalloc peak ours {mem_ours:.0f} MiB, tbparse {mem_tb:.0f} MiB; "
+                f"peak-RSS growth in a fresh process ours {rss_ours:.0f} MiB, tbparse {rss_tb:.0f} MiB"
             )
         else:
-            print(f"peak traced memory reading one run: ours {mem_ours:.0f} MiB")
+            print(
+                f"memory reading one run: tracemalloc peak {mem_ours:.0f} MiB, peak-RSS growth {rss_ours:.0f} MiB"
+            )
         if args.json:
             args.json.write_text(json.dumps(res, indent=2))
     finally:
