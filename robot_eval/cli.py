@@ -190,16 +190,18 @@ def _cmd_checkpoints(a: argparse.Namespace, loader=None) -> dict[str, Any]:
         str(run_dir), str(out_dir), spec.env_id, spec.kwargs, a.episodes, a.seed, scores, errors
     )
     files = write_outputs(result)
-    if a.video and result.best is not None:
-        gif = out_dir / f"rollout_step{result.best.step}.gif"
-        files["video"] = str(save_rollout_gif(spec, result.best.path, a.seed, gif, loader))
     best = result.best
+    if a.video:  # the best checkpoint, or the latest one when none succeeded
+        shown = best or scores[-1]
+        gif = out_dir / f"rollout_step{shown.step}.gif"
+        files["video"] = str(save_rollout_gif(spec, shown.path, a.seed, gif, loader))
     return {
         "run_dir": str(run_dir),
         "task": spec.env_id,
         "env_kwargs": spec.kwargs,
         "episodes": a.episodes,
         "best_step": best.step if best else None,
+        "best_note": result.best_note,
         "scores": [s.__dict__ for s in scores],
         "errors": errors,
         "files": files,
@@ -220,12 +222,12 @@ def _print_text(command: str, res: dict[str, Any]) -> None:
             f"success {m['success_rate']:.1%}, MC return {m['mc_return_mean']:.3f} ({res['seconds']:.1f} s)"
         )
     elif command == "checkpoints":
-        print(f"task {res['task']} {res['env_kwargs'] or ''}, {res['episodes']} episodes per checkpoint")
+        print(f"task {res['task']} {res['env_kwargs'] or ''}, {res['episodes']} episode(s) per checkpoint")
         print(f"{'step':>10}  {'success':>8}  {'95% CI':>13}  {'return':>8}")
         for s in res["scores"]:
             ci = f"[{s['success_ci_low']:.2f}, {s['success_ci_high']:.2f}]"
             print(f"{s['step']:>10}  {s['success_rate']:>8.2f}  {ci:>13}  {s['return_mean']:>8.2f}")
-        print(f"best step: {res['best_step']}")
+        print(f"best: {res['best_note']}")
         for k, v in res["files"].items():
             print(f"{k}: {v}")
     else:

@@ -66,10 +66,23 @@ class EvalResult:
 
     @property
     def best(self) -> CheckpointScore | None:
-        """Highest success rate, then highest return, then the later step."""
-        if not self.scores:
+        """Highest success rate, then highest return, then the later step; None when nothing ever succeeded
+        (then there is no evidence to prefer any checkpoint)."""
+        if not self.scores or all(s.success_rate == 0 and s.return_mean == 0 for s in self.scores):
             return None
         return max(self.scores, key=lambda s: (s.success_rate, s.return_mean, s.step))
+
+    @property
+    def best_note(self) -> str:
+        if not self.scores:
+            return "no checkpoint could be evaluated"
+        if self.best is None:
+            return "no checkpoint succeeded in any episode: no best checkpoint"
+        b = self.best
+        tied = [s.step for s in self.scores if s is not b and s.success_ci_high >= b.success_ci_low]
+        if tied:
+            return f"step {b.step} is best, but its 95% interval overlaps {len(tied)} other checkpoint(s)"
+        return f"step {b.step} is best; its 95% interval overlaps no other checkpoint"
 
 
 def wilson_interval(successes: int, n: int, z: float = 1.96) -> tuple[float, float]:
@@ -330,7 +343,7 @@ def write_outputs(result: EvalResult) -> dict[str, str]:
     tmp.replace(csv_path)
     json_path = out / "eval.json"
     best = result.best
-    payload = asdict(result) | {"best_step": best.step if best else None}
+    payload = asdict(result) | {"best_step": best.step if best else None, "best_note": result.best_note}
     json_path.write_text(json.dumps(payload, indent=2, sort_keys=True))
     tb_dir = out / "tb"
     # re-evaluating into the same output folder replaces, rather than duplicates, the curves

@@ -134,6 +134,7 @@ def test_cli_writes_csv_and_tensorboard_beside_the_run(tmp_path, dataset, capsys
     res = json.loads(capsys.readouterr().out)
     out = tmp_path / "run_eval"
     assert res["best_step"] == 200 and Path(res["files"]["csv"]) == out / "eval.csv"
+    assert "overlaps 1 other" in res["best_note"]  # 2/2 vs 0/2 episodes is not conclusive
     assert sorted(p.name for p in run.rglob("*")) == before  # nothing written into the run folder
     rows = list(csv.DictReader((out / "eval.csv").open()))
     assert [r["step"] for r in rows] == ["100", "200"]
@@ -226,3 +227,13 @@ def test_real_trainer_checkpoints_are_scored(tmp_path, dataset, capsys):
     assert all(0.0 <= s["success_rate"] <= 1.0 and s["episodes"] == 2 for s in payload["scores"])
     assert payload["task"] == "offrl/PickPlace-v0" and not payload["errors"]
     assert Path(payload["files"]["csv"]).parent == tmp_path / "trained_eval"
+
+
+def test_no_best_checkpoint_when_nothing_succeeds(tmp_path, dataset, capsys):
+    run = make_run(tmp_path, dataset, {100: "idle", 200: "idle"})
+    assert (
+        main(["checkpoints", str(run), "-n", "1", "-q", "--format", "json"], policy_loader=stub_loader) == 0
+    )
+    res = json.loads(capsys.readouterr().out)
+    assert res["best_step"] is None and "no checkpoint succeeded" in res["best_note"]
+    assert json.loads((tmp_path / "run_eval" / "eval.json").read_text())["best_step"] is None
