@@ -331,3 +331,8 @@ def test_bom_crlf_and_spaces_after_commas(tmp_path):
         and log.tags["q"].values[1] == 2.0
         and np.isnan(log.tags["q"].values[0])
     )
+
+
+def test_quoted_header_names_with_commas(tmp_path):
+    log = read_csv_log(_write(tmp_path / "a.csv", '"step","loss, smoothed",q\n0,1.0,2\n1,0.5,3\n'))
+    assert log.x_column == "step" and log.tags["loss, smoothed"].values.tolist() == [1.0, 0.5]

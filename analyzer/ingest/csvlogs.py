@@ -302,31 +302,33 @@ def _read_headered(data: bytes, path: Path, log: CsvLog, header: list[str]) -> C
     if not _has_data_rows(data):
         log.issues.append(_issue(path, "header only, no data rows"))
         return log
-    tag_col = _pick_column(header, LONG_TAG_COLUMNS)
-    value_col = _pick_column(header, LONG_VALUE_COLUMNS)
-    step_col = _pick_column(header, STEP_COLUMNS)
-    epoch_col = _pick_column(header, EPOCH_COLUMNS)
-    if tag_col and value_col and (step_col or epoch_col):
-        return _read_long(data, path, log, tag_col, value_col, step_col or epoch_col)  # type: ignore[arg-type]
-    x_col = step_col or epoch_col
-    if x_col is None:
-        if path.name == "progress.csv":
-            x_col = None  # viskit table without a counter: one row per logging iteration
-        else:
-            log.ignored = True
-            log.issues.append(
-                _issue(
-                    path,
-                    "no step column in header (looked for: step, global_step, _step, Epoch, ...); not read as a training log",
-                    "info",
-                )
-            )
-            return log
     df = _parse(data, path, log.issues)
     if df is None:
         return log
+    # pick columns from pandas' own reading of the header (quoted names may contain commas)
+    df.columns = [str(c).strip().lstrip("\ufeff") for c in df.columns]
+    columns = list(df.columns)
+    tag_col = _pick_column(columns, LONG_TAG_COLUMNS)
+    value_col = _pick_column(columns, LONG_VALUE_COLUMNS)
+    step_col = _pick_column(columns, STEP_COLUMNS)
+    epoch_col = _pick_column(columns, EPOCH_COLUMNS)
     if len(df) == 0:
         log.issues.append(_issue(path, "header only, no data rows"))
+        return log
+    if tag_col and value_col and (step_col or epoch_col):
+        return _read_long(df, path, log, tag_col, value_col, step_col or epoch_col)  # type: ignore[arg-type]
+    x_col = step_col or epoch_col
+    if x_col is None and path.name != "progress.csv":
+        # (a viskit progress.csv without a counter is still read: one row per logging iteration)
+        log.ignored = True
+        log.issues.append(
+            _issue(
+                path,
+                "no step column in header (looked for: step, global_step, _step, Epoch, ...); "
+                "not read as a training log",
+                "info",
+            )
+        )
         return log
     if path.name == "policy_training_progress.csv":
         log.layout = "offlinerl_kit"
@@ -397,12 +399,11 @@ def _read_headered(data: bytes, path: Path, log: CsvLog, header: list[str]) -> C
     return log
 
 
-def _read_long(data: bytes, path: Path, log: CsvLog, tag_col: str, value_col: str, step_col: str) -> CsvLog:
+def _read_long(
+    df: pd.DataFrame, path: Path, log: CsvLog, tag_col: str, value_col: str, step_col: str
+) -> CsvLog:
     import pandas as pd
 
-    df = _parse(data, path, log.issues)
-    if df is None:
-        return log
     log.layout = "long_csv"
     log.x_column = step_col
     log.x_unit = "epoch" if step_col.lower() == "epoch" else "step"
