@@ -226,7 +226,7 @@ def _get(findings: list[Finding], code: str) -> list[Finding]:
 
 def decide_verdict(a: Analysis, findings: list[Finding]) -> tuple[str, str]:
     """(verdict, one-line reason with evidence numbers). Pure: re-run after cross-run findings."""
-    key = {a.q_name, "td_error"}
+    key = {a.q_name or "q_data", "q_data", "td_error"}
     broken = [f for f in _get(findings, "NF001") if f.evidence.get("metric") in key and f.level == "error"]
     broken = broken or [
         f

@@ -251,7 +251,10 @@ def change_points(
     s, v = resample(steps, smoothed, max_points)
     if s.size < 2 * min_size + 2:
         return []
-    scale = np.nanstd(v)
+    with np.errstate(over="ignore", invalid="ignore"):
+        scale = float(np.nanstd(v))
+    if not np.isfinite(scale):
+        return []  # values near the float limit (diverged run): no meaningful segmentation
     z = (v - np.nanmean(v)) / (scale if scale > 0 else 1.0)
     if cost == "l2-slope":
         signal = np.diff(z)

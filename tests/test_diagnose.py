@@ -226,3 +226,34 @@ def test_per_run_mappings_and_metadata_from_rules_file(tmp_path):
     uf = [f for f in rep.runs[0].findings if f.code == "UF001" and not f.evidence.get("inconclusive")]
     assert not uf or "horizon 17" in uf[0].evidence["H_source"]
     assert calls and calls[-1] == (len(rep.runs), len(rep.runs))
+
+
+@pytest.mark.parametrize(
+    ("series", "verdict", "fragment"),
+    [
+        ({"q_data": [], "td_error": []}, "inconclusive", "no dataset-Q metric"),
+        ({"q_data": [1.0], "td_error": [0.1]}, "inconclusive", "1 finite points"),
+        ({"q_data": [2.0] * 100, "td_error": [0.01] * 100}, "healthy", "held"),  # no float-noise 'peak'
+        ({"q_data": [np.inf] * 30, "td_error": [1.0] * 30}, "inconclusive", "non-finite at step 0"),
+        ({"q_data": list(np.linspace(0, 1e300, 100)), "td_error": [1e300] * 100}, "inconclusive", "diverges"),
+        (
+            {"q_data": list(-np.linspace(0, 50, 100)), "td_error": [0.01] * 100},
+            "inconclusive",
+            "feasible minimum",
+        ),
+    ],
+)
+def test_degenerate_curves_get_a_verdict_with_a_reason(series, verdict, fragment):
+    from analyzer.model import Run, Series
+
+    run = Run(
+        id="edge",
+        path=Path("edge"),
+        framework="generic",
+        metadata=RunMetadata(gamma=0.99, reward_range=(0.0, 1.0), horizon=30),
+        series={k: Series(k, np.arange(len(v)), np.asarray(v, float)) for k, v in series.items()},
+    )
+    with np.errstate(all="raise"):  # no silent float warnings either
+        res = diagnose_run(run)
+    assert res.verdict == verdict and fragment in res.verdict_reason
+    json.dumps(analyze_runs([run]).to_dict(), allow_nan=False)

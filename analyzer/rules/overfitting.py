@@ -95,7 +95,8 @@ def q_peak_decline(ctx: Context) -> list[Finding]:
         "recovery": p.recovery,
         "x_unit": a.run.x_unit,
     }
-    if p.rise < thr_noise or p.rise <= 0:
+    eps = 1e-9 * max(1.0, abs(p.value))  # floating-point noise on a constant curve is no rise/drop
+    if p.rise < thr_noise or p.rise <= eps or p.drop <= eps:
         return []  # no rise: Metric 3.1's non-monotonic trend is absent
     significant = p.drop >= float(ctx.params["min_drop_fraction"]) * p.rise and p.drop >= thr_noise
     if not significant:
