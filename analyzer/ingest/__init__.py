@@ -464,6 +464,8 @@ def load_runs(
     """
     if duplicate_policy not in DUPLICATE_POLICIES:
         raise ValueError(f"duplicate_policy must be one of {DUPLICATE_POLICIES}, not {duplicate_policy!r}")
+    if isinstance(paths, (str, Path)):
+        paths = [paths]  # one path, not a sequence of characters
     errors: list[IngestIssue] = []
     groups: list[tuple[Path, list[RunDir]]] = []
     for p in paths:
