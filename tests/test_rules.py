@@ -297,3 +297,22 @@ def test_a_crashing_rule_becomes_an_inconclusive_finding(monkeypatch):
     fs = findings_for(make_curve("healthy", seed=0).run)
     cq = [f for f in fs if f.code == "CQ001"]
     assert cq and cq[0].evidence["inconclusive"] and "kaputt" in cq[0].message
+
+
+def test_capacity_grouping_ignores_capacity_and_bookkeeping_keys_of_real_configs():
+    fam = capacity_family(underfit=True, seed=4)
+    runs = [s.run for s in fam]
+    for i, r in enumerate(runs):
+        w = r.metadata.capacity.widths[0]
+        r.metadata.hyperparameters = {
+            "config.params.critic_encoder_factory.params.hidden_units": [w, w],  # d3rlpy
+            "config.params.critic_encoder_factory.type": "vector",
+            "qf_kwargs.hidden_sizes": [w, w],  # rlkit
+            "layer_size": w,
+            "seed": i,
+            "log_dir": f"/tmp/run{i}",
+            "config.params.batch_size": 256,  # the shared setup
+        }
+    assert set(compare_capacity(runs)) == {"cap/w128", "cap/w256"}
+    runs[0].metadata.hyperparameters["config.params.batch_size"] = 64  # now a different setup
+    assert set(compare_capacity(runs)) == {"cap/w256"}

@@ -214,27 +214,64 @@ def regularizer_high_flat(ctx: Context) -> list[Finding]:
 # ----------------------------------------------------------------------------------------------
 # capacity comparison (cross-run)
 
+#: Hyperparameter names (last dotted component) that describe capacity: ignored when grouping runs.
 CAPACITY_KEYS = frozenset(
     {
         "hidden",
         "hidden_sizes",
         "hidden_size",
+        "hidden_units",
+        "hidden_dim",
+        "hidden_dims",
+        "layer_size",
+        "width",
+        "widths",
         "depth",
         "layers",
         "n_layers",
         "num_layers",
         "encoder",
         "resnet_enc",
-        "qf_kwargs.hidden_sizes",
-        "widths",
+        "bigger_net",
+    }
+)
+#: Names that differ between runs of one setup without changing it (bookkeeping, seeds, paths).
+BOOKKEEPING_KEYS = frozenset(
+    {
         "seed",
+        "version",
         "run_id",
         "exp_name",
+        "exp_id",
+        "name",
         "log_dir",
         "logdir",
         "output_dir",
+        "save_dir",
+        "device",
+        "threads",
+        "resume",
+        "ckpt_every",
+        "log_every",
+        "snapshot_gap",
+        "save_interval",
+        "eval_interval",
     }
 )
+
+
+def _ignored_key(key: str) -> bool:
+    parts = key.lower().split(".")
+    last = parts[-1]
+    return (
+        last in CAPACITY_KEYS
+        or last in BOOKKEEPING_KEYS
+        or any("encoder" in p for p in parts)  # d3rlpy: *_encoder_factory.type / .params.hidden_units
+        or last.endswith("_dir")
+        or last.endswith("_path")
+    )
+
+
 ENCODER_RANK = {"mlp": 0, "conv": 1, "conv3": 1, "cnn": 1, "impala": 2, "resnet": 3, "transformer": 4}
 
 register_spec(
@@ -289,11 +326,7 @@ def _dominates(a: tuple[int, int, int], b: tuple[int, int, int]) -> bool:
 def _group_key(run: Run, declared: dict[str, str]) -> str:
     if run.id in declared:
         return "declared:" + declared[run.id]
-    hp = {
-        k: v
-        for k, v in sorted(run.metadata.hyperparameters.items())
-        if k not in CAPACITY_KEYS and k.split(".")[-1] not in CAPACITY_KEYS
-    }
+    hp = {k: v for k, v in sorted(run.metadata.hyperparameters.items()) if not _ignored_key(k)}
     algo = run.metadata.algorithm or ""
     return f"auto:{algo}:{sorted((k, repr(v)) for k, v in hp.items())}"
 
