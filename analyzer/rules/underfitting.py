@@ -65,7 +65,7 @@ def scaled_td_error(td_mse: float, H: float, reading: str) -> float:
     why="Section 3: the overall error of the learned Q is about L_TD/(1-gamma); if that error spans "
     "the range of values Q can take, the critic has not fit the Bellman objective - underfitting "
     "(paper example: TD 1.0-2.0 x horizon 30 = 30-60 >= 30 for 0/1 rewards).",
-    example="`UF001 td-error-spans-q-range: TD error 1.6 (MSE, last 20%) -> rms x H = 38 >= Q range 30 "
+    example="`UF001 td-error-spans-q-range: TD error 1.6 (MSE, last 20%) -> sqrt(TD) x H = 38 >= 1 x Q range 30 "
     "(rewards [0, 1] x H 30)`",
     remediation="Increase capacity (Guideline 4.2): ResNet encoder (`offrl-train ... --encoder resnet`), "
     "wider/deeper Q network (`--hidden 512 --depth 4`), DR3 beta 1e-3-3e-2 (`--dr3 1e-3`). Choosing "
