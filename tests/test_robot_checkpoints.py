@@ -67,12 +67,19 @@ class Idle:
         return np.zeros(4, np.float32)
 
 
+class NanPolicy:
+    step = 0
+
+    def __call__(self, obs: np.ndarray) -> np.ndarray:
+        return np.full(4, np.nan, np.float32)
+
+
 def stub_loader(path: str):
     """Stub checkpoints are JSON files naming the behaviour; 'broken' mimics an unreadable checkpoint."""
     kind = json.loads(Path(path).read_text())["kind"]
     if kind == "broken":
         raise ValueError(f"{path}: cannot rebuild the actor")
-    return {"scripted": ObsScripted, "idle": Idle}[kind]()
+    return {"scripted": ObsScripted, "idle": Idle, "nan": NanPolicy}[kind]()
 
 
 @pytest.fixture(scope="module")
@@ -97,10 +104,17 @@ def test_discovery_and_task_resolution(tmp_path, dataset):
     spec = task_from_run(run)
     assert spec.env_id == "offrl/PickPlace-v0" and spec.image_size == 0
     assert task_from_run(run, "drawer").env_id == "offrl/DrawerGrasp-v0"
+    # an image dataset's metadata carries the image size and segment datasets are scored on the full task
+    img = save_dataset(
+        tmp_path / "img.npz", collect(task_spec("pickplace", image_size=48, segment="place"), 1)
+    )
+    (run / "config.json").write_text(json.dumps({"dataset": str(img)}))
+    spec = task_from_run(run)
+    assert spec.image_size == 48 and spec.kwargs.get("segment", "full") == "full"
 
 
 def test_scores_separate_good_from_bad_checkpoints_and_report_broken_ones(tmp_path, dataset):
-    run = make_run(tmp_path, dataset, {100: "idle", 200: "scripted", 300: "broken"})
+    run = make_run(tmp_path, dataset, {100: "idle", 200: "scripted", 300: "broken", 400: "nan"})
     scores, errors = evaluate_checkpoints(
         find_checkpoints(run), task_from_run(run), episodes=4, loader=stub_loader
     )
@@ -109,7 +123,8 @@ def test_scores_separate_good_from_bad_checkpoints_and_report_broken_ones(tmp_pa
     assert by_step[100].success_rate == 0.0 and by_step[100].return_mean == 0.0
     assert by_step[200].success_rate >= 0.75 and by_step[200].return_mean > 1.0
     assert by_step[200].episodes == 4
-    assert len(errors) == 1 and "ckpt_300.pt" in errors[0]
+    assert len(errors) == 2 and "ckpt_300.pt" in errors[0]
+    assert "ckpt_400.pt" in errors[1] and "invalid action" in errors[1]
 
 
 def test_parallel_workers_give_the_same_scores(tmp_path, dataset):
@@ -178,6 +193,8 @@ def test_video_is_a_gif(tmp_path, dataset, capsys):
         ("ok", ["--out", "INSIDE"], "inside the run folder"),
         ("ok", ["--episodes", "0"], "--episodes"),
         ("allbroken", [], "no checkpoint could be evaluated"),
+        ("nodataset", [], "pass --task"),
+        ("badconfig", [], "pass --task"),
     ],
 )
 def test_cli_errors_are_one_line_exit_2(tmp_path, dataset, capsys, setup, args, message):
@@ -190,6 +207,10 @@ def test_cli_errors_are_one_line_exit_2(tmp_path, dataset, capsys, setup, args, 
         make_run(tmp_path, dataset, {100: "broken" if setup == "allbroken" else "idle"})
         if setup == "noconfig":
             (run / "config.json").unlink()
+    elif setup in ("nodataset", "badconfig"):
+        make_run(tmp_path, dataset, {100: "idle"})
+        text = json.dumps({"dataset": str(tmp_path / "gone.npz")}) if setup == "nodataset" else "{not json"
+        (run / "config.json").write_text(text)
     args = [str(run / "sub") if a == "INSIDE" else a for a in args]
     assert main(["checkpoints", str(run), "-q", *args], policy_loader=stub_loader) == 2
     err = capsys.readouterr().err.strip().splitlines()
