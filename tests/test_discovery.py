@@ -574,3 +574,17 @@ def test_symlinked_runs_are_followed_once_and_cycles_are_not(tmp_path):
     os.symlink(root, root / "seed0" / "loop")  # a cycle back to the root
     ids = [rd.id for rd in discover_runs(root)]
     assert ids == ["seed0", "seed1"]  # seed1_again points at the same target: followed once
+
+
+def test_yaml_alias_bomb_is_refused_not_expanded(tmp_path):
+    run = tmp_path / "run"
+    put(run / "progress.csv", "step,loss\n0,1\n")
+    lines = ["l0: &l0 {a: 1, b: 1}"]
+    for k in range(1, 25):  # 2**24 leaves if flattened naively
+        lines.append(f"l{k}: &l{k} {{a: *l{k - 1}, b: *l{k - 1}}}")
+    put(run / "config.yaml", "\n".join(lines) + "\n")
+    put(run / "config.json", json.dumps({"gamma": 0.9}))
+    raw = read_raw_run(discover_runs(run)[0])
+    assert raw.config == {"gamma": 0.9}
+    msgs = {Path(i.path).name: i.message for i in raw.issues}
+    assert msgs["config.yaml"] == "config ignored: more than 100000 keys after flattening"

@@ -41,20 +41,42 @@ class ConfigResult:
     issues: list[IngestIssue] = field(default_factory=list)
 
 
+#: More keys than this after flattening means a pathological file (e.g. a YAML alias bomb): ignored.
+MAX_KEYS = 100_000
+
+
+class ConfigTooLarge(ValueError):
+    pass
+
+
 def flatten(data: Any, prefix: str = "") -> dict[str, Any]:
-    """Nested mappings -> {"a.b.c": value}. Lists stay values (layer widths are lists)."""
+    """Nested mappings -> {"a.b.c": value}. Lists stay values (layer widths are lists).
+
+    Iterative, and bounded by MAX_KEYS, so a hostile file (deep nesting, YAML aliases that expand
+    exponentially) cannot exhaust the stack or memory.
+    """
     out: dict[str, Any] = {}
-    if isinstance(data, Mapping):
-        if not data and prefix:
-            out[prefix] = {}
-        for key, value in data.items():
-            name = f"{prefix}.{key}" if prefix else str(key)
-            if isinstance(value, Mapping):
-                out.update(flatten(value, name))
-            else:
-                out[name] = value
-    elif prefix:
-        out[prefix] = data
+    if not isinstance(data, Mapping):
+        if prefix:
+            out[prefix] = data
+        return out
+    if not data and prefix:
+        out[prefix] = {}
+    stack = [(prefix, iter(data.items()))]
+    visited = 0
+    while stack:
+        base, items = stack[-1]
+        for key, value in items:
+            visited += 1
+            if visited > MAX_KEYS:
+                raise ConfigTooLarge(f"more than {MAX_KEYS} keys after flattening")
+            name = f"{base}.{key}" if base else str(key)
+            if isinstance(value, Mapping) and value:
+                stack.append((name, iter(value.items())))
+                break  # descend now; this level's iterator resumes afterwards (file order kept)
+            out[name] = {} if isinstance(value, Mapping) else value
+        else:
+            stack.pop()
     return out
 
 
@@ -96,7 +118,12 @@ def _same(a: Any, b: Any) -> bool:
 def add_mapping(result: ConfigResult, data: Mapping[str, Any], source: str, prefix: str = "") -> None:
     """Merge flattened `data` into `result`; earlier sources win, conflicts become info issues."""
     conflicts: list[str] = []
-    for key, value in flatten(data, prefix).items():
+    try:
+        flat = flatten(data, prefix)
+    except ConfigTooLarge as exc:
+        result.issues.append(IngestIssue(path=source, message=f"config ignored: {exc}", level="warning"))
+        return
+    for key, value in flat.items():
         if key in result.config:
             if not _same(result.config[key], value):
                 conflicts.append(key)

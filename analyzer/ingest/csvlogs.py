@@ -190,6 +190,12 @@ def _numeric(col: pd.Series) -> tuple[np.ndarray, np.ndarray, int] | None:
     return values, present_raw & ok, int(garbage.sum())
 
 
+def _step_like(values: np.ndarray) -> np.ndarray:
+    """Values usable as a step: finite and within int64 (nan/inf/1e300 in a step column are damage)."""
+    with np.errstate(invalid="ignore"):
+        return np.isfinite(values) & (np.abs(values) < 2.0**62)
+
+
 def _steps(values: np.ndarray, name: str, path: Path, issues: list[IngestIssue]) -> np.ndarray:
     rounded = np.rint(values)
     if np.any(rounded != values):
@@ -279,6 +285,7 @@ def _read_headerless(data: bytes, path: Path, log: CsvLog, fields: list[str], ta
         log.issues.append(_issue(path, "no numeric step/value columns", "error"))
         return log
     steps, step_ok, _ = step_num
+    step_ok = step_ok & _step_like(steps)
     values, val_ok, garbage = val_num
     ok = step_ok & val_ok
     if garbage or (~step_ok).any():
@@ -352,6 +359,7 @@ def _read_headered(data: bytes, path: Path, log: CsvLog, header: list[str]) -> C
             log.issues.append(_issue(path, f"step column {x_col!r} is not numeric", "error"))
             return log
         x_values, x_ok, _ = parsed
+        x_ok = x_ok & _step_like(x_values)
         if (~x_ok).any():
             log.issues.append(
                 _issue(path, f"dropped {int((~x_ok).sum())} row(s) without a value in {x_col!r}")
@@ -415,7 +423,7 @@ def _read_long(
     wall_col = _pick_column(list(df.columns), WALL_TIME_COLUMNS)
     wall_p = _numeric(df[wall_col]) if wall_col else None
     tags = df[tag_col].astype("string")
-    ok = step_p[1] & val_p[1] & tags.notna().to_numpy()
+    ok = step_p[1] & _step_like(step_p[0]) & val_p[1] & tags.notna().to_numpy()
     if (~ok).any():
         log.issues.append(
             _issue(path, f"dropped {int((~ok).sum())} row(s) with a missing tag, step or value")
