@@ -362,7 +362,7 @@ def _read_headered(data: bytes, path: Path, log: CsvLog, header: list[str]) -> C
         x_ok = x_ok & _step_like(x_values)
         if (~x_ok).any():
             log.issues.append(
-                _issue(path, f"dropped {int((~x_ok).sum())} row(s) without a value in {x_col!r}")
+                _issue(path, f"dropped {int((~x_ok).sum())} row(s) without a usable value in {x_col!r}")
             )
         log.x_column = x_col
         log.x_unit = "epoch" if x_col in EPOCH_COLUMNS or x_col.lower() == "epoch" else "step"
