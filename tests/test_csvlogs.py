@@ -336,3 +336,11 @@ def test_bom_crlf_and_spaces_after_commas(tmp_path):
 def test_quoted_header_names_with_commas(tmp_path):
     log = read_csv_log(_write(tmp_path / "a.csv", '"step","loss, smoothed",q\n0,1.0,2\n1,0.5,3\n'))
     assert log.x_column == "step" and log.tags["loss, smoothed"].values.tolist() == [1.0, 0.5]
+
+
+def test_non_finite_or_huge_steps_are_dropped_with_issue(tmp_path):
+    log = read_csv_log(_write(tmp_path / "a.csv", "step,loss\n0,1\ninf,2\n1e300,3\n,4\n10,5\n"))
+    assert log.tags["loss"].steps.tolist() == [0, 10] and log.tags["loss"].values.tolist() == [1.0, 5.0]
+    assert "dropped 3 row(s) without a usable value in 'step'" in _messages(log)
+    log = read_csv_log(_write(tmp_path / "b.csv", "0,1\nnan,2\n5,3\n"), tag="x")
+    assert log.tags["x"].steps.tolist() == [0, 5]
