@@ -9,7 +9,8 @@ Rules that keep it safe:
   directory;
 * one entry per (run path, duplicate policy), overwritten when the run changes, so it cannot grow
   without bound as a live run grows;
-* an entry is valid only if every log file's path, size and mtime (ns) and the reader version match;
+* an entry is valid only if every log file's path, size and mtime (ns) match, and the reading code
+  is the same (size and mtime of the reader modules, plus CACHE_VERSION);
 * runs with a log file modified in the last `LIVE_SECONDS` are not stored (still being written);
 * entries are `.npz` files loaded with `allow_pickle=False` plus a JSON header: nothing in the
   cache can execute code; any unreadable entry is a miss.
@@ -18,6 +19,7 @@ Configs and checkpoints are not cached (small, and they change without the logs 
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import os
@@ -49,6 +51,20 @@ class LogPart:
     d3rlpy_tb: bool
     hparams: list[tuple[str, dict]]
     epoch_steps: tuple[np.ndarray, np.ndarray] | None
+
+
+@functools.lru_cache(maxsize=1)
+def code_version() -> str:
+    """Identity of the reading code: an edited reader (or a new release) never gets stale entries."""
+    here = Path(__file__).parent
+    parts: list[Any] = [CACHE_VERSION]
+    for name in ("__init__.py", "csvlogs.py", "tfrecord.py", "merge.py", "discover.py", "cache.py"):
+        try:
+            st = os.stat(here / name)
+            parts.append([name, st.st_size, st.st_mtime_ns])
+        except OSError:
+            parts.append([name, None])
+    return hashlib.sha256(json.dumps(parts).encode()).hexdigest()[:16]
 
 
 def cache_dir() -> Path:
@@ -103,7 +119,7 @@ def store(rd: Any, policy: str, part: LogPart) -> bool:
     if part.epoch_steps is not None:
         arrays["epoch_e"], arrays["epoch_s"] = part.epoch_steps
     header = {
-        "version": CACHE_VERSION,
+        "version": code_version(),
         "fingerprint": fp[0],
         "tags": tag_meta,
         "files": part.files,
@@ -137,7 +153,7 @@ def load(rd: Any, policy: str) -> LogPart | None:
     try:
         with np.load(target, allow_pickle=False) as z:
             header = json.loads(str(z["header"]))
-            if header.get("version") != CACHE_VERSION or header.get("fingerprint") != fp[0]:
+            if header.get("version") != code_version() or header.get("fingerprint") != fp[0]:
                 return None
             x_unit = header["x_unit"]
             tags: dict[str, Series] = {}
