@@ -71,12 +71,34 @@ def collect_time(spec, n: int, workers: int) -> float:
     return time.perf_counter() - t0
 
 
+def worker_speedup(spec, n: int, workers: int, repeats: int) -> dict[str, object]:
+    """1 vs W workers, interleaved (1, W, 1, W, ...) so that load from other processes hits both sides alike."""
+    pairs = []
+    for _ in range(repeats):
+        t1 = collect_time(spec, n, 1)
+        tw = collect_time(spec, n, workers)
+        pairs.append((t1, tw))
+    ratios = sorted(t1 / tw for t1, tw in pairs)
+    return {
+        "trajectories": n,
+        "workers": workers,
+        "seconds_1_vs_w": pairs,
+        "ratios": ratios,
+        "median": ratios[len(ratios) // 2],
+        "load_avg_1min": os.getloadavg()[0] if hasattr(os, "getloadavg") else None,
+    }
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--quick", action="store_true", help="smaller sizes (smoke run)")
     ap.add_argument("--workers", type=int, default=min(4, os.cpu_count() or 1))
     ap.add_argument("--json", default=None)
+    ap.add_argument("--only-workers", action="store_true", help="just the 1-vs-W collection comparison")
     a = ap.parse_args()
+    if a.only_workers:
+        print(json.dumps(worker_speedup(task_spec("pickplace"), 200, a.workers, repeats=3), indent=2))
+        return
     n_state, n_img = (400, 100) if a.quick else (4000, 800)
     res: dict[str, object] = {
         "machine": f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores"
@@ -100,11 +122,7 @@ def main() -> None:
     res["collect_s"] = {f"pickplace_{n}_w1": collect_time(pp, n, 1) for n in sizes}
     res["collect_s"]["pickplace_img48_100_w1"] = collect_time(task_spec("pickplace", image_size=48), 100, 1)
     if a.workers > 1:
-        n = sizes[-1]
-        res["collect_s"][f"pickplace_{n}_w{a.workers}"] = collect_time(pp, n, a.workers)
-        res["worker_speedup"] = (
-            res["collect_s"][f"pickplace_{n}_w1"] / res["collect_s"][f"pickplace_{n}_w{a.workers}"]
-        )
+        res["worker_speedup"] = worker_speedup(pp, 50 if a.quick else 200, a.workers, repeats=3)
     print(json.dumps(res, indent=2))
     if a.json:
         with open(a.json, "w") as fh:
