@@ -138,6 +138,27 @@ def test_bulk_writer_equals_single_record_writer(tmp_path: Path) -> None:
         assert ra[ha:] == rb[hb:]
 
 
+def test_hparams_event_parses_with_tensorboard_protos(tmp_path: Path) -> None:
+    from tensorboard.plugins.hparams import plugin_data_pb2
+
+    f = tmp_path / "events.out.tfevents.1.h"
+    with EventWriter(f) as w:
+        w.add_hparams(
+            {"lr": 1e-3, "algo": "cql", "det": False, "n": np.int64(3), "ratio": np.float32(0.5)}, 12.5
+        )
+    data = f.read_bytes()
+    off, n = _records(data)[1]
+    ev = event_pb2.Event.FromString(data[off + 12 : off + 12 + n])
+    (v,) = ev.summary.value
+    assert ev.wall_time == 12.5 and v.tag == "_hparams_/session_start_info"
+    assert v.metadata.plugin_data.plugin_name == "hparams"
+    ssi = plugin_data_pb2.HParamsPluginData.FromString(v.metadata.plugin_data.content).session_start_info
+    assert ssi.start_time_secs == 12.5
+    got = {k: getattr(x, x.WhichOneof("kind")) for k, x in ssi.hparams.items()}
+    assert got == {"lr": 1e-3, "algo": "cql", "det": False, "n": 3.0, "ratio": 0.5}
+    assert read_event_file(f).hparams == got
+
+
 # ------------------------------------------------------------------------------------------------
 # round trips and agreement with tbparse
 

@@ -1,7 +1,7 @@
-"""Small, fast TensorBoard event-file writer (numpy + protobuf + crc32c; no TensorFlow, no torch).
+"""Small, fast TensorBoard event-file writer (numpy + crc32c only; no protobuf runtime, TensorFlow or torch).
 
 Why: the reference trainer and the benchmarks need event files that TensorBoard and tbparse read,
-without pulling torch's SummaryWriter into the analyzer. Scalars are framed by hand (the byte
+without pulling torch's SummaryWriter into the analyzer. Events are encoded by hand (the bytes
 layout protobuf would produce, checked by tests), and `add_scalars_bulk` builds thousands of
 records at once with numpy, so generating a 12M-scalar benchmark corpus takes seconds.
 """
@@ -321,29 +321,26 @@ class EventWriter:
         """Record hyperparameters as the hparams plugin's session_start_info (what tbparse reads).
 
         Numbers are stored as doubles (ints come back as floats), bools as bools, the rest as text.
+        Encoded by hand (checked against tensorboard's protos in tests), so the writer needs no
+        tensorboard import.
         """
-        from tensorboard.compat.proto import event_pb2, summary_pb2
-        from tensorboard.plugins.hparams import plugin_data_pb2
-
         wall = time.time() if wall_time is None else float(wall_time)
-        pd = plugin_data_pb2.HParamsPluginData(version=0)
-        ssi = pd.session_start_info
-        ssi.start_time_secs = wall
+        entries = b""
         for name, v in hparams.items():
             if isinstance(v, bool | np.bool_):
-                ssi.hparams[name].bool_value = bool(v)
+                val = b"\x20" + (b"\x01" if v else b"\x00")  # google.protobuf.Value.bool_value
             elif isinstance(v, int | float | np.integer | np.floating):
-                ssi.hparams[name].number_value = float(v)
+                val = b"\x11" + struct.pack("<d", float(v))  # number_value
             else:
-                ssi.hparams[name].string_value = str(v)
-        md = summary_pb2.SummaryMetadata(
-            plugin_data=summary_pb2.SummaryMetadata.PluginData(
-                plugin_name="hparams", content=pd.SerializeToString()
+                val = _field_bytes(0x1A, str(v).encode("utf-8"))  # string_value
+            entries += _field_bytes(
+                0x0A, _field_bytes(0x0A, str(name).encode("utf-8")) + _field_bytes(0x12, val)
             )
-        )
-        ev = event_pb2.Event(wall_time=wall)
-        ev.summary.value.add(tag=_HPARAMS_TAG, metadata=md)
-        self.write_event(ev.SerializeToString())
+        session_start = entries + b"\x29" + struct.pack("<d", wall)  # hparams map, start_time_secs
+        plugin_data = _field_bytes(0x1A, session_start)  # HParamsPluginData.session_start_info (version 0)
+        metadata = _field_bytes(0x0A, _field_bytes(0x0A, b"hparams") + _field_bytes(0x12, plugin_data))
+        value = _field_bytes(0x0A, _HPARAMS_TAG.encode()) + _field_bytes(0x4A, metadata)
+        self.write_event(_event_prefix(wall, 0) + _field_bytes(0x2A, _field_bytes(0x0A, value)))
 
     # -- lifecycle ------------------------------------------------------------------------------
     def flush(self) -> None:
