@@ -67,6 +67,10 @@ def _parser() -> argparse.ArgumentParser:
     e.add_argument("--format", choices=("text", "json"), default="text")
     e.add_argument("--quiet", "-q", action="store_true")
 
+    i = sub.add_parser("info", help="validate a dataset and print its metadata and array shapes")
+    i.add_argument("dataset")
+    i.add_argument("--format", choices=("text", "json"), default="text")
+
     r = sub.add_parser("render", help="save one rendered frame per task (PNG) for the docs")
     r.add_argument("--out-dir", default="docs/img")
     r.add_argument("--size", type=int, default=256)
@@ -208,6 +212,20 @@ def _cmd_checkpoints(a: argparse.Namespace, loader=None) -> dict[str, Any]:
     }
 
 
+def _cmd_info(a: argparse.Namespace) -> dict[str, Any]:
+    from robot_eval.dataset import load_dataset, trajectory_bounds
+
+    ds = load_dataset(a.dataset)
+    arrays = {k: {"shape": list(v.shape), "dtype": str(v.dtype)} for k, v in ds.arrays.items()}
+    return {
+        "path": a.dataset,
+        "transitions": len(ds),
+        "trajectories": len(trajectory_bounds(ds)),
+        "arrays": arrays,
+        "metadata": ds.metadata,
+    }
+
+
 def _cmd_render(a: argparse.Namespace) -> dict[str, Any]:
     from robot_eval.render import render_task_frames
 
@@ -221,6 +239,12 @@ def _print_text(command: str, res: dict[str, Any]) -> None:
             f"wrote {res['path']}: {m['n_trajectories']} trajectories, {res['transitions']} transitions, "
             f"success {m['success_rate']:.1%}, MC return {m['mc_return_mean']:.3f} ({res['seconds']:.1f} s)"
         )
+    elif command == "info":
+        print(f"{res['path']}: {res['transitions']} transitions in {res['trajectories']} trajectories")
+        for k, v in res["arrays"].items():
+            print(f"  {k:<18} {tuple(v['shape'])} {v['dtype']}")
+        for k, v in sorted(res["metadata"].items()):
+            print(f"  {k}: {v}")
     elif command == "checkpoints":
         print(f"task {res['task']} {res['env_kwargs'] or ''}, {res['episodes']} episode(s) per checkpoint")
         print(f"{'step':>10}  {'success':>8}  {'95% CI':>13}  {'return':>8}")
@@ -245,6 +269,7 @@ def main(argv: list[str] | None = None, *, policy_loader=None) -> int:
     handlers = {
         "collect": _cmd_collect,
         "checkpoints": lambda a: _cmd_checkpoints(a, policy_loader),
+        "info": _cmd_info,
         "render": _cmd_render,
     }
     try:

@@ -189,3 +189,28 @@ def test_noise_paper_preset(tmp_path, capsys):
     assert meta["noise"] == PAPER_SEGMENT_NOISE["grasp"] == 0.6 and meta["segment"] == "grasp"
     assert main(["collect", "--noise", "lots", "-o", str(out), "-q"]) == 2
     assert "--noise must be a number or 'paper'" in capsys.readouterr().err
+
+
+def test_info_cli(small_ds, tmp_path, capsys):
+    from robot_eval.cli import main
+
+    path = save_dataset(tmp_path / "d.npz", small_ds)
+    assert main(["info", str(path), "--format", "json"]) == 0
+    res = json.loads(capsys.readouterr().out)
+    assert res["trajectories"] == 6 and res["arrays"]["observations"]["shape"] == [240, 18]
+    (tmp_path / "bad.npz").write_bytes(b"nope")
+    assert main(["info", str(tmp_path / "bad.npz")]) == 2
+    assert "bad.npz: not a readable .npz" in capsys.readouterr().err
+
+
+def test_render_writes_task_frames(tmp_path):
+    from PIL import Image
+
+    from robot_eval.render import render_task_frames
+
+    paths = render_task_frames(tmp_path, size=64)
+    names = sorted(p.name for p in paths)
+    assert names[0].startswith("task-") and len(names) == 6
+    with Image.open(tmp_path / "task-drawer.png") as im:
+        arr = np.asarray(im)
+    assert arr.shape == (64, 64, 3) and arr.std() > 10
