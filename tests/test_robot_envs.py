@@ -175,6 +175,7 @@ def test_multi_object_variant_draws_several_types():
         ("pickplace", {}, 0.1, 10, 0.8, 1.0),
         ("pickplace", {}, 0.5, 10, 0.0, 0.6),
         ("pickplace", {"segment": "grasp"}, 0.1, 8, 0.75, 1.0),
+        ("pickplace", {"segment": "place"}, 0.1, 6, 0.8, 1.0),
         ("drawer", {}, 0.1, 8, 0.6, 1.0),
     ],
 )
