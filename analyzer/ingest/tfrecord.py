@@ -490,7 +490,7 @@ class _Collector:
 
         try:
             ev = event_pb2.Event.FromString(data)
-        except (DecodeError, RuntimeError, ValueError):
+        except (DecodeError, RuntimeError, ValueError, RecursionError, MemoryError):
             return False
         if not ev.HasField("summary"):
             self.skip(ev.WhichOneof("what") or "empty_event")
@@ -588,8 +588,9 @@ def _tensor_scalar(t: Any) -> float | None:
     if dt is None:
         return None
     if t.tensor_content:
-        arr = np.frombuffer(t.tensor_content, dtype=dt)
-        return float(arr[0]) if arr.shape[0] == 1 else None
+        if len(t.tensor_content) != np.dtype(dt).itemsize:
+            return None
+        return float(np.frombuffer(t.tensor_content, dtype=dt)[0])
     if t.dtype == types_pb2.DT_FLOAT:
         vals: Any = t.float_val
     elif t.dtype == types_pb2.DT_DOUBLE:

@@ -2,7 +2,7 @@
 
 Why: the reference trainer and the benchmarks need event files that TensorBoard and tbparse read,
 without pulling torch's SummaryWriter into the analyzer. Events are encoded by hand (the bytes
-layout protobuf would produce, checked by tests), and `add_scalars_bulk` builds thousands of
+protobuf would produce, checked by tests), and `add_scalars_bulk` builds thousands of
 records at once with numpy, so generating a 12M-scalar benchmark corpus takes seconds.
 """
 
