@@ -48,10 +48,45 @@ def _print_error(message: str) -> None:
     typer.echo(f"{PROG}: error: {_one_line(message)}", err=True)
 
 
+def _is_number(text: str) -> bool:
+    try:
+        float(text)
+    except ValueError:
+        return False
+    return True
+
+
+def join_reward_range(args: list[str]) -> list[str]:
+    """Accept `--reward-range LO HI` (two tokens, as the rule messages print it) besides `LO,HI`.
+
+    Only when both following tokens are numbers; `--reward-range 0 1` becomes `--reward-range 0,1`.
+    """
+    out: list[str] = []
+    i = 0
+    while i < len(args):
+        a = args[i]
+        if a == "--":  # everything after is a path
+            out.extend(args[i:])
+            break
+        if (
+            a == "--reward-range"
+            and i + 2 < len(args)
+            and _is_number(args[i + 1])
+            and _is_number(args[i + 2])
+        ):
+            out += [a, f"{args[i + 1]},{args[i + 2]}"]
+            i += 3
+            continue
+        out.append(a)
+        i += 1
+    return out
+
+
 class _DefaultCheckGroup(TyperGroup):
     """A click group whose default command is `check`, and whose errors are one line, exit 2."""
 
     def parse_args(self, ctx: typer.Context, args: list[str]) -> list[str]:
+        args = join_reward_range(list(args))
         first = args[0] if args else None
         if first is None or (first not in self.commands and first not in ("-h", "--help", "--version")):
             args = ["check", *args]
