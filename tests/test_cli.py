@@ -217,6 +217,7 @@ def test_output_file(tmp_path):
 
 
 def test_plot_and_report_directories(tmp_path):
+    before = sorted((p.relative_to(DEMO), p.stat().st_mtime_ns) for p in DEMO.rglob("*"))
     r = invoke(
         DEMO / "overfit",
         DEMO / "healthy",
@@ -232,6 +233,9 @@ def test_plot_and_report_directories(tmp_path):
     assert len(pngs) == 2 and all(p.endswith(".png") for p in pngs)
     html = (tmp_path / "site" / "index.html").read_text()
     assert html.count("data:image/png;base64,") == 2
+    assert (
+        sorted((p.relative_to(DEMO), p.stat().st_mtime_ns) for p in DEMO.rglob("*")) == before
+    )  # logs untouched
 
 
 def test_workers_give_the_same_report():
