@@ -14,7 +14,6 @@ from analyzer.output.common import display_path, log_file
 from analyzer.report import Report
 
 SARIF_SCHEMA = "https://json.schemastore.org/sarif-2.1.0.json"
-INFORMATION_URI = "https://github.com/offrl-workflow/offrl-workflow"
 _LEVEL = {"error": "error", "warning": "warning", "info": "note"}
 INGEST_RULE = {
     "id": "INGEST",
@@ -38,12 +37,16 @@ def _known_rules() -> list[dict[str, Any]]:
             "shortDescription": {"text": info.summary},
             "defaultConfiguration": {"level": _LEVEL.get(info.level, "warning")},
         }
+        props: dict[str, Any] = {}
         doc = getattr(info, "doc_path", None)
-        if doc:
-            rule["helpUri"] = f"{INFORMATION_URI}/blob/main/{str(doc).lstrip('/')}"
+        if doc:  # repository-relative; no public URL is assumed
+            props["docPath"] = str(doc)
+            rule["help"] = {"text": f"offrl-analyze explain {info.code} (or {doc})"}
         params = getattr(info, "params", None)
         if params:
-            rule["properties"] = {"parameters": json.loads(json.dumps(params, default=str))}
+            props["parameters"] = json.loads(json.dumps(params, default=str))
+        if props:
+            rule["properties"] = props
         rules.append(rule)
     return rules
 
@@ -100,7 +103,6 @@ def sarif_dict(report: Report) -> dict[str, Any]:
                     "driver": {
                         "name": "offrl-analyze",
                         "version": __version__,
-                        "informationUri": INFORMATION_URI,
                         "rules": rules,
                     }
                 },
