@@ -120,6 +120,10 @@ class _DefaultCheckGroup(TyperGroup):
         except KeyboardInterrupt:
             typer.echo(f"{PROG}: interrupted", err=True)
             sys.exit(130)
+        except BrokenPipeError:  # `offrl-analyze logs | head`: the reader left; exit quietly like `cat`
+            devnull = os.open(os.devnull, os.O_WRONLY)
+            os.dup2(devnull, sys.stdout.fileno())
+            sys.exit(141)
         except Exception as e:  # never a traceback for users
             if os.environ.get("OFFRL_DEBUG"):
                 raise
