@@ -478,9 +478,9 @@ class _Collector:
         value = cols(lay.value, lay.value + lay.width).view("<f4" if lay.width == 4 else "<f8").ravel()
         self.declare(lay.tag, lay.plugin)
         sub = np.zeros(m, dtype=np.int64)
-        self.parts.setdefault(lay.tag, []).append(
-            (rec, sub, step, value.astype(np.float64), wall, lay.tensor)
-        )
+        with np.errstate(invalid="ignore"):  # signalling-NaN payloads stay NaN, silently
+            value = value.astype(np.float64)
+        self.parts.setdefault(lay.tag, []).append((rec, sub, step, value, wall, lay.tensor))
         self.fast += m
 
     def add_slow(self, rec: int, data: bytes) -> bool:
