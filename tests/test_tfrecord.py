@@ -120,7 +120,7 @@ def test_scalar_event_bytes_equal_protobuf(step: int, wall: float, value: float)
 
 def test_bulk_writer_equals_single_record_writer(tmp_path: Path) -> None:
     steps = np.array([0, 1, 127, 128, 16383, 16384, 2**21, -5])
-    vals = np.array([0.5, np.nan, np.inf, -np.inf, 1e-3, 0.0, 3.0, 7.0])
+    vals = np.array([0.5, np.nan, np.inf, -np.inf, 1e-3, 0.0, 3.0, 1e300])  # 1e300: float32 overflow -> inf
     walls = np.array([WALL0, 0.0, WALL0 + 1, WALL0 + 2, 0.0, WALL0, WALL0, WALL0])
     for tens in (False, True):
         a, b = (
@@ -136,6 +136,8 @@ def test_bulk_writer_equals_single_record_writer(tmp_path: Path) -> None:
         ra, rb = a.read_bytes(), b.read_bytes()
         ha, hb = _records(ra)[1][0], _records(rb)[1][0]
         assert ra[ha:] == rb[hb:]
+        back = read_event_file(a).scalars["x/y"].values
+        assert back[-1] == np.inf and np.isnan(back[1])
 
 
 def test_hparams_event_parses_with_tensorboard_protos(tmp_path: Path) -> None:

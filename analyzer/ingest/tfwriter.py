@@ -47,6 +47,12 @@ def encode_record(data: bytes) -> bytes:
     return head + struct.pack("<I", masked_crc32c(head)) + data + struct.pack("<I", masked_crc32c(data))
 
 
+def _pack_float(value: float, fmt: str) -> bytes:
+    """Little-endian float bytes; beyond float32 range becomes +-inf (as numpy casts), never an error."""
+    with np.errstate(over="ignore", invalid="ignore"):
+        return np.array(value, dtype=fmt).tobytes()
+
+
 def _scalar_metadata() -> bytes:
     """SummaryMetadata{plugin_data{plugin_name: "scalars"}} as TF2 writes on a tag's first event."""
     return _field_bytes(0x0A, _field_bytes(0x0A, b"scalars"))
@@ -65,13 +71,13 @@ def scalar_event_bytes(
     """Serialized `Event` holding one scalar, byte-identical to protobuf's own serialization."""
     tagb = tag.encode("utf-8")
     if as_tensor:
-        dt, fmt = (1, "<f") if tensor_dtype == "float32" else (2, "<d")
-        tensor = bytes([0x08, dt, 0x12, 0x00]) + _field_bytes(0x22, struct.pack(fmt, value))
+        dt, fmt = (1, "<f4") if tensor_dtype == "float32" else (2, "<f8")
+        tensor = bytes([0x08, dt, 0x12, 0x00]) + _field_bytes(0x22, _pack_float(value, fmt))
         val = _field_bytes(0x0A, tagb) + _field_bytes(0x42, tensor)
         if metadata:
             val += _field_bytes(0x4A, _scalar_metadata())
     else:
-        val = _field_bytes(0x0A, tagb) + b"\x15" + struct.pack("<f", value)
+        val = _field_bytes(0x0A, tagb) + b"\x15" + _pack_float(value, "<f4")
     return _event_prefix(wall_time, step) + _field_bytes(0x2A, _field_bytes(0x0A, val))
 
 
