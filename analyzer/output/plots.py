@@ -111,6 +111,9 @@ def render_figure(result: RunResult) -> Any:
 
     q = _series(result, "q_data")
     q_name = "dataset Q"
+    logged = run.series.get("q_data")
+    if logged is not None and logged.kind != "logged":  # say what the curve really is
+        q_name = f"dataset Q ({logged.kind}: {', '.join(logged.sources) or logged.note})"
     if q is None:  # proxies are labelled as such, never passed off as dataset Q
         for alt in ("q_policy", "q_target"):
             q = _series(result, alt)
