@@ -701,11 +701,16 @@ def _decode_block(col: _Collector, rec: np.ndarray, data: np.ndarray, slow: list
         mask = _words(keep[None, :])[0]
         cand = np.flatnonzero(fits)
         words = (words_all if everything else words_all[left])[cand] & mask
-        h = _hash_words(words)
-        perm = np.argsort(h, kind="stable")  # members of each hash group in ascending row order
-        hs = h[perm]
-        starts = np.flatnonzero(np.concatenate(([True], hs[1:] != hs[:-1])))
-        counts = np.diff(np.append(starts, hs.shape[0]))
+        if (words == words[0]).all():  # one layout only (the usual case): no hashing needed
+            perm = np.arange(words.shape[0])
+            hs = np.zeros(1, dtype=np.uint64)
+            h, starts, counts = hs, np.zeros(1, dtype=np.int64), np.array([words.shape[0]])
+        else:
+            h = _hash_words(words)
+            perm = np.argsort(h, kind="stable")  # members of each hash group in ascending row order
+            hs = h[perm]
+            starts = np.flatnonzero(np.concatenate(([True], hs[1:] != hs[:-1])))
+            counts = np.diff(np.append(starts, hs.shape[0]))
         done = np.zeros(left.shape[0], dtype=bool)
         # Row 0's own group first (guaranteed progress), then the others by size; rows whose
         # layout differs wait for a later round with their own variable positions.
