@@ -6,7 +6,8 @@ What it measures (docs/performance.md, "Reference trainer"):
   (a) 3x256 MLPs, batch 256, 10 sampled actions (FLOP-bound): our fp32 and bf16 vs d3rlpy 2.8.1;
       achieved GFLOP/s against a measured matmul peak; bf16 vs fp32 logged curves (q_data,
       td_error) compared with the seed-to-seed spread of fp32;
-  (b) 2x64 MLPs, batch 256: small networks, where per-step overhead matters more.
+  (b) 2x64 MLPs, batch 256: small networks, where per-step overhead matters more;
+  (c) 2x64 MLPs, batch 8: almost no arithmetic, i.e. the fixed per-step cost of each loop.
 d3rlpy runs in its own interpreter (a venv with d3rlpy installed) as a worker process; each
 round times ours then d3rlpy's on the same machine state, so load from other processes hits
 both sides alike. Wall-clock and CPU-time rates are both reported, with os.getloadavg().
@@ -115,11 +116,11 @@ class D3rlpyWorker:
         self.proc.wait(timeout=30)
 
 
-def ours_runner(dataset_path: Path, hidden: int, depth: int, precision: str):
+def ours_runner(dataset_path: Path, hidden: int, depth: int, precision: str, batch: int = BATCH):
     """A closure that runs `steps` training steps exactly as train() does (sample, update, accumulate)."""
     ds = load_dataset(dataset_path)
     cfg = TrainConfig(obs_shape=ds.obs_shape, act_dim=ds.act_dim, hidden=hidden, depth=depth, precision=precision,
-                      bc_steps=0, gamma=0.99, batch_size=BATCH, n_actions=N_ACTIONS)  # fmt: skip
+                      bc_steps=0, gamma=0.99, batch_size=batch, n_actions=N_ACTIONS)  # fmt: skip
     torch.manual_seed(0)
     agent = CQLAgent(cfg, torch.device("cpu"))
     acc = torch.zeros(len(agent.metric_names))
@@ -130,7 +131,7 @@ def ours_runner(dataset_path: Path, hidden: int, depth: int, precision: str):
         w, c = time.perf_counter(), time.process_time()
         for _ in range(steps):
             step += 1
-            acc.add_(agent.update(ds.sample(BATCH), step))
+            acc.add_(agent.update(ds.sample(batch), step))
         acc.tolist()  # the once-per-interval host read
         return {"wall": time.perf_counter() - w, "cpu": time.process_time() - c}
 
@@ -150,27 +151,42 @@ def flops_per_step(hidden: int, depth: int, n_actions: int = N_ACTIONS, batch: i
     return 2 * (critic_main + critic_actor + target) + 2 * actor_fwd + actor_fwd * 2
 
 
-def matmul_peak(dtype: torch.dtype, rows: int = 8192, hidden: int = 256, reps: int = 20) -> float:
+def matmul_peak(
+    dtype: torch.dtype, rows: int = 8192, hidden: int = 256, reps: int = 10, trials: int = 5
+) -> float:
+    """Best-of-`trials` CPU-time GFLOP/s of one hidden-layer GEMM (F.linear, as the critics use)."""
     x, w = torch.randn(rows, hidden, dtype=dtype), torch.randn(hidden, hidden, dtype=dtype)
     for _ in range(3):
-        x @ w
-    t = time.perf_counter()
-    for _ in range(reps):
-        x @ w
-    return 2 * rows * hidden * hidden * reps / (time.perf_counter() - t) / 1e9
+        torch.nn.functional.linear(x, w)
+    best = 0.0
+    for _ in range(trials):
+        t = time.process_time()
+        for _ in range(reps):
+            torch.nn.functional.linear(x, w)
+        best = max(best, 2 * rows * hidden * hidden * reps / max(time.process_time() - t, 1e-9) / 1e9)
+    return best
 
 
-def timing_case(name: str, hidden: int, depth: int, steps: int, rounds: int, ds_path: Path, worker) -> dict:
-    sides = {p: ours_runner(ds_path, hidden, depth, p) for p in ("fp32", "bf16")}
+def timing_case(
+    name: str, hidden: int, depth: int, steps: int, rounds: int, ds_path: Path, worker, batch: int = BATCH
+) -> dict:
+    sides = {p: ours_runner(ds_path, hidden, depth, p, batch) for p in ("fp32", "bf16")}
     if worker is not None:
-        worker.ask(op="setup", hidden=hidden, depth=depth, batch=BATCH, n_actions=N_ACTIONS)
+        worker.ask(op="setup", hidden=hidden, depth=depth, batch=batch, n_actions=N_ACTIONS)
     samples: dict[str, list[dict]] = {k: [] for k in [*sides, "d3rlpy"]}
     for _ in range(rounds):
         for key, run in sides.items():
             samples[key].append(run(steps))
         if worker is not None:
-            samples["d3rlpy"].append(worker.ask(op="run", steps=steps, batch=BATCH))
-    out: dict = {"case": name, "hidden": hidden, "depth": depth, "steps_per_round": steps, "rounds": rounds}
+            samples["d3rlpy"].append(worker.ask(op="run", steps=steps, batch=batch))
+    out: dict = {
+        "case": name,
+        "hidden": hidden,
+        "depth": depth,
+        "batch": batch,
+        "steps_per_round": steps,
+        "rounds": rounds,
+    }
     for key, rs in samples.items():
         if rs:
             out[key] = {
@@ -183,7 +199,7 @@ def timing_case(name: str, hidden: int, depth: int, steps: int, rounds: int, ds_
                 out[f"ratio_{key}_vs_d3rlpy_{unit}"] = (
                     out[key][f"{unit}_steps_per_s"] / out["d3rlpy"][f"{unit}_steps_per_s"]
                 )
-    gflop = flops_per_step(hidden, depth) / 1e9
+    gflop = flops_per_step(hidden, depth, batch=batch) / 1e9
     out["gflop_per_step"] = gflop
     for key in sides:
         out[key]["gflops_cpu"] = gflop * out[key]["cpu_steps_per_s"]
@@ -242,6 +258,10 @@ def main() -> None:
         try:
             results["a_3x256"] = timing_case("3x256", 256, 3, args.big_steps, args.rounds, ds_path, worker)
             results["b_2x64"] = timing_case("2x64", 64, 2, args.small_steps, args.rounds, ds_path, worker)
+            # per-step fixed cost (Python, dispatch, optimizer): same networks, almost no arithmetic
+            results["c_2x64_batch8"] = timing_case(
+                "2x64 b8", 64, 2, args.small_steps, args.rounds, ds_path, worker, 8
+            )
         finally:
             if worker is not None:
                 worker.close()
