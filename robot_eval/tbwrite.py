@@ -13,13 +13,15 @@ from pathlib import Path
 class ScalarWriter:
     """`add(tag, value, step)` then `close()`; one event file in `folder`."""
 
-    def __init__(self, folder: Path) -> None:
+    def __init__(self, folder: Path, prefer_analyzer: bool = True) -> None:
         folder.mkdir(parents=True, exist_ok=True)
         self._impl = None
         try:
+            if not prefer_analyzer:
+                raise ImportError("tensorboard writer requested")
             from analyzer.ingest.tfwriter import EventWriter  # type: ignore[import-not-found]
 
-            self._impl = EventWriter(folder)
+            self._impl = EventWriter(folder, filename_suffix=".offrl-eval")
             self._kind = "analyzer"
         except (ImportError, AttributeError, TypeError):
             from tensorboard.summary.writer.event_file_writer import EventFileWriter

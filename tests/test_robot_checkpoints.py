@@ -258,3 +258,18 @@ def test_no_best_checkpoint_when_nothing_succeeds(tmp_path, dataset, capsys):
     res = json.loads(capsys.readouterr().out)
     assert res["best_step"] is None and "no checkpoint succeeded" in res["best_note"]
     assert json.loads((tmp_path / "run_eval" / "eval.json").read_text())["best_step"] is None
+
+
+@pytest.mark.parametrize("prefer_analyzer", [True, False])
+def test_both_event_writers_are_readable(tmp_path, prefer_analyzer):
+    from tbparse import SummaryReader
+
+    from robot_eval.tbwrite import ScalarWriter
+
+    w = ScalarWriter(tmp_path, prefer_analyzer=prefer_analyzer)
+    for step, v in [(10, 0.25), (20, 0.5)]:
+        w.add("eval/success_rate", v, step)
+    w.close()
+    df = SummaryReader(str(tmp_path)).scalars
+    assert list(df.step) == [10, 20] and list(df.value) == [0.25, 0.5]
+    assert all(p.name.endswith(".offrl-eval") for p in tmp_path.iterdir())
