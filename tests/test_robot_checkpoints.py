@@ -226,7 +226,8 @@ def test_wilson_interval_is_sane():
         evaluate_checkpoints([(1, Path("x"))], task_spec("pickplace"), episodes=0, loader=stub_loader)
 
 
-def test_real_trainer_checkpoints_are_scored(tmp_path, dataset, capsys):
+@pytest.mark.parametrize("algo", ["cql", "brac"])
+def test_real_trainer_checkpoints_are_scored(tmp_path, dataset, capsys, algo):
     """The real path: offrl-train on our dataset, then load_policy-backed evaluation of every checkpoint."""
     pytest.importorskip("torch")
     pytest.importorskip("reference_trainer.policy")
@@ -234,7 +235,7 @@ def test_real_trainer_checkpoints_are_scored(tmp_path, dataset, capsys):
         pytest.skip("offrl-train not installed")
     run = tmp_path / "trained"
     train = [
-        "offrl-train", "--algo", "brac", "--dataset", str(dataset), "--steps", "20", "--ckpt-every", "10",
+        "offrl-train", "--algo", algo, "--dataset", str(dataset), "--steps", "20", "--ckpt-every", "10",
         "--log-every", "10", "--log-dir", str(run), "--hidden", "16", "--depth", "1", "--batch-size", "16",
         "--bc-steps", "5", "--threads", "1",
     ]  # fmt: skip
