@@ -65,9 +65,11 @@ class ActorCriticAgent:
     def param_groups(self) -> list[dict[str, Any]]:
         cfg = self.cfg
         return [
-            {"params": list(self.actor.parameters()), "lr": cfg.policy_lr},
+            {
+                "params": [*self.actor.parameters(), self.log_temp],
+                "lr": cfg.policy_lr,
+            },  # temperature: policy lr
             {"params": self._critic_params, "lr": cfg.q_lr, "weight_decay": cfg.l2},  # L2 = Adam weight decay
-            {"params": [self.log_temp], "lr": cfg.policy_lr},
         ]
 
     def make_optimizer(self) -> torch.optim.Optimizer:

@@ -110,8 +110,8 @@ class BRACAgent(ActorCriticAgent):
         critic_loss = torch.zeros((), device=self.device)
         q_pis, per_critic = [], []
         for critic in self.critics:
-            h = critic.encode(obs)
-            out = critic.forward_from(h, batch.actions)
+            h, ws = critic.encode(obs), critic.weights()
+            out = critic.forward_from(h, batch.actions, ws)
             td = (out.q - y).pow(2).mean()
             loss = td
             dr3 = vib = None
@@ -125,7 +125,7 @@ class BRACAgent(ActorCriticAgent):
                 loss = loss + cfg.vib * vib
             critic_loss = critic_loss + loss
             per_critic.append((out.q, td, loss, dr3, vib))
-            q_pis.append(critic.forward_from(h.detach(), a_pi, detach=True).q)
+            q_pis.append(critic.forward_from(h.detach(), a_pi, ws, detach=True).q)
         penalty = self.remedy_penalty()
         if penalty is not None:
             critic_loss = critic_loss + penalty

@@ -73,9 +73,13 @@ class CQLAgent(ActorCriticAgent):
         mean, log_std = self.actor(obs)
         a_pi, logp_pi, _ = sample_tanh_gaussian(mean, log_std)
         with torch.no_grad():
-            a_cur, logp_cur, _ = sample_tanh_gaussian(mean.detach(), log_std.detach(), n)
             next_mean, next_log_std = self.actor(next_obs)
-            a_next, logp_next, _ = sample_tanh_gaussian(next_mean, next_log_std, n)
+            # N actions from pi(s) and N from pi(s') in one draw
+            both_mean = torch.cat([mean.detach(), next_mean])
+            both_log_std = torch.cat([log_std.detach(), next_log_std])
+            a_both, logp_both, _ = sample_tanh_gaussian(both_mean, both_log_std, n)
+            a_cur, a_next = a_both[:bsz], a_both[bsz:]
+            logp_cur, logp_next = logp_both[:bsz], logp_both[bsz:]
             a_rand = torch.rand(bsz, n, act_dim, device=self.device).mul_(2.0).sub_(1.0)
             # 2. TD target (first of the N next-state samples is the backup action)
             a_backup = a_next[:, 0]
@@ -91,8 +95,8 @@ class CQLAgent(ActorCriticAgent):
         q_pis, gaps, per_critic = [], [], []
         for critic in self.critics:
             # 3. one pass over dataset + sampled actions
-            h = critic.encode(obs)
-            out = critic.forward_from(h, all_actions)
+            h, ws = critic.encode(obs), critic.weights()
+            out = critic.forward_from(h, all_actions, ws)
             q_data = out.q[:, 0]
             td = (q_data - y).pow(2).mean()  # Bellman MSE alone
             # 4. CQL(H)
@@ -119,7 +123,7 @@ class CQLAgent(ActorCriticAgent):
             gaps.append(gap)
             per_critic.append((q_data, td, gap, loss, dr3, vib))
             # 5a. Q(s, a_pi) with detached critic weights: gradients reach the actor only
-            q_pis.append(critic.forward_from(h.detach(), a_pi, detach=True).q)
+            q_pis.append(critic.forward_from(h.detach(), a_pi, ws, detach=True).q)
         penalty = self.remedy_penalty()
         if penalty is not None:
             critic_loss = critic_loss + penalty

@@ -173,37 +173,58 @@ class Critic(nn.Module):
             return F.linear(x.to(self.compute_dtype), w.to(self.compute_dtype), b.to(self.compute_dtype))
         return F.linear(x, w, b)
 
-    def forward_from(self, h_obs: torch.Tensor, actions: torch.Tensor, detach: bool = False) -> CriticOut:
+    def weights(self) -> list[torch.Tensor]:
+        """This step's layer weights after the action part of layer 1, hidden ones cast once to the compute dtype.
+
+        Order: w_act, (w, b) per hidden layer, [VIB stats w, b, head w, b], then the fp32 output w, b.
+        Computing them once lets the critic loss and the actor loss share the casts.
+        """
+        ts = [self.fc_act.weight]
+        for layer in self.hidden_layers:
+            ts += [layer.weight, layer.bias]
+        if self.vib_latent > 0:
+            ts += [self.vib_stats.weight, self.vib_stats.bias, self.vib_head.weight, self.vib_head.bias]
+        if self.compute_dtype != torch.float32:
+            ts = [t.to(self.compute_dtype) for t in ts]
+        return ts + [self.out.weight, self.out.bias]
+
+    def forward_from(
+        self,
+        h_obs: torch.Tensor,
+        actions: torch.Tensor,
+        weights: list[torch.Tensor] | None = None,
+        detach: bool = False,
+    ) -> CriticOut:
         """Q for `actions` (B, A) or (B, N, A) at states whose encoding is `h_obs` (B, hidden).
 
-        detach=True uses detached weights: gradients flow to the actions only (actor loss).
+        `weights`: from `weights()` (computed here when None). detach=True uses them detached:
+        gradients flow to the actions only (actor loss).
         """
         cd = self.compute_dtype
-
-        def p(t: torch.Tensor) -> torch.Tensor:
-            t = t.detach() if detach else t
-            return t if cd == torch.float32 else t.to(cd)
-
+        ws = self.weights() if weights is None else weights
+        if detach:
+            ws = [w.detach() for w in ws]
+        it = iter(ws)
         if actions.dim() == 3:
             h_obs = h_obs.unsqueeze(1)
-        x = (h_obs + F.linear(actions.to(cd), p(self.fc_act.weight))).relu_()  # in place: one tensor less
+        x = (h_obs + F.linear(actions.to(cd), next(it))).relu_()  # in place: one tensor less
         if self.dropout > 0:
             x = F.dropout(x, self.dropout, self.training)
-        for layer in self.hidden_layers:
-            x = F.linear(x, p(layer.weight), p(layer.bias)).relu_()
+        for _ in self.hidden_layers:
+            w, b = next(it), next(it)
+            x = F.linear(x, w, b).relu_()
             if self.dropout > 0:
                 x = F.dropout(x, self.dropout, self.training)
         kl = None
         if self.vib_latent > 0:
-            stats = F.linear(x, p(self.vib_stats.weight), p(self.vib_stats.bias)).float()
+            w_s, b_s, w_h, b_h = next(it), next(it), next(it), next(it)
+            stats = F.linear(x, w_s, b_s).float()
             mu, log_std = stats.chunk(2, dim=-1)
             log_std = log_std.clamp(-10.0, 2.0)
             kl = gaussian_kl_to_standard(mu, log_std)
             z = mu + torch.exp(log_std) * torch.randn_like(mu) if self.training else mu
-            x = F.relu(F.linear(z.to(cd), p(self.vib_head.weight), p(self.vib_head.bias)))
-        w_out, b_out = self.out.weight, self.out.bias
-        if detach:
-            w_out, b_out = w_out.detach(), b_out.detach()
+            x = F.relu(F.linear(z.to(cd), w_h, b_h))
+        w_out, b_out = next(it), next(it)
         q = F.linear(x.float(), w_out, b_out).squeeze(-1)  # output layer in fp32
         return CriticOut(q=q, features=x, vib_kl=kl)
 
