@@ -22,14 +22,14 @@ Opt = typer.Option
 
 @app.command(help=__doc__)
 def run(
-    algo: Annotated[str | None, Opt(help="cql | brac [default: cql]")] = None,
+    algo: Annotated[str | None, Opt(help="cql | brac (default cql)")] = None,
     dataset: Annotated[str | None, Opt(help="D4RL-style .npz dataset")] = None,
-    steps: Annotated[int | None, Opt(help="gradient steps [default: 100000]")] = None,
-    ckpt_every: Annotated[int | None, Opt(help="checkpoint interval in steps [default: 5000]")] = None,
-    log_every: Annotated[int | None, Opt(help="logging window in steps [default: 1000]")] = None,
-    log_dir: Annotated[str | None, Opt(help="run directory [default: runs/offrl]")] = None,
-    seed: Annotated[int | None, Opt(help="[default: 0]")] = None,
-    device: Annotated[str | None, Opt(help="cpu | cuda[:N] [default: cpu]")] = None,
+    steps: Annotated[int | None, Opt(help="gradient steps (default 100000)")] = None,
+    ckpt_every: Annotated[int | None, Opt(help="checkpoint interval in steps (default 5000)")] = None,
+    log_every: Annotated[int | None, Opt(help="logging window in steps (default 1000)")] = None,
+    log_dir: Annotated[str | None, Opt(help="run directory (default runs/offrl)")] = None,
+    seed: Annotated[int | None, Opt(help="(default 0)")] = None,
+    device: Annotated[str | None, Opt(help="cpu | cuda[:N] (default cpu)")] = None,
     resume: Annotated[
         bool, Opt("--resume", help="continue from the latest valid checkpoint in --log-dir")
     ] = False,
@@ -38,28 +38,28 @@ def run(
         str | None, Opt(help="fp32 | bf16 (bf16 hidden layers, fp32 Q head and losses)")
     ] = None,
     threads: Annotated[
-        int | None, Opt(help="torch threads [default: 1 on <= 2 cores, else cores/2 up to 8]")
+        int | None, Opt(help="torch threads (default 1 on <= 2 cores, else cores/2 up to 8)")
     ] = None,
     gamma: Annotated[
-        float | None, Opt(help="discount when the dataset metadata lacks it [default: 0.99]")
+        float | None, Opt(help="discount when the dataset metadata lacks it (default 0.99)")
     ] = None,
     horizon: Annotated[int | None, Opt(help="episode horizon when the metadata lacks it")] = None,
     reward_range: Annotated[
         str | None, Opt(help="LO,HI per-step reward range when the metadata lacks it")
     ] = None,
-    batch_size: Annotated[int | None, Opt(help="[default: 256]")] = None,
+    batch_size: Annotated[int | None, Opt(help="(default 256)")] = None,
     n_actions: Annotated[
-        int | None, Opt(help="sampled actions per source in the CQL logsumexp [default: 10]")
+        int | None, Opt(help="sampled actions per source in the CQL logsumexp (default 10)")
     ] = None,
     bc_steps: Annotated[
-        int | None, Opt(help="CQL actor warm start / BRAC behaviour fit [default: 10000]")
+        int | None, Opt(help="CQL actor warm start / BRAC behaviour fit (default 10000)")
     ] = None,
-    cql_alpha: Annotated[float | None, Opt(help="fixed CQL alpha (min_q_weight) [default: 1.0]")] = None,
+    cql_alpha: Annotated[float | None, Opt(help="fixed CQL alpha (min_q_weight) (default 1.0)")] = None,
     cql_target_gap: Annotated[float | None, Opt(help="Lagrangian alpha with this target gap")] = None,
     brac_variant: Annotated[str | None, Opt(help="vp (value penalty) | pr (policy regularization)")] = None,
-    brac_beta: Annotated[float | None, Opt(help="BRAC divergence weight [default: 1.0]")] = None,
-    hidden: Annotated[int | None, Opt(help="hidden width [default: 256]")] = None,
-    depth: Annotated[int | None, Opt(help="hidden layers [default: 3]")] = None,
+    brac_beta: Annotated[float | None, Opt(help="BRAC divergence weight (default 1.0)")] = None,
+    hidden: Annotated[int | None, Opt(help="hidden width (default 256)")] = None,
+    depth: Annotated[int | None, Opt(help="hidden layers (default 3)")] = None,
     encoder: Annotated[str | None, Opt(help="mlp | conv | resnet (image datasets)")] = None,
     dropout: Annotated[float | None, Opt(help="dropout probability in the Q networks")] = None,
     vib: Annotated[float | None, Opt(help="variational information bottleneck weight beta")] = None,
@@ -81,6 +81,12 @@ def run(
     except (ConfigError, DatasetError) as exc:
         typer.echo(f"offrl-train: error: {exc}", err=True)
         raise typer.Exit(2) from None
+    except OSError as exc:  # unwritable log dir, disk full, ...
+        typer.echo(f"offrl-train: error: {exc.filename or ''}: {exc.strerror or exc}", err=True)
+        raise typer.Exit(2) from None
+    except KeyboardInterrupt:
+        typer.echo("offrl-train: interrupted; continue from the last checkpoint with --resume", err=True)
+        raise typer.Exit(130) from None
     typer.echo(f"done: logs and checkpoints in {log_dir}", err=True)
 
 

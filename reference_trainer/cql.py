@@ -65,6 +65,17 @@ class CQLAgent(ActorCriticAgent):
         return {"log_temp": self.log_temp, "log_alpha": self.log_alpha}
 
     def update(self, batch: Batch, step: int) -> torch.Tensor:
+        """One gradient step; returns the detached metrics in `metric_names` order."""
+        total, metrics = self.losses(batch, bc_phase=step <= self.bc_steps)
+        # 6. one backward, one optimizer step, Polyak averaging
+        self.optimizer.zero_grad(set_to_none=True)
+        total.backward()
+        self.optimizer.step()
+        self.soft_update()
+        return metrics
+
+    def losses(self, batch: Batch, bc_phase: bool) -> tuple[torch.Tensor, torch.Tensor]:
+        """Sum of all losses (critics, actor, temperature[, alpha]) and the detached metrics."""
         cfg, n, act_dim = self.cfg, self.cfg.n_actions, self.cfg.act_dim
         obs, next_obs = self.prepare_obs(batch.obs), self.prepare_obs(batch.next_obs)
         bsz = batch.actions.shape[0]
@@ -130,7 +141,7 @@ class CQLAgent(ActorCriticAgent):
 
         # 5b. actor: BC warm start first (as in the CQL code), then max Q - temp * log pi
         q_pi = torch.minimum(q_pis[0], q_pis[1])
-        if step <= self.bc_steps:
+        if bc_phase:
             policy_loss = (
                 temp.detach() * logp_pi - tanh_gaussian_log_prob(batch.actions, mean, log_std)
             ).mean()
@@ -141,12 +152,6 @@ class CQLAgent(ActorCriticAgent):
         if self.lagrange:
             mean_gap = 0.5 * (gaps[0] + gaps[1]).detach()
             total = total - alpha * (mean_gap - cfg.cql_target_gap)
-
-        # 6. one backward, one step, Polyak averaging
-        self.optimizer.zero_grad(set_to_none=True)
-        total.backward()
-        self.optimizer.step()
-        self.soft_update()
 
         q_data1, td1, gap1, loss1, dr3_1, vib1 = per_critic[0]
         values = [
@@ -165,4 +170,4 @@ class CQLAgent(ActorCriticAgent):
             values.append(dr3_1)
         if vib1 is not None:
             values.append(vib1)
-        return torch.stack(values).detach()
+        return total, torch.stack(values).detach()

@@ -190,3 +190,47 @@ def test_resume_after_sigkill_matches_uninterrupted_run(tmp_path):
         assert sa.keys() == sb.keys()
         for k in sa:
             assert torch.equal(sa[k], sb[k]), (part, k)
+
+
+def test_resume_skips_a_corrupt_latest_checkpoint(tmp_path):
+    ds = write_npz(tmp_path / "ok.npz")
+    args = ["--dataset", str(ds), "--log-dir", str(tmp_path / "run"), "--steps", "40", "--ckpt-every", "10",
+            "--log-every", "5", *TINY]  # fmt: skip
+    assert invoke(args).exit_code == 0
+    csv_before = (tmp_path / "run" / "progress.csv").read_text()
+    last = tmp_path / "run" / "checkpoints" / "ckpt_40.pt"
+    reference = torch.load(last, weights_only=True)["actor"]
+    last.write_bytes(last.read_bytes()[:100])  # torn file, as a crash of a non-atomic writer would leave
+    res = invoke([*args, "--resume"])
+    assert res.exit_code == 0, res.output
+    assert "skipping" in res.output and "ckpt_40.pt" in res.output and "resuming from" in res.output
+    assert "(step 30)" in res.output
+    assert (tmp_path / "run" / "progress.csv").read_text() == csv_before
+    redone = torch.load(last, weights_only=True)["actor"]
+    assert all(torch.equal(reference[k], redone[k]) for k in reference)
+
+
+def test_resume_without_checkpoint_starts_over_cleanly(tmp_path):
+    ds = write_npz(tmp_path / "ok.npz")
+    log_dir = tmp_path / "run"
+    log_dir.mkdir()
+    (log_dir / "progress.csv").write_text(
+        "step,offrl/q_data\n1,9.0\n"
+    )  # left by a run killed before its first checkpoint
+    res = invoke(
+        [
+            "--dataset",
+            str(ds),
+            "--log-dir",
+            str(log_dir),
+            "--steps",
+            "4",
+            "--log-every",
+            "2",
+            "--resume",
+            *TINY,
+        ]
+    )
+    assert res.exit_code == 0, res.output
+    assert "starting from step 0" in res.output
+    assert _steps(log_dir / "progress.csv") == [2, 4]

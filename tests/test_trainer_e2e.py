@@ -177,3 +177,12 @@ def test_plain_npz_takes_metadata_from_flags_or_data(tmp_path):
     rewards = np.load(ds)["rewards"]
     assert cfg["reward_range"] == [float(rewards.min()), float(rewards.max())]
     assert cfg["task"] is None
+
+
+def test_same_seed_same_logs_other_seed_other_logs(tmp_path, dataset):
+    common = dict(steps=10, log_every=5, ckpt_every=10, bc_steps=2, algo="brac")
+    a = (run(dataset, tmp_path / "a", seed=1, **common) / "progress.csv").read_text()
+    b = (run(dataset, tmp_path / "b", seed=1, **common) / "progress.csv").read_text()
+    c = (run(dataset, tmp_path / "c", seed=2, **common) / "progress.csv").read_text()
+    assert a == b
+    assert a != c
