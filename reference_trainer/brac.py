@@ -53,7 +53,7 @@ def tanh_log_prob_from_u(u: torch.Tensor, mean: torch.Tensor, log_std: torch.Ten
 class BRACAgent(ActorCriticAgent):
     def __init__(self, cfg: Any, device: torch.device) -> None:
         super().__init__(cfg, device)
-        self.behaviour = build_actor(cfg, log_std_min=BEHAVIOUR_LOG_STD_MIN).to(device)
+        self.behaviour = build_actor(cfg, log_std_min=BEHAVIOUR_LOG_STD_MIN).to(device).requires_grad_(False)
         names = list(BRAC_METRICS)
         if cfg.dr3 > 0:
             names.append("dr3_term")
@@ -69,6 +69,7 @@ class BRACAgent(ActorCriticAgent):
 
     def fit_behaviour(self, dataset: OfflineDataset, steps: int) -> float:
         """Maximum-likelihood BC of pi_b; returns the final batch negative log-likelihood."""
+        self.behaviour.requires_grad_(True)
         opt = torch.optim.Adam(self.behaviour.parameters(), lr=BEHAVIOUR_LR)
         nll = torch.zeros(())
         for _ in range(steps):
@@ -78,8 +79,7 @@ class BRACAgent(ActorCriticAgent):
             opt.zero_grad(set_to_none=True)
             nll.backward()
             opt.step()
-        for p in self.behaviour.parameters():
-            p.requires_grad_(False)
+        self.behaviour.requires_grad_(False)  # frozen during RL
         return float(nll.detach())
 
     def update(self, batch: Batch, step: int) -> torch.Tensor:

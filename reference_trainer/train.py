@@ -127,14 +127,14 @@ def train(cfg: TrainConfig, echo: Callable[[str], None] = print) -> Path:
     found = latest_valid(log_dir) if cfg.resume else None
     if cfg.resume and found is None:
         echo(f"no usable checkpoint in {log_dir / 'checkpoints'}; starting from step 0")
-        if (log_dir / "progress.csv").exists():
-            logger_state = {"files": {}, "acc": torch.zeros(0), "count": 0}
+        # drop whatever an attempt that died before its first checkpoint logged
+        logger_state = {"files": {}, "acc": torch.zeros(len(agent.metric_names)), "count": 0}
     if found is not None:
         payload, path, skipped = found
         for reason in skipped:
             echo(f"skipping {reason}")
-        old = payload["config"]
-        changed = [k for k in _RESUME_FIXED if old.get(k) != cfg.to_json_dict().get(k)]
+        old, new = payload["config"], cfg.to_json_dict()
+        changed = [k for k in _RESUME_FIXED if old.get(k) != new.get(k)]
         if changed:
             raise ConfigError(f"{path}: cannot resume with changed {', '.join(changed)}")
         ts = payload["train_state"]
@@ -148,10 +148,6 @@ def train(cfg: TrainConfig, echo: Callable[[str], None] = print) -> Path:
         echo(f"behaviour policy fitted: {cfg.bc_steps_resolved} BC steps, final NLL {nll:.3f}")
     save_config_json(cfg, log_dir)
 
-    if (
-        logger_state is not None and logger_state["acc"].numel() == 0
-    ):  # restart with no checkpoint: clean logs
-        logger_state = {"files": {}, "acc": torch.zeros(len(agent.metric_names)), "count": 0}
     logger = MetricLogger(
         log_dir, agent.metric_names, device, resume_state=logger_state, start_step=start_step
     )
