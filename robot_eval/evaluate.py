@@ -280,6 +280,7 @@ def evaluate_checkpoints(
     jobs = [(str(p), seeds[i : i + size]) for _, p in checkpoints for i in range(0, episodes, size)]
     returns: dict[str, list[float]] = {k: [] for k in by_path}
     errors: dict[str, str] = {}
+    _POLICY_CACHE.clear()  # a checkpoint path may have been rewritten (or re-used) since the last call
     if workers <= 1:
         for c, s in jobs:
             ckpt, rets, err = _eval_chunk(spec, c, s, loader)
