@@ -8,8 +8,6 @@ import numpy as np
 
 from robot_eval.tasks import TaskSpec, task_spec
 
-FRAMES: dict[str, TaskSpec] = {}
-
 
 def _specs() -> dict[str, TaskSpec]:
     return {

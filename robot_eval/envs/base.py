@@ -80,11 +80,6 @@ class PandaEnv(gym.Env):
         self.robot = pb.loadURDF(urdf, useFixedBase=True, physicsClientId=c)
         for j in FINGER_JOINTS:
             pb.changeDynamics(self.robot, j, lateralFriction=1.5, physicsClientId=c)
-        info = [pb.getJointInfo(self.robot, j, physicsClientId=c) for j in range(9)]
-        self._ll = [i[8] for i in info]
-        self._ul = [i[9] for i in info]
-        self._jr = [u - lo for lo, u in zip(self._ll, self._ul, strict=True)]
-        self._rest = list(HOME_JOINTS) + [0.0, 0.0]
         self._down = pb.getQuaternionFromEuler(DOWN_ORN_EULER)
         self._build_scene()
         for j, q in enumerate(HOME_JOINTS):

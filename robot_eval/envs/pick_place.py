@@ -71,7 +71,6 @@ class PickPlaceEnv(PandaEnv):
         self.extents: list[np.ndarray] = []
         self.base_orn: list[tuple[float, ...]] = []
         self.inertia: list[tuple[float, ...]] = []
-        self.park: list[tuple[float, float, float]] = []
         for t in self.types:
             path = f"{data_path()}/{t.urdf}"
             probe = pb.loadURDF(path, [0, 0, 1.0], physicsClientId=c)
@@ -91,7 +90,6 @@ class PickPlaceEnv(PandaEnv):
             pos, orn = pb.getBasePositionAndOrientation(body, physicsClientId=c)
             rest = pos[2] - lo[2] + 0.001
             pb.resetBasePositionAndOrientation(body, [x, 3.0, rest], orn, physicsClientId=c)
-            self.park.append((x, 3.0, rest))
             self.bodies.append(body)
             self.rest_z.append(rest)
             self.extents.append(np.asarray(hi) - np.asarray(lo))
