@@ -1,8 +1,8 @@
 """Shared Panda scene: end-effector delta control through IK, gripper with hysteresis, state restore on reset.
 
-Control constants were measured with a prototype (see docs/robot_eval.md): 10 substeps at 240 Hz per env
-step, joint position gain 0.3, 20 IK iterations and 4 cm per unit action give reliable motion (5 substeps gave
-0% scripted success; gain 1.0 oscillates).
+Control constants (docs/robot_eval.md, re-checked by ablation): 10 substeps at 240 Hz per env step, joint position
+gain 0.3, 20 IK iterations with damping 0.01 and 4 cm per unit action give 100% noise-0.1 scripted success; 5
+substeps gave 45%, gain 1.0 35% (oscillation), 2 cm per step 22.5%.
 """
 
 from __future__ import annotations
@@ -44,7 +44,7 @@ class PandaEnv(gym.Env):
     workspace_high = np.array([0.8, 0.45, 0.45])
     home_ee = (0.5, 0.0, 0.3)
     render_size = 128
-    lowpoly_visuals = True  # False = stock Panda meshes (~13x slower TinyRenderer images; benchmarks only)
+    lowpoly_visuals = True  # False = stock Panda meshes (8x slower TinyRenderer images here; benchmarks only)
 
     def __init__(self, image_size: int = 0, render_mode: str | None = None) -> None:
         if image_size not in IMAGE_SIZES:
