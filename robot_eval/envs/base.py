@@ -2,7 +2,7 @@
 
 Control constants (docs/robot_eval.md, re-checked by ablation): 10 substeps at 240 Hz per env step, joint position
 gain 0.3, 20 IK iterations with damping 0.01 and 4 cm per unit action give 100% noise-0.1 scripted success; 5
-substeps gave 45%, gain 1.0 35% (oscillation), 2 cm per step 22.5%.
+substeps gave 45%, gain 1.0 35%, 2 cm per step 22.5%.
 """
 
 from __future__ import annotations
