@@ -154,11 +154,11 @@ def test_load_policy_state(tmp_path, dataset):
         load_policy(bad)
 
 
-def test_image_dataset_with_conv_encoder_and_policy(tmp_path):
+@pytest.mark.parametrize("encoder", ["conv", "resnet"])
+def test_image_dataset_with_encoder_and_policy(tmp_path, encoder):
     ds = make_dataset(tmp_path / "img.npz", n=64, image_size=12, horizon=16)
-    log_dir = run(
-        ds, tmp_path / "img", steps=4, log_every=2, ckpt_every=4, bc_steps=0, encoder="conv", batch_size=8
-    )
+    log_dir = run(ds, tmp_path / "img", steps=4, log_every=2, ckpt_every=4, bc_steps=0, encoder=encoder, batch_size=8,
+                  dropout=0.1)  # fmt: skip
     cfg = json.loads((log_dir / "config.json").read_text())
     assert cfg["obs_type"] == "image" and cfg["obs_shape"] == [12, 12, 3] and cfg["horizon"] == 16
     policy = load_policy(log_dir / "checkpoints" / "ckpt_4.pt")
@@ -186,3 +186,11 @@ def test_same_seed_same_logs_other_seed_other_logs(tmp_path, dataset):
     c = (run(dataset, tmp_path / "c", seed=2, **common) / "progress.csv").read_text()
     assert a == b
     assert a != c
+
+
+def test_brac_policy_regularization_variant(tmp_path, dataset):
+    log_dir = run(dataset, tmp_path / "pr", algo="brac", brac_variant="pr", steps=20, log_every=10, ckpt_every=20,
+                  bc_steps=20, precision="bf16")  # fmt: skip
+    last = _last(log_dir)
+    assert np.isfinite(last["brac_divergence"]) and "cql_gap" not in last
+    assert json.loads((log_dir / "config.json").read_text())["brac_variant"] == "pr"
