@@ -7,6 +7,7 @@ runs (Metric 3.2, second form), which can turn a run's verdict into underfitting
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
@@ -15,7 +16,29 @@ from analyzer.diagnose import analyze_signals, diagnose_run, finish, run_rules
 from analyzer.model import IngestIssue, Run
 from analyzer.report import Report, RunResult
 
-__all__ = ["analyze", "analyze_runs", "diagnose_run"]
+__all__ = ["Progress", "analyze", "analyze_runs", "diagnose_run"]
+
+Progress = Callable[[str, int, int, str], None]
+"""`progress(stage, done, total, run_id)`: stage is "read" or "diagnose"; done counts from 1."""
+
+
+def _staged(progress: Callable[..., None] | None) -> Progress | None:
+    """Accept the original `progress(done, total)` callbacks too (diagnose stage only)."""
+    if progress is None:
+        return None
+    try:
+        inspect.signature(progress).bind("read", 1, 1, "run")
+    except TypeError:
+        legacy = progress
+
+        def staged(stage: str, done: int, total: int, run_id: str) -> None:
+            if stage == "diagnose":
+                legacy(done, total)
+
+        return staged
+    except ValueError:  # no signature (some builtins): assume the 4-argument form
+        pass
+    return progress
 
 
 def _config(rules: str | Path | RulesConfig | None) -> RulesConfig:
@@ -27,11 +50,13 @@ def analyze(
     rules: str | Path | RulesConfig | None = None,
     *,
     workers: int = 1,
-    progress: Callable[[int, int | None], None] | None = None,
+    progress: Progress | Callable[[int, int], None] | None = None,
 ) -> Report:
     """Diagnose every run found under `paths`. Unreadable paths land in `Report.errors`.
 
-    `progress(done, total)` is called after each diagnosed run (the CLI's progress bar).
+    `progress(stage, done, total, run_id)` is called once per run after it is read (stage "read",
+    also with workers) and once per run after it is diagnosed (stage "diagnose"): the CLI's bar.
+    A two-argument `progress(done, total)` (the original form) is called for the diagnose stage only.
 
     Raises ConfigError (analyzer.config) for a bad rules file - the CLI maps it to exit code 2.
     """
@@ -44,9 +69,18 @@ def analyze(
         return Report(
             errors=[IngestIssue(str(p), f"log ingestion unavailable: {exc}", "error") for p in paths]
         )
-    runs, errors = load_runs(list(paths), mappings=cfg.load_mappings() or None, workers=workers)
+    on_run = None
+    staged = _staged(progress)
+    if staged is not None:
+
+        def on_run(done: int, total: int, run_id: str) -> None:
+            staged("read", done, total, run_id)
+
+    runs, errors = load_runs(
+        list(paths), mappings=cfg.load_mappings() or None, workers=workers, on_run=on_run
+    )
     runs = [_remap(r, cfg, load_runs) for r in runs]
-    return analyze_runs(runs, cfg, errors=list(errors), progress=progress)
+    return analyze_runs(runs, cfg, errors=list(errors), progress=staged)
 
 
 def _remap(run: Run, cfg: RulesConfig, load_runs) -> Run:  # type: ignore[no-untyped-def]
@@ -75,12 +109,16 @@ def analyze_runs(
     rules: str | Path | RulesConfig | None = None,
     *,
     errors: list[IngestIssue] | None = None,
-    progress: Callable[[int, int | None], None] | None = None,
+    progress: Progress | Callable[[int, int], None] | None = None,
 ) -> Report:
-    """Diagnose already-loaded runs (notebooks, tests, other readers) including the capacity comparison."""
+    """Diagnose already-loaded runs (notebooks, tests, other readers) including the capacity comparison.
+
+    `progress("diagnose", done, total, run_id)` is called after each run's own rules.
+    """
     from analyzer.rules import compare_capacity
 
     cfg = _config(rules)
+    progress = _staged(progress)
     analyses = []
     results: list[RunResult] = []
     for run in runs:
@@ -90,7 +128,7 @@ def analyze_runs(
         analyses.append((a, findings))
         results.append(finish(a, findings, cfg))
         if progress is not None:
-            progress(len(results), len(runs))
+            progress("diagnose", len(results), len(runs), run.id)
     if cfg.enabled("UF003") and len(runs) > 1:
         over = {r.run.id: r.verdict == "overfitting" for r in results}
         groups = {r.id: g for r in runs if (g := cfg.run_override(r.id).capacity_group)}

@@ -12,7 +12,6 @@ see the traceback of an internal error).
 
 from __future__ import annotations
 
-import inspect
 import math
 import os
 import sys
@@ -27,8 +26,11 @@ try:  # typer >= 0.20 vendors click; older typer uses the click package itself
 except ImportError:  # pragma: no cover - depends on the installed typer
     from click import exceptions as click_exc
 
+from rich.markup import escape
+
 from analyzer import __version__
 from analyzer.output import FORMATS
+from analyzer.output.brief import short_run_id
 from analyzer.output.failon import DEFAULT_FAIL_ON, FailOn, FailOnError, parse_fail_on
 
 PROG = "offrl-analyze"
@@ -221,10 +223,13 @@ def default_format() -> str:
 
 
 def run_analysis(paths: list[Path], rules: Any, workers: int, show_progress: bool) -> Any:
-    """Call the engine; show a rich progress bar on stderr while runs are read (if supported)."""
+    """Call the engine; with `show_progress`, a rich bar on stderr that advances per run.
+
+    Two stages, one bar each: reading logs (per run directory, also with --workers) and
+    diagnosing (per run). The bar is transient: it disappears once the table prints.
+    """
     from analyzer.api import analyze
 
-    params = inspect.signature(analyze).parameters
     if not show_progress:
         return analyze(paths, rules, workers=workers)
     from rich.console import Console
@@ -233,6 +238,7 @@ def run_analysis(paths: list[Path], rules: Any, workers: int, show_progress: boo
         MofNCompleteColumn,
         Progress,
         SpinnerColumn,
+        TaskID,
         TextColumn,
         TimeElapsedColumn,
     )
@@ -240,20 +246,26 @@ def run_analysis(paths: list[Path], rules: Any, workers: int, show_progress: boo
     console = Console(stderr=True)
     columns = [
         SpinnerColumn(),
-        TextColumn("{task.description}"),
-        BarColumn(),
+        TextColumn("{task.description:<10}"),
+        BarColumn(bar_width=30),
         MofNCompleteColumn(),
         TimeElapsedColumn(),
+        TextColumn("[dim]{task.fields[run]}", markup=True),
     ]
-    with Progress(*columns, console=console, transient=True) as progress:
-        task = progress.add_task("reading runs", total=None)
-        if "progress" in params:
+    with Progress(*columns, console=console, transient=True) as bar:
+        tasks: dict[str, TaskID] = {}
+        label = {"read": "reading", "diagnose": "diagnosing"}
+        width = max(20, console.width - 70)
 
-            def on_progress(done: int, total: int | None, *_: Any) -> None:
-                progress.update(task, completed=done, total=total)
+        def on_progress(stage: str, done: int, total: int, run_id: str) -> None:
+            if stage not in tasks:
+                for other in tasks.values():  # the previous stage is over
+                    bar.update(other, visible=False)
+                tasks[stage] = bar.add_task(label.get(stage, stage), total=total, run="")
+            shown = short_run_id(run_id, width)
+            bar.update(tasks[stage], completed=done, total=total, run=escape(shown))
 
-            return analyze(paths, rules, workers=workers, progress=on_progress)
-        return analyze(paths, rules, workers=workers)
+        return analyze(paths, rules, workers=workers, progress=on_progress)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -321,6 +333,12 @@ def check(
     quiet: Annotated[
         bool, typer.Option("-q", "--quiet", help="No progress bar or status messages; results only.")
     ] = False,
+    verbose: Annotated[
+        bool,
+        typer.Option(
+            "-v", "--verbose", help="Table format: print each run's findings and full advice under the table."
+        ),
+    ] = False,
     version: Annotated[
         bool,
         typer.Option(
@@ -356,7 +374,7 @@ def check(
 
     show_progress = not quiet and sys.stderr.isatty()
     report = run_analysis(paths, rules, workers, show_progress)
-    _emit(report, fmt, policy, output, quiet)
+    _emit(report, fmt, policy, output, quiet, verbose)
     _write_pictures(report, policy, plot, report_dir, quiet)
 
     if not report.runs:
@@ -368,7 +386,18 @@ def check(
     raise typer.Exit(EXIT_FAIL if policy.report_fails(report) else EXIT_OK)
 
 
-def _emit(report: Any, fmt: str, policy: FailOn, output: Path | None, quiet: bool) -> None:
+def table_width() -> int | None:
+    """None on a terminal (rich measures it); else $COLUMNS when set, else 160 (pipes, CI logs)."""
+    if sys.stdout.isatty():
+        return None
+    try:
+        cols = int(os.environ.get("COLUMNS", ""))
+    except ValueError:
+        cols = 0
+    return cols if cols >= 40 else 160
+
+
+def _emit(report: Any, fmt: str, policy: FailOn, output: Path | None, quiet: bool, verbose: bool) -> None:
     from analyzer.output import render
     from analyzer.output.common import summary_line
 
@@ -377,10 +406,10 @@ def _emit(report: Any, fmt: str, policy: FailOn, output: Path | None, quiet: boo
 
         from analyzer.output.table import print_report
 
-        console = Console(file=sys.stdout, highlight=False, width=None if sys.stdout.isatty() else 160)
-        print_report(console, report, policy)
+        console = Console(file=sys.stdout, highlight=False, width=table_width())
+        print_report(console, report, policy, verbose=verbose)
         return
-    text = render(fmt, report, policy)
+    text = render(fmt, report, policy, verbose=verbose)
     if output is None:
         sys.stdout.write(text)
         return

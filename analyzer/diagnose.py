@@ -354,7 +354,7 @@ ADVICE: dict[str, list[str]] = {
         "Add capacity-decreasing regularization to the Q network (Guideline 4.1): dropout p 0.1-0.3 "
         "(`offrl-train ... --dropout 0.2`), or a variational information bottleneck beta ~1e-3 (`--vib 1e-3`).",
         "Or weight regularization: l2 1e-4 (`--l2 1e-4`) or l1 (`--l1 1e-4`); or train fewer gradient "
-        "steps (`--steps <peak step>`).",
+        "steps (`--steps {peak}`).",
         "More (or more diverse) data also helps: the paper's overfitting cases are the 50-100 trajectory datasets.",
     ],
     "underfitting": [
@@ -372,7 +372,8 @@ ADVICE: dict[str, list[str]] = {
 
 
 def advise(verdict: str, findings: list[Finding], a: Analysis) -> list[str]:
-    out = list(ADVICE.get(verdict, []))
+    peak = str(a.peak.step) if a.peak is not None else "N"
+    out = [text.replace("{peak}", peak) for text in ADVICE.get(verdict, [])]
     codes = {f.code for f in findings if f.level != "info" or f.evidence.get("inconclusive")}
     if a.reg_name == "brac_divergence" and verdict in ("overfitting", "underfitting"):
         out.append("BRAC: the same remedies apply to its Q network; the divergence weight is `--brac-beta`.")
@@ -394,10 +395,7 @@ def advise(verdict: str, findings: list[Finding], a: Analysis) -> list[str]:
         )
     inc = [f for f in findings if f.code == "UF001" and f.evidence.get("missing")]
     if inc:
-        out.append(
-            "Provide the missing metadata: `offrl-analyze --reward-range LO HI --horizon N --gamma G`, or in a "
-            "rules file `runs: [{match: '*', reward_range: [0, 1], horizon: 30, gamma: 0.99}]`."
-        )
+        out.append(_metadata_advice(a.run.id, [m for f in inc for m in f.evidence["missing"]]))
     if "DQ002" in codes:
         out.append("Log dataset Q more often or train longer before diagnosing (too few points).")
     if "DQ003" in {f.code for f in findings}:
@@ -405,6 +403,28 @@ def advise(verdict: str, findings: list[Finding], a: Analysis) -> list[str]:
             "Log the dataset-Q mean E_D[Q(s,a)] directly (`offrl/q_data`) for a verdict that needs no proxy."
         )
     return out
+
+
+def _metadata_advice(run_id: str, missing: list[str]) -> str:
+    """Copyable flags and rules-file entry for exactly the missing fields (valid CLI and YAML as printed).
+
+    The numbers are examples the message labels as such: the tool cannot know the environment's.
+    """
+    flags, yaml = [], []
+    if "reward_range" in missing:
+        flags.append("--reward-range 0,1")
+        yaml.append("reward_range: [0, 1]")
+    if any(m != "reward_range" for m in missing):
+        flags += ["--horizon 200", "--gamma 0.99"] if "horizon or gamma" in missing else []
+        flags += ["--horizon 200"] if "horizon" in missing else []
+        flags += ["--gamma 0.99"] if "gamma" in missing else []
+        yaml += [f.replace("--", "").replace(" ", ": ") for f in flags if not f.startswith("--reward")]
+    glob = "".join(f"[{c}]" if c in "[]*?" else c for c in run_id).replace("'", "''")  # literal run id
+    return (
+        f"Provide the missing metadata with your environment's values (shown: examples for 0/1 rewards, "
+        f"200-step episodes, gamma 0.99): re-run with `{' '.join(flags)}`, or in a rules file "
+        f"(`--rules FILE`) `runs: [{{match: '{glob}', {', '.join(yaml)}}}]`."
+    )
 
 
 # ----------------------------------------------------------------------------------------------

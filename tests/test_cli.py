@@ -312,3 +312,61 @@ def test_quiet_suppresses_status_messages(tmp_path):
     quiet = invoke(DEMO / "healthy", "--plot", tmp_path / "b", "--fail-on", "none", "-q")
     assert quiet.exit_code == 0 and quiet.stderr == ""
     assert (tmp_path / "b" / "healthy.png").is_file()
+
+
+def test_progress_is_called_once_per_run_per_stage():
+    """The bar's callback: one "read" call per run directory (also with workers), one "diagnose" per run."""
+    from analyzer.api import analyze
+
+    for workers in (1, 2):
+        calls: list[tuple[str, int, int, str]] = []
+        report = analyze([DEMO], workers=workers, progress=lambda *a, _c=calls: _c.append(a))
+        ids = sorted(r.run.id for r in report.runs)
+        for stage in ("read", "diagnose"):
+            mine = [c for c in calls if c[0] == stage]
+            assert [c[1] for c in mine] == list(range(1, len(ids) + 1)), (workers, stage, calls)
+            assert {c[2] for c in mine} == {len(ids)}
+            assert sorted(c[3] for c in mine) == ids
+    legacy: list[tuple[int, int]] = []  # the original two-argument form: diagnose stage only
+    analyze([DEMO], progress=lambda done, total: legacy.append((done, total)))
+    assert legacy == [(k, 4) for k in range(1, 5)]
+
+
+def test_verbose_prints_findings_and_all_advice():
+    plain = invoke(DEMO / "overfit", "--fail-on", "none")
+    verbose = invoke(DEMO / "overfit", "--fail-on", "none", "-v")
+    assert plain.exit_code == verbose.exit_code == 0
+    assert "OF001 warning" not in plain.stdout and "OF001 warning" in verbose.stdout
+    flat = " ".join(verbose.stdout.split())
+    assert "advice 4:" in flat and "--steps 8800" in flat  # the peak step, not a placeholder
+    assert "keep ckpt_8000.pt; add --vib 1e-3" in plain.stdout
+
+
+def test_table_width_follows_columns_when_not_a_terminal(monkeypatch):
+    monkeypatch.setenv("COLUMNS", "100")
+    r = invoke(REPO / "fixtures", "--fail-on", "none")
+    assert r.exit_code == 0
+    assert max(len(line) for line in r.stdout.splitlines()) <= 100
+
+
+def test_missing_metadata_advice_is_copyable(tmp_path):
+    """The rules-file entry the advice prints is valid YAML and, filled in, makes UF001 run."""
+    import re
+
+    real = REPO / "fixtures" / "real" / "d3rlpy"
+    out = json.loads(invoke(real, "--format", "json", "--fail-on", "none").stdout)
+    (tb,) = [r for r in out["runs"] if r["run"].startswith("tensorboard/")]
+    assert tb["verdict"] == "inconclusive"
+    assert any(f["code"] == "DQ003" for f in tb["findings"])  # proxy-only dataset Q is stated
+    hint = next(a for a in tb["advice"] if a.startswith("Provide the missing metadata"))
+    flags = re.search(r"re-run with `([^`]*)`", hint).group(1)
+    entry = re.search(r"`(runs: \[.*\])`", hint).group(1)
+    assert "<" not in hint and "LO" not in hint
+    rules = tmp_path / "rules.yaml"
+    rules.write_text(entry + "\n")
+    for extra in (["--rules", rules], flags.split()):
+        again = json.loads(invoke(real, "--format", "json", "--fail-on", "none", *extra).stdout)
+        (tb2,) = [r for r in again["runs"] if r["run"] == tb["run"]]
+        uf = [f for f in tb2["findings"] if f["code"] == "UF001"]
+        assert uf and not uf[0]["evidence"].get("inconclusive"), (extra, uf)
+        assert tb2["verdict"] != "inconclusive"

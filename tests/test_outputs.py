@@ -234,14 +234,95 @@ def test_table_lists_runs_verdicts_checkpoint_and_summary(report):
         "group/underfit",
         "overfitting",
         "underfitting",
-        "step 8000 (ckpt_8000.pt)",
-        "Keep ckpt_8000.pt",
+        "8000 (ckpt_8000.pt)",
+        "keep ckpt_8000.pt; add --vib 1e-3",  # the first concrete action, from the verdict and pick
     ):
         assert needle in text
     assert "2 runs: 1 overfitting, 1 underfitting, 0 healthy, 0 inconclusive; 1 ingest problem" in text
     assert "1 failing" in text
     assert "not a TFRecord file" in text
     assert "\x1b[" not in text  # no colour codes unless asked
+
+
+@pytest.mark.parametrize("width", [100, 120])
+def test_table_fits_the_terminal_and_keeps_full_text_for_verbose(report, width):
+    """Every line fits; one evidence line per run; full sentences only with verbose (as printed, no markup)."""
+    over = report.runs[0]
+    over.findings[
+        0
+    ].message = "needs `runs: [{match: '<glob>', reward_range: [lo, hi]}]`"  # rich markup lookalike
+    over.verdict_reason = "Q fell after step 8000; supporting: cql_gap falling (-34% over the last half)"
+    text = render("table", report, parse_fail_on("error"), width=width)
+    assert all(len(line) <= width for line in text.splitlines())
+    assert "Q fell after step 8000" in text  # no known evidence numbers: the reason's first clause
+    assert "supporting" not in text and "reward_range: [lo, hi]" not in text
+    verbose = render("table", report, parse_fail_on("error"), width=width, verbose=True)
+    flat = " ".join(verbose.split())
+    assert "reward_range: [lo, hi]}]" in flat  # printed verbatim, not eaten as a style tag
+    assert over.verdict_reason in flat
+    for advice in over.advice:  # every piece of advice, not only the first
+        assert advice in flat
+    assert "OF001 warning" in flat
+
+
+def test_short_texts_are_short_and_derived_from_the_evidence():
+    from analyzer.output.brief import ADVICE_MAX, checkpoint_cell, short_advice, short_evidence
+
+    steps = np.arange(0, 20_001, 1000)
+    run = Run(
+        id="r", path=Path("r"), framework="d3rlpy", series={"q_data": _series("q_data", steps, steps * 0.0)}
+    )
+    run.series["q_data"].kind = "proxy"
+    of = Finding(
+        "OF001",
+        "q-peak-decline",
+        "warning",
+        "long sentence",
+        evidence={
+            "peak_value": 14.93,
+            "peak_step": 8800,
+            "final_level": 9.058,
+            "drop_fraction_of_rise": 0.43,
+        },
+    )
+    res = RunResult(run, "overfitting", "long reason", CheckpointPick(8000, "/x/model_8000.d3", "why"), [of])
+    assert short_evidence(res) == "proxy Q peak 14.9 @8800 -> 9.06, -43% of rise"
+    assert short_advice(res) == "keep model_8000.d3; regularize Q (dropout/VIB)"  # not offrl-train flags
+    assert checkpoint_cell(res) == "8000 (model_8000.d3)"
+    res.run.framework = "offrl"
+    assert short_advice(res) == "keep model_8000.d3; add --vib 1e-3"
+    res.checkpoint = None
+    res.peak_step = 8800
+    assert short_advice(res) == "stop at step 8800; add --vib 1e-3"
+    res.advice = ["x" * 200]
+    res.verdict = "inconclusive"  # no rule-specific text: the engine's advice, clipped
+    assert len(short_advice(res)) == ADVICE_MAX and short_advice(res).endswith("…")
+
+
+def test_run_ids_shorten_from_the_left_and_stay_distinct():
+    from analyzer.output.brief import short_run_id, short_run_ids
+
+    assert short_run_id("demo/overfit", 20) == "demo/overfit"
+    long = "formats/rlkit/cql-workflow-pickplace/cql_workflow_pickplace_2026_11_25--s-3"
+    assert short_run_id(long, 20) == "…_2026_11_25--s-3"[-20:] or short_run_id(long, 20).endswith("--s-3")
+    assert len(short_run_id(long, 20)) == 20 and short_run_id(long, 20).startswith("…")
+    ids = ["real/d3rlpy/csv/cql_tiny_20261125205945", "real/d3rlpy/tensorboard/runs/cql_tiny_20261125205945"]
+    short = short_run_ids(ids, 24)
+    assert len(set(short.values())) == 2
+    assert short[ids[0]].startswith("csv/") and short[ids[1]].startswith("tensorboard")
+    assert all(len(v) <= 24 for v in short.values())
+
+
+def test_ingest_problems_are_one_line_per_run(report):
+    run = report.runs[1].run
+    run.issues += [IngestIssue(str(run.path / f"events.{k}"), f"problem {k}", "warning") for k in range(3)]
+    report.errors += [IngestIssue(f"/elsewhere/bad{k}", "not a log", "error") for k in range(7)]
+    text = render("table", report, parse_fail_on("none"), width=120)
+    lines = [line for line in text.splitlines() if "group/underfit" in line and "ingest problem" in line]
+    assert len(lines) == 1 and "4 ingest problems; first: events.out.tfevents.1: truncated record" in lines[0]
+    assert "problem 2" not in text  # the rest are in --format json / -v
+    assert sum("not a log" in line for line in text.splitlines()) == 4  # + "not a TFRecord file": 5 shown
+    assert "... and 3 more unreadable path(s)" in text
 
 
 def test_markdown_has_table_rows_and_escapes_pipes(report):

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import re
 from collections import Counter
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 from typing import Any
@@ -455,8 +455,12 @@ def load_runs(
     duplicate_policy: str = "keep-last",
     workers: int = 1,
     use_cache: bool = False,
+    on_run: Callable[[int, int, str], None] | None = None,
 ) -> tuple[list[Run], list[IngestIssue]]:
     """Discover and read every run under `paths`: (runs sorted by id, paths that yielded no run).
+
+    `on_run(done, total, run_id)` is called after each run directory is read (for progress bars;
+    with workers, in submission order as results arrive).
 
     `duplicate_policy`: "keep-last" (default) or "keep-first", see docs/ingestion.md.
     `workers > 1` reads runs in a process pool. `use_cache` loads unchanged runs' log data from the
@@ -486,18 +490,24 @@ def load_runs(
     jobs = _unique_ids(groups)
     if workers > 1 and len(jobs) > 1:
         with ProcessPoolExecutor(max_workers=min(workers, len(jobs))) as pool:
-            results = list(
-                pool.map(
-                    _load_one,
-                    jobs,
-                    [mappings] * len(jobs),
-                    [duplicate_policy] * len(jobs),
-                    [use_cache] * len(jobs),
-                    chunksize=max(1, len(jobs) // (4 * workers)),
-                )
-            )
+            results = []
+            for res in pool.map(
+                _load_one,
+                jobs,
+                [mappings] * len(jobs),
+                [duplicate_policy] * len(jobs),
+                [use_cache] * len(jobs),
+                chunksize=max(1, len(jobs) // (4 * workers)),
+            ):
+                results.append(res)
+                if on_run is not None:
+                    on_run(len(results), len(jobs), jobs[len(results) - 1].id)
     else:
-        results = [_load_one(rd, mappings, duplicate_policy, use_cache) for rd in jobs]
+        results = []
+        for rd in jobs:
+            results.append(_load_one(rd, mappings, duplicate_policy, use_cache))
+            if on_run is not None:
+                on_run(len(results), len(jobs), rd.id)
     runs: list[Run] = []
     yielded: set[int] = set()  # roots that produced a run or an error
     for (run, errs), root_index in zip(results, _root_index(groups), strict=True):

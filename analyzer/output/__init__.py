@@ -13,8 +13,10 @@ FORMATS: tuple[str, ...] = ("table", "json", "markdown", "github", "junit", "sar
 __all__ = ["FORMATS", "FailOn", "parse_fail_on", "render"]
 
 
-def render(fmt: str, report, fail_on: FailOn, *, color: bool = False, width: int | None = None) -> str:
-    """Render `report` in format `fmt` (one of FORMATS) as text."""
+def render(
+    fmt: str, report, fail_on: FailOn, *, color: bool = False, width: int | None = None, verbose: bool = False
+) -> str:
+    """Render `report` in format `fmt` (one of FORMATS) as text (`verbose`: table detail under it)."""
     if fmt == "json":
         from analyzer.output.json_out import render_json
 
@@ -38,5 +40,5 @@ def render(fmt: str, report, fail_on: FailOn, *, color: bool = False, width: int
     if fmt == "table":
         from analyzer.output.table import render_table
 
-        return render_table(report, fail_on, color=color, width=width)
+        return render_table(report, fail_on, color=color, width=width, verbose=verbose)
     raise ValueError(f"unknown format {fmt!r}; choose one of {', '.join(FORMATS)}")

@@ -13,12 +13,21 @@ from analyzer.report import Finding
 from analyzer.rules.base import REGISTRY, Context, Param, RuleSpec, fmt, register_spec, rule
 from analyzer.signal import tail_level, tail_trend
 
+# Each hint names the flag (metavar as in --help) and a rules-file line that is valid YAML as printed;
+# the numbers in them are marked as examples, never as defaults for the user's environment.
 HOW_TO_PROVIDE = {
-    "reward_range": "`--reward-range LO HI` or `runs: [{match: '<glob>', reward_range: [lo, hi]}]`",
-    "horizon": "`--horizon N` or `runs: [{match: '<glob>', horizon: N}]`",
-    "gamma": "`--gamma G` or `runs: [{match: '<glob>', gamma: G}]`",
-    "horizon or gamma": "`--horizon N` / `--gamma G` or `runs: [{match: '<glob>', horizon: N, gamma: G}]`",
+    "reward_range": "`--reward-range LO,HI` (per-step reward bounds, e.g. `--reward-range 0,1`) or a rules "
+    "file with `runs: [{match: '*', reward_range: [0, 1]}]`",
+    "horizon": "`--horizon N` (episode length in steps, e.g. `--horizon 200`) or `runs: [{match: '*', horizon: 200}]`",
+    "gamma": "`--gamma G` (e.g. `--gamma 0.99`) or `runs: [{match: '*', gamma: 0.99}]`",
+    "horizon or gamma": "`--horizon N` (episode length in steps) or `--gamma G` (e.g. `--gamma 0.99`), or "
+    "`runs: [{match: '*', horizon: 200, gamma: 0.99}]`",
 }
+
+
+def _pct(rel: float) -> str:
+    """`+12%`, `-3%`, or `< 1%` (not `-0%`) for a relative change."""
+    return "< 1%" if abs(rel) < 0.005 else f"{rel:+.0%}"
 
 
 def scaled_td_error(td_mse: float, H: float, reading: str) -> float:
@@ -203,7 +212,7 @@ def regularizer_high_flat(ctx: Context) -> list[Finding]:
         return []
     return [
         ctx.finding(
-            f"{a.reg_name} stays at {fmt(level)} (>= {scale_txt}) and changed {tr.relative:+.0%} over the last "
+            f"{a.reg_name} stays at {fmt(level)} (>= {scale_txt}) and changed {_pct(tr.relative)} over the last "
             "half: large and not decreasing",
             evidence=ev,
             steps=(tr.start_step, tr.end_step),
