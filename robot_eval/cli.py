@@ -71,6 +71,10 @@ def _parser() -> argparse.ArgumentParser:
     i.add_argument("dataset")
     i.add_argument("--format", choices=("text", "json"), default="text")
 
+    from robot_eval.loop.run import add_parser as add_loop_parser
+
+    add_loop_parser(sub)
+
     r = sub.add_parser("render", help="save one rendered frame per task (PNG) for the docs")
     r.add_argument("--out-dir", default="docs/img")
     r.add_argument("--size", type=int, default=256)
@@ -232,6 +236,15 @@ def _cmd_render(a: argparse.Namespace) -> dict[str, Any]:
     return {"files": [str(p) for p in render_task_frames(Path(a.out_dir), size=a.size, seed=a.seed)]}
 
 
+def _cmd_loop(a: argparse.Namespace) -> dict[str, Any]:
+    from robot_eval.loop.run import command
+
+    try:
+        return command(a)
+    except (ValueError, KeyError) as exc:
+        raise CliError(str(exc).strip("'\"")) from None
+
+
 def _print_text(command: str, res: dict[str, Any]) -> None:
     if command == "collect":
         m = res["metadata"]
@@ -271,6 +284,7 @@ def main(argv: list[str] | None = None, *, policy_loader=None) -> int:
         "checkpoints": lambda a: _cmd_checkpoints(a, policy_loader),
         "info": _cmd_info,
         "render": _cmd_render,
+        "loop": _cmd_loop,
     }
     try:
         res = handlers[args.command](args)

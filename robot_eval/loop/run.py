@@ -1,0 +1,205 @@
+"""Orchestrate the closed loop: datasets -> trials (independent subprocesses, resumable) -> scores -> tables/figures.
+
+Layout of OUT (git-ignored work dir; holds datasets and checkpoints):
+  data/<dataset>.npz (+ .json with its collection time)
+  trials/<key>/{spec.json, run/, eval/, eval.json, analysis.json, fqe.json, timing.json, result.json, trial.log}
+  tables/*.csv, summary.md, figures/loop-*.png (or --results / --figures)
+A trial whose result.json exists (for the same spec) is skipped; a killed one resumes phase by phase.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+
+from robot_eval.loop.scenarios import DataSpec, Trial, trials_for
+
+
+def collect_dataset(data: DataSpec, out_dir: Path, workers: int = 1) -> tuple[Path, float]:
+    """Collect (once) the scripted dataset; returns its path and the seconds its collection took."""
+    from robot_eval.collect import collect
+    from robot_eval.dataset import save_dataset
+    from robot_eval.tasks import task_spec
+
+    path = out_dir / f"{data.name}.npz"
+    meta = path.with_suffix(".json")
+    if path.exists() and meta.exists():
+        return path, float(json.loads(meta.read_text())["seconds"])
+    out_dir.mkdir(parents=True, exist_ok=True)
+    spec = task_spec(data.task, n_objects=data.n_objects)
+    t0 = time.perf_counter()
+    ds = collect(spec, data.trajectories, noise=data.noise, seed=data.seed, workers=workers)
+    sec = time.perf_counter() - t0
+    save_dataset(path, ds)
+    meta.write_text(
+        json.dumps({"seconds": sec, "spec": asdict(data), "success_rate": ds.metadata["success_rate"]})
+    )
+    return path, sec
+
+
+def _spec(trial: Trial, dataset: Path) -> dict[str, Any]:
+    d = trial.to_dict()
+    d["dataset_path"] = str(dataset.resolve())
+    return d
+
+
+def run_one(tdir: Path, threads: int, precision: str) -> tuple[Path, int]:
+    """One trial as its own process (isolation: a crash or a leak in one run cannot touch the others)."""
+    cmd = [sys.executable, "-m", "robot_eval.loop.trial", str(tdir), "--threads", str(threads)]
+    cmd += ["--precision", precision]
+    with (tdir / "trial.log").open("a") as log:
+        rc = subprocess.run(cmd, stdout=log, stderr=subprocess.STDOUT).returncode
+    return tdir, rc
+
+
+def is_done(tdir: Path, spec: dict[str, Any]) -> bool:
+    res = tdir / "result.json"
+    if not res.exists():
+        return False
+    try:
+        old = json.loads(res.read_text())["spec"]
+    except (ValueError, KeyError):
+        return False
+    return (
+        old.get("key") == spec["key"]
+        and old.get("episodes") == spec["episodes"]
+        and old.get("fqe_steps") == spec["fqe_steps"]
+    )
+
+
+def run_loop(
+    scenario: str,
+    preset: str,
+    out: Path,
+    jobs: int = 2,
+    seeds: tuple[int, ...] | None = None,
+    precision: str = "bf16",
+    results_dir: Path | None = None,
+    figures_dir: Path | None = None,
+    log=print,
+) -> dict[str, Any]:
+    """Run every trial of `scenario` (or 'all') under `preset`, then score all finished trials in OUT."""
+    out = Path(out)
+    trials = trials_for(scenario, preset, seeds)
+    t_start = time.perf_counter()
+    datasets: dict[str, tuple[Path, float]] = {}
+    for t in trials:
+        if t.data.name not in datasets:
+            log(f"dataset {t.data.name}")
+            datasets[t.data.name] = collect_dataset(t.data, out / "data", workers=max(1, jobs))
+    todo: list[Path] = []
+    seen: set[str] = set()
+    for t in trials:
+        tdir = out / "trials" / t.key
+        if t.key in seen:
+            continue
+        seen.add(t.key)
+        spec = _spec(t, datasets[t.data.name][0])
+        tdir.mkdir(parents=True, exist_ok=True)
+        if is_done(tdir, spec):
+            continue
+        (tdir / "spec.json").write_text(json.dumps(spec, indent=1, sort_keys=True))
+        for stale in ("result.json",):
+            (tdir / stale).unlink(missing_ok=True)
+        todo.append(tdir)
+    log(
+        f"{len(seen)} trials, {len(seen) - len(todo)} already finished, {len(todo)} to run with {jobs} job(s)"
+    )
+    failed: list[str] = []
+    with ThreadPoolExecutor(max_workers=max(1, jobs)) as pool:
+        for tdir, rc in pool.map(lambda d: run_one(d, 1, precision), todo):
+            if rc != 0:
+                failed.append(f"{tdir.name} (exit {rc}, see {tdir / 'trial.log'})")
+                log(f"FAILED {tdir.name}")
+            else:
+                log(f"done {tdir.name}")
+    from robot_eval.loop.report import write_report
+
+    summary = write_report(
+        out,
+        results_dir or out / "tables",
+        figures_dir or out / "figures",
+        {k: v[1] for k, v in datasets.items()},
+        command=" ".join(["offrl-eval", "loop", scenario, "--preset", preset, "--jobs", str(jobs)]),
+        log=log,
+    )
+    summary["failed"] = failed
+    summary["wall_s"] = time.perf_counter() - t_start
+    return summary
+
+
+def default_jobs() -> int:
+    return max(1, min(2, (os.cpu_count() or 1)))
+
+
+def add_parser(sub) -> None:  # type: ignore[no-untyped-def]
+    """The `offrl-eval loop` subcommand (registered by robot_eval/cli.py)."""
+    from robot_eval.loop.scenarios import ORDER, PRESETS
+
+    lp = sub.add_parser("loop", help="closed loop: collect, train, evaluate every checkpoint, analyze, score")
+    lp.add_argument("scenario", help=f"{' | '.join(ORDER)} | all")
+    lp.add_argument("--preset", choices=tuple(PRESETS), default="quick")
+    lp.add_argument("--jobs", "-j", type=int, default=default_jobs(), help="concurrent trials (1 core each)")
+    lp.add_argument(
+        "--out", "-o", default="out/loop", help="work dir: datasets, runs, checkpoints (not for git)"
+    )
+    lp.add_argument("--seeds", default=None, help="comma-separated seeds (default: the preset's)")
+    lp.add_argument("--precision", choices=("fp32", "bf16"), default="bf16")
+    lp.add_argument("--results", default=None, help="tables + summary.md folder (default OUT/tables)")
+    lp.add_argument("--figures", default=None, help="figure folder (default OUT/figures)")
+    lp.add_argument(
+        "--score-only", action="store_true", help="run nothing; re-score the finished trials in OUT"
+    )
+    lp.add_argument("--format", choices=("text", "json"), default="text")
+
+
+def command(a) -> dict[str, Any]:  # type: ignore[no-untyped-def]
+    """Run `offrl-eval loop`; ValueError/KeyError become one-line errors (exit 2) in the CLI."""
+    from robot_eval.loop.scenarios import ORDER
+
+    if a.scenario != "all" and a.scenario not in ORDER:
+        raise ValueError(f"unknown scenario {a.scenario!r} (choose from {', '.join(ORDER)}, all)")
+    if a.jobs < 1:
+        raise ValueError(f"--jobs must be >= 1, got {a.jobs}")
+    seeds = None
+    if a.seeds:
+        try:
+            seeds = tuple(int(s) for s in a.seeds.split(","))
+        except ValueError:
+            raise ValueError(f"--seeds must be comma-separated integers, got {a.seeds!r}") from None
+    if a.score_only:
+        from robot_eval.loop.report import write_report
+
+        out = Path(a.out)
+        if not (out / "trials").is_dir():
+            raise ValueError(f"{out}: no trials/ folder to score")
+        res = write_report(
+            out,
+            Path(a.results) if a.results else out / "tables",
+            Path(a.figures) if a.figures else out / "figures",
+            {},
+            command=f"offrl-eval loop {a.scenario} --preset {a.preset} --jobs {a.jobs}",
+            log=lambda m: print(m, file=sys.stderr),
+        )
+        res["files"] = [*res.get("figures", []), *([res["results_dir"]] if "results_dir" in res else [])]
+        return res
+    res = run_loop(
+        a.scenario,
+        a.preset,
+        Path(a.out),
+        jobs=a.jobs,
+        seeds=seeds,
+        precision=a.precision,
+        results_dir=Path(a.results) if a.results else None,
+        figures_dir=Path(a.figures) if a.figures else None,
+        log=lambda m: print(m, file=sys.stderr),
+    )
+    res["files"] = [*res.get("figures", []), *([res["results_dir"]] if "results_dir" in res else [])]
+    return res
