@@ -501,6 +501,21 @@ def test_golden_demo(fmt, demo_report, monkeypatch):
     assert text == golden.read_text()
 
 
+def test_golden_demo_table(demo_report, monkeypatch):
+    """The terminal table at 120 columns, `-v` detail included (layout, wrapping, ingest lines)."""
+    monkeypatch.chdir(REPO)
+    frozen = _engine_text_frozen(demo_report)
+    text = _normalise(
+        render("table", frozen, parse_fail_on("overfitting,underfitting"), width=120, verbose=True)
+    )
+    text = "\n".join(line.rstrip() for line in text.splitlines()) + "\n"  # rich pads lines to the width
+    golden = GOLDEN / "demo.table.txt"
+    if os.environ.get("UPDATE_GOLDEN") == "1":
+        golden.write_text(text)
+    assert golden.exists(), f"{golden} missing; run UPDATE_GOLDEN=1 pytest {__file__}"
+    assert text == golden.read_text()
+
+
 def test_demo_truth(demo_report):
     """The demo runs' known curves give known verdicts (see fixtures/demo/make_demo.py)."""
     by_id = {r.run.id: r for r in demo_report.runs}

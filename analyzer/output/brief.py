@@ -9,6 +9,7 @@ this module knows, the engine's own sentence is cut at its first clause instead.
 from __future__ import annotations
 
 import math
+import re
 from pathlib import Path
 from typing import Any
 
@@ -16,7 +17,7 @@ from analyzer.report import Finding, RunResult
 
 ELLIPSIS = "…"
 ADVICE_MAX = 60  # characters: one short action fits one line of the Advice column
-EVIDENCE_MAX = 72
+EVIDENCE_MAX = 64
 
 
 def num(x: Any, digits: int = 3) -> str:
@@ -147,12 +148,15 @@ def _evidence(r: RunResult) -> str:
         return f"no Q decline{td}"
     if r.verdict == "inconclusive":
         return _inconclusive_evidence(r)
-    return first_clause(r.verdict_reason)
+    return first_clause(re.sub(r"^[A-Z]{2}\d{3}: ", "", r.verdict_reason))  # e.g. UF003's own sentence
 
 
 def _inconclusive_evidence(r: RunResult) -> str:
     fs = r.findings
     reason = r.verdict_reason
+    div = _get(fs, "DV001")
+    if div and reason.startswith("Q diverges"):
+        return "Q diverges: " + first_clause(div[0].message, EVIDENCE_MAX - 12)
     if reason.startswith("no dataset-Q metric"):
         return "no dataset-Q metric: overfitting unchecked"
     few = [f for f in _get(fs, "DQ002") if "points" in f.evidence]
@@ -162,7 +166,7 @@ def _inconclusive_evidence(r: RunResult) -> str:
     missing = [m for f in _get(fs, "UF001") for m in f.evidence.get("missing", [])]
     if missing and reason.startswith("no overfitting sign"):
         what = ", ".join("horizon" if m == "horizon or gamma" else m.replace("_", " ") for m in missing)
-        return f"no Q decline; underfitting not checked: no {what}"
+        return f"no Q decline; underfitting needs {what}"
     return first_clause(reason)
 
 
@@ -192,7 +196,7 @@ def _advice(r: RunResult) -> str:
     if r.verdict == "healthy":
         return f"keep {name} (latest)" if name else "keep the latest checkpoint"
     if "NF001" in codes and "non-finite" in r.verdict_reason:
-        return "restart from the last finite checkpoint, lower Q lr"
+        return "restart from last finite checkpoint, lower Q lr"
     if "DV001" in codes:
         return "raise CQL alpha; check the reward scale"
     if r.verdict_reason.startswith("no dataset-Q metric"):
@@ -202,7 +206,7 @@ def _advice(r: RunResult) -> str:
     missing = [m for f in _get(fs, "UF001") for m in f.evidence.get("missing", [])]
     if missing:
         if missing == ["reward_range"]:
-            return "pass --reward-range LO,HI (e.g. 0,1 for 0/1 rewards)"
+            return "pass --reward-range LO,HI (e.g. 0,1)"
         if "reward_range" not in missing:
             return "pass --horizon N and/or --gamma G"
         return "pass --reward-range LO,HI --horizon N (see -v)"
