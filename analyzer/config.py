@@ -6,7 +6,7 @@ Shape (rules/default.yaml is the annotated reference; every threshold lives ther
     analysis:   {tail_fraction: 0.2}
     smoothing:  {method: ema, weight: 0.6, analysis_method: ema2, analysis_weight: 0.8, window: 11}
     changepoints: {algorithm: pelt, cost: l2-slope, penalty_scale: 1.0, max_points: 500, min_size: 5}
-    checkpoint: {pick: at-or-before-peak}          # or next-after-peak
+    checkpoint: {pick: higher-q-around-peak}       # or at-or-before-peak, next-after-peak
     select: [OF, UF001]         # prefix match like ruff; default: all
     ignore: [CQ]
     levels: {UF001: error}
@@ -158,11 +158,16 @@ SECTIONS: dict[str, tuple[Param, ...]] = {
     "checkpoint": (
         Param(
             "pick",
-            "at-or-before-peak",
+            "higher-q-around-peak",
             "choice",
-            "Guideline 3.1: latest checkpoint at or before the dataset-Q peak, or the first after it",
-            "paper Guideline 3.1; next-after-peak follows the WidowX experiment (actor lags critic)",
-            choices=("at-or-before-peak", "next-after-peak"),
+            "Guideline 3.1: of the last checkpoint at or before the dataset-Q peak and the first after it, the "
+            "one with the higher smoothed dataset Q (higher-q-around-peak); always the one at or before "
+            "(at-or-before-peak); or the first after it (next-after-peak)",
+            "paper Guideline 3.1; measured on 720 synthetic overfitting runs with a checkpoint every 5 points: "
+            "the pick's true Q is 0.09 instead of 0.26 noise sigmas below the best checkpoint's (at-or-before), "
+            "no change with a checkpoint at every point (docs/validation.md); next-after-peak follows the "
+            "WidowX experiment (actor lags critic)",
+            choices=("at-or-before-peak", "next-after-peak", "higher-q-around-peak"),
         ),
     ),
 }

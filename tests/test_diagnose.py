@@ -15,7 +15,7 @@ from analyzer.api import analyze, analyze_runs  # noqa: E402
 from analyzer.config import ConfigError, default_config  # noqa: E402
 from analyzer.diagnose import diagnose_run  # noqa: E402
 from analyzer.model import Checkpoint, RunMetadata  # noqa: E402
-from fixtures.synthetic import KINDS, capacity_family, make_curve  # noqa: E402
+from fixtures.synthetic import KINDS, capacity_family, make_curve, overfitting_q  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -53,7 +53,9 @@ def test_verdicts_across_lengths_intervals_offsets(spec, verdict):
 
 def test_overfitting_pick_is_latest_checkpoint_at_or_before_peak():
     sr = make_curve("overfitting", seed=3, noise=0.02, checkpoint_every=5)
-    res = diagnose_run(sr.run)
+    cfg = default_config()
+    cfg.settings["checkpoint"]["pick"] = "at-or-before-peak"
+    res = diagnose_run(sr.run, cfg)
     assert res.verdict == "overfitting" and res.peak_step is not None
     ck = [c.step for c in sr.run.checkpoints]
     expect = max(s for s in ck if s <= res.peak_step)
@@ -63,6 +65,40 @@ def test_overfitting_pick_is_latest_checkpoint_at_or_before_peak():
     # the pick is close to the truth: within one checkpoint interval of the true peak
     interval = ck[1] - ck[0]
     assert abs(res.checkpoint.step - sr.truth.peak_step) <= 2 * interval
+
+
+def _true_q_at(sr, step):
+    q = sr.run.series["q_data"]
+    return float(sr.truth.q_clean[int(np.searchsorted(q.steps, step))])
+
+
+def test_default_pick_is_the_neighbour_of_the_peak_with_higher_smoothed_q():
+    """Sparse checkpoints (every 10 points) on sharp peaks: the default never leaves the two
+    checkpoints around the peak, takes the one the smoothed curve ranks higher, and in total loses
+    less true Q than always stepping back to the one before (truth: the noiseless curve)."""
+    cfg_before = default_config()
+    cfg_before.settings["checkpoint"]["pick"] = "at-or-before-peak"
+    lost_default = lost_before = 0.0
+    moved = 0
+    for seed in range(20):
+        sr = make_curve(
+            "overfitting", seed=seed, noise=0.05, n_points=200, checkpoint_every=10, peak_sharpness=1.0
+        )
+        res = diagnose_run(sr.run)
+        before = diagnose_run(sr.run, cfg_before)
+        assert res.verdict == before.verdict == "overfitting" and res.peak_step == before.peak_step
+        ck = [c.step for c in sr.run.checkpoints]
+        c0 = max(s for s in ck if s <= res.peak_step)
+        c1 = min(s for s in ck if s > res.peak_step)
+        assert before.checkpoint.step == c0 and res.checkpoint.step in (c0, c1)
+        if res.checkpoint.step == c1:
+            moved += 1
+            assert "higher smoothed Q" in res.checkpoint.reason
+        best = max(_true_q_at(sr, s) for s in ck)
+        lost_default += best - _true_q_at(sr, res.checkpoint.step)
+        lost_before += best - _true_q_at(sr, before.checkpoint.step)
+    assert moved >= 3
+    assert lost_default < 0.5 * lost_before
 
 
 def test_next_after_peak_option():
@@ -86,7 +122,8 @@ def test_pick_from_declared_interval_without_files_and_epoch_unit():
     res = diagnose_run(run)
     assert res.verdict == "overfitting"
     assert res.checkpoint is not None and res.checkpoint.path is None
-    assert res.checkpoint.step % 5 == 0 and res.checkpoint.step <= res.peak_step < res.checkpoint.step + 5
+    # default pick: one of the two checkpoints around the peak
+    assert res.checkpoint.step % 5 == 0 and res.peak_step - 5 < res.checkpoint.step < res.peak_step + 5
     assert (
         "x-axis unit: epoch" in res.checkpoint.reason
         and "declared checkpoint_interval 5" in res.checkpoint.reason
@@ -257,3 +294,31 @@ def test_degenerate_curves_get_a_verdict_with_a_reason(series, verdict, fragment
         res = diagnose_run(run)
     assert res.verdict == verdict and fragment in res.verdict_reason
     json.dumps(analyze_runs([run]).to_dict(), allow_nan=False)
+
+
+@pytest.mark.parametrize("sharpness", [0.0, 0.5, 1.0])
+def test_generator_peak_sharpness_keeps_rise_and_truth_is_the_noiseless_argmax(sharpness):
+    sr = make_curve("overfitting", seed=4, noise=0.0, n_points=400, peak_sharpness=sharpness)
+    q = sr.run.series["q_data"]
+    qc, pr = sr.truth.q_clean, sr.truth.params
+    i = int(np.argmax(qc))
+    assert sr.truth.peak_step == int(q.steps[i])
+    assert abs((qc[i] - qc[0]) - pr["rise"]) < 0.02 * pr["rise"]  # the same rise at every sharpness
+    t = (q.steps - q.steps[0]) / (q.steps[-1] - q.steps[0])
+    np.testing.assert_allclose(
+        overfitting_q(t, pr["q0"], pr["amp"], pr["tau_rise"], pr["t_peak"], pr["drop"], pr["tau_fall"]), qc
+    )
+
+
+def test_generator_sharp_peaks_climb_into_the_turn_flat_ones_level_off():
+    def approach(sharpness):
+        sr = make_curve("overfitting", seed=2, noise=0.0, n_points=400, peak_sharpness=sharpness)
+        qc = sr.truth.q_clean
+        i = int(np.argmax(qc))
+        return (qc[i] - qc[i - 40]) / sr.truth.params[
+            "rise"
+        ]  # share of the rise won in the last 10% before the peak
+
+    assert approach(0.0) < 0.01 and approach(1.0) > 0.15
+    with pytest.raises(ValueError, match="peak_sharpness"):
+        make_curve("overfitting", peak_sharpness=1.5)

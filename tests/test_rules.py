@@ -46,8 +46,9 @@ def make_run(
 
 @pytest.mark.parametrize("seed", range(3))
 @pytest.mark.parametrize("noise", [0.02, 0.1])
-def test_overfitting_curves_fire_of001_sustained(seed, noise):
-    sr = make_curve("overfitting", seed=seed, noise=noise)
+@pytest.mark.parametrize("sharpness", [None, 0.0, 1.0])
+def test_overfitting_curves_fire_of001_sustained(seed, noise, sharpness):
+    sr = make_curve("overfitting", seed=seed, noise=noise, peak_sharpness=sharpness)
     fs = findings_for(sr.run)
     of = [f for f in fs if f.code == "OF001"]
     assert of and of[0].evidence["sustained"] and of[0].level == "warning"
