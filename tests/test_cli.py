@@ -355,6 +355,10 @@ def test_missing_metadata_advice_is_copyable(tmp_path):
 
     real = REPO / "fixtures" / "real" / "d3rlpy"
     out = json.loads(invoke(real, "--format", "json", "--fail-on", "none").stdout)
+    assert len(out["runs"]) == 3
+    for run in out["runs"]:  # deep enough for the shape checks: no "too few points" anywhere
+        assert run["metrics"]["q_data"]["points"] >= 40 and run["metrics"]["q_data"]["kind"] == "proxy"
+        assert not any(f["code"] == "DQ002" for f in run["findings"]), run["run"]
     (tb,) = [r for r in out["runs"] if r["run"].startswith("tensorboard/")]
     assert tb["verdict"] == "inconclusive"
     assert any(f["code"] == "DQ003" for f in tb["findings"])  # proxy-only dataset Q is stated
