@@ -194,3 +194,21 @@ def test_brac_policy_regularization_variant(tmp_path, dataset):
     last = _last(log_dir)
     assert np.isfinite(last["brac_divergence"]) and "cql_gap" not in last
     assert json.loads((log_dir / "config.json").read_text())["brac_variant"] == "pr"
+
+
+@pytest.mark.parametrize("algo", ["cql", "brac"])
+def test_policy_learns_the_best_action_of_a_bandit(tmp_path, algo):
+    """One-step episodes, uniform data, reward -(a - 0.5)^2: the policy must move from ~0 towards 0.5."""
+    rng = np.random.default_rng(0)
+    n = 2000
+    obs = rng.normal(size=(n, 2)).astype(np.float32)
+    act = rng.uniform(-1, 1, size=(n, 1)).astype(np.float32)
+    arrays = dict(observations=obs, actions=act, rewards=(-((act[:, 0] - 0.5) ** 2)).astype(np.float32),
+                  terminals=np.ones(n, dtype=bool), timeouts=np.zeros(n, dtype=bool), next_observations=obs)  # fmt: skip
+    np.savez(tmp_path / "bandit.npz", **arrays)
+    log_dir = run(tmp_path / "bandit.npz", tmp_path / "run", algo=algo, steps=800, log_every=100, ckpt_every=800,
+                  bc_steps=50, hidden=32, batch_size=64)  # fmt: skip
+    policy = load_policy(log_dir / "checkpoints" / "ckpt_800.pt")
+    chosen = np.array([policy(o)[0] for o in obs[:50]])
+    assert chosen.mean() > 0.2, chosen.mean()
+    assert np.all(chosen < 0.95)
