@@ -88,6 +88,7 @@ def rng_state() -> dict[str, Any]:
             "cached": float(np_state[4]),
         },
         "python": {"version": py_version, "internal": list(py_internal), "gauss": py_gauss},
+        "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
     }
 
 
@@ -98,3 +99,6 @@ def set_rng_state(state: dict[str, Any]) -> None:
     np.random.set_state(("MT19937", keys, npst["pos"], npst["has_gauss"], npst["cached"]))
     py = state["python"]
     random.setstate((py["version"], tuple(py["internal"]), py["gauss"]))
+    cuda = state.get("cuda") or []
+    if cuda and torch.cuda.is_available() and len(cuda) == torch.cuda.device_count():
+        torch.cuda.set_rng_state_all(cuda)
