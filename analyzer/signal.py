@@ -214,6 +214,15 @@ def tail_level(steps: np.ndarray, values: np.ndarray, fraction: float = 0.2) -> 
     return float(np.median(v[s >= start]))
 
 
+def head_level(steps: np.ndarray, values: np.ndarray, fraction: float = 0.2) -> float:
+    """Median of the finite values in the first `fraction` of the run (by step); NaN if none."""
+    s, v = finite(steps, values)
+    if s.size == 0:
+        return float("nan")
+    end = s[0] + fraction * (s[-1] - s[0])
+    return float(np.median(v[s <= end]))
+
+
 # ----------------------------------------------------------------------------------------------
 # change points and phases
 

@@ -11,7 +11,7 @@ import numpy as np
 from analyzer.model import Run
 from analyzer.report import Finding
 from analyzer.rules.base import REGISTRY, Context, Param, RuleSpec, fmt, register_spec, rule
-from analyzer.signal import tail_level, tail_trend
+from analyzer.signal import head_level, tail_level, tail_trend
 
 # Each hint names the flag (metavar as in --help) and a rules-file line that is valid YAML as printed;
 # the numbers in them are marked as examples, never as defaults for the user's environment.
@@ -165,11 +165,21 @@ def td_error_spans_range(ctx: Context) -> list[Finding]:
             "'not decreasing' = fell by less than this fraction over the last half of the run",
             "convention: a 10% fall over the last half is within the noise of a flat curve",
         ),
+        Param(
+            "max_total_decrease",
+            0.2,
+            "fraction",
+            "'does not decrease' also over the whole run: the tail level is more than (1 - this) of the level "
+            "in the first `tail_fraction` of the run",
+            "the paper's wording is 'large and does not decrease' during training; a gap that fell by 20% or "
+            "more and then levelled off has converged to its floor, which is not zero: the sampled "
+            "logsumexp carries log(number of samples) and the action-box volume (docs/trainer.md)",
+        ),
     ),
     detects="The regularizer (cql_gap; cql_term/alpha when only the scaled term is logged; "
     "brac_divergence for BRAC) has a final level above `large_fraction` of the Q range (BRAC: "
     "`brac_large` nats) and a robust (Theil-Sen) trend over the last half that falls by less than "
-    "`max_decrease`.",
+    "`max_decrease`, and that has not fallen by `max_total_decrease` since the start of the run.",
     why="Section 3: 'large values for the TD error, the CQL regularizer, or both imply underfitting'; "
     "a large regularizer means overestimated OOD Q-values, and the project site adds 'and does not "
     "decrease'.",
@@ -199,13 +209,17 @@ def regularizer_high_flat(ctx: Context) -> list[Finding]:
             ]
         thr = float(ctx.params["large_fraction"]) * a.eff.q_range
         scale_txt = f"{float(ctx.params['large_fraction']):.0%} of the Q range {fmt(a.eff.q_range)}"
-    flat = tr.relative > -float(ctx.params["max_decrease"])
+    head = head_level(a.reg.steps, a.reg.values, a.tail_fraction)
+    total_rel = (level - head) / abs(head) if np.isfinite(head) and head != 0 else 0.0
+    flat = tr.relative > -float(ctx.params["max_decrease"]) and total_rel > -float(ctx.params["max_total_decrease"])
     ev = {
         "regularizer": a.reg_name,
         "source": a.reg.source,
         "tail_level": level,
         "threshold": thr,
         "relative_change_last_half": tr.relative,
+        "head_level": head,
+        "relative_change_whole_run": total_rel,
         "flat": flat,
     }
     if not (level >= thr and flat):
