@@ -49,12 +49,14 @@ WEIGHTS = {
 
 
 SHARPNESS = (None, 0.0, 0.5, 1.0)  # None: the generator's original (mostly flat-topped) draw
+ROUNDS = (0.0, 0.05)  # kink-shaped turn, or a top rounded over ~5% of the run
 
 
 def population(n: int, seed: int = 2026) -> list[dict]:
     rng = np.random.default_rng(seed)
     # peak shape from its own stream, so every other draw matches the population before it existed
     rng_shape = np.random.default_rng(seed + 1)
+    rng_round = np.random.default_rng(seed + 2)
     kinds = [k for k in KINDS for _ in range(WEIGHTS[k])]
     out = []
     for i in range(n):
@@ -69,6 +71,7 @@ def population(n: int, seed: int = 2026) -> list[dict]:
                 nan_gap=bool(rng.random() < 0.15),
                 seed=1000 + i,
                 peak_sharpness=SHARPNESS[int(rng_shape.integers(len(SHARPNESS)))],
+                peak_round=ROUNDS[int(rng_round.integers(len(ROUNDS)))],
             )
         )
     return out
@@ -188,7 +191,7 @@ def main_table(n: int) -> None:
     rows = evaluate(population(n), cfg)
     secs = [r["seconds"] for r in rows]
     print(f"## Verdicts on {n} synthetic runs (default rules)\n")
-    for key in ("noise", "kind", "n_points", "peak_sharpness"):
+    for key in ("noise", "kind", "n_points", "peak_sharpness", "peak_round"):
         print("\n".join(table(rows, key)))
         print()
     print("Confusion matrix:\n")
@@ -225,12 +228,13 @@ def sweep(n: int) -> None:
 
     variants = {
         "ema w=0.6 (TensorBoard, one-sided), argmax": v("ema", 0.6, 0.0, "none"),
-        "ema2 w=0.8 (zero-phase), argmax": v("ema2", 0.8, 0.0, "none"),
+        "ema2 w=0.8 (zero-phase), argmax (default)": v("ema2", 0.8, 0.0, "none"),
+        "ema2 w=0.6, argmax": v("ema2", 0.6, 0.0, "none"),
+        "ema2 w=0.9, argmax": v("ema2", 0.9, 0.0, "none"),
         "ema2 w=0.8, latest within 1 sigma": v("ema2", 0.8, 1.0, "none"),
-        "ema2 w=0.8, 1 sigma + hinge 0.05 (default)": v("ema2", 0.8, 1.0, "hinge"),
-        "ema2 w=0.8, 1 sigma + hinge 0.10": v("ema2", 0.8, 1.0, "hinge", 0.10),
-        "ema2 w=0.9, 1 sigma + hinge 0.05": v("ema2", 0.9, 1.0, "hinge"),
-        "savgol 11, 1 sigma + hinge 0.05": v("savgol", 0.8, 1.0, "hinge"),
+        "ema2 w=0.8, argmax + hinge 0.05": v("ema2", 0.8, 0.0, "hinge"),
+        "ema2 w=0.8, 1 sigma + hinge 0.05 (previous default)": v("ema2", 0.8, 1.0, "hinge"),
+        "savgol 11, argmax": v("savgol", 0.8, 0.0, "none"),
     }
     only = _SWEEP_ONLY
     print(f"## Smoother / peak-refinement sweep on {n} synthetic runs\n")
@@ -298,8 +302,9 @@ def _oracle_known(t: np.ndarray, y: np.ndarray, pr: dict) -> int:
     from fixtures.synthetic import overfitting_q
 
     best = (np.inf, 0)
+    w = pr.get("peak_round", 0.0)
     for tp in t[(np.abs(t - pr["t_peak"]) < 0.25) & (t > 0) & (t < 1)]:
-        f = overfitting_q(t, pr["q0"], pr["amp"], pr["tau_rise"], tp, pr["drop"], pr["tau_fall"])
+        f = overfitting_q(t, pr["q0"], pr["amp"], pr["tau_rise"], tp, pr["drop"], pr["tau_fall"], w)
         sse = float(np.sum((f - y) ** 2))
         if sse < best[0]:
             best = (sse, int(np.argmax(f)))
@@ -315,8 +320,9 @@ def _oracle_family(t: np.ndarray, y: np.ndarray, pr: dict) -> int:
     p0 = [pr["q0"], pr["amp"], pr["tau_rise"], pr["t_peak"], pr["drop"], pr["tau_fall"]]
     lo = [-np.inf, 0.0, 1e-3, 0.01, 0.0, 1e-3]
     hi = [np.inf, np.inf, 1e3, 0.99, np.inf, 1e3]
-    r = least_squares(lambda p: overfitting_q(t, *p) - y, p0, bounds=(lo, hi))
-    return int(np.argmax(overfitting_q(t, *r.x)))
+    w = pr.get("peak_round", 0.0)  # the rounding is given, not fitted
+    r = least_squares(lambda p: overfitting_q(t, *p, w) - y, p0, bounds=(lo, hi))
+    return int(np.argmax(overfitting_q(t, *r.x, w)))
 
 
 def _quadratic_break_peak(x: np.ndarray, y: np.ndarray, candidates: np.ndarray) -> tuple[int, int] | None:
@@ -437,9 +443,9 @@ def peak_estimators() -> dict:
     return {
         "oracle: all known but the peak step": lambda s, y, pr: _oracle_known(t_of(s), y, pr),
         "oracle: generator's family, least squares": lambda s, y, pr: _oracle_family(t_of(s), y, pr),
-        "argmax of zero-phase EMA 0.8": lambda s, y, pr: latest(s, y, 0.0),
+        "argmax of zero-phase EMA 0.8 (default)": lambda s, y, pr: latest(s, y, 0.0),
         "latest within 1 sigma": lambda s, y, pr: latest(s, y, 1.0),
-        "1 sigma + linear hinge 0.05 (default)": lambda s, y, pr: refined(s, y, "linear", 0.05),
+        "1 sigma + linear hinge 0.05 (previous default)": lambda s, y, pr: refined(s, y, "linear", 0.05),
         "1 sigma + two-piece quadratic 0.05, its argmax": lambda s, y, pr: refined(s, y, "quadratic", 0.05),
         "1 sigma + two-piece quadratic 0.10, its argmax": lambda s, y, pr: refined(s, y, "quadratic", 0.10),
         "quadratic vertex, +-10% around the smoothed max": lambda s, y, pr: _quad_vertex(
@@ -453,7 +459,7 @@ def peak_estimators() -> dict:
     }
 
 
-def peak_limit(seeds: int) -> None:
+def peak_limit(seeds: int, peak_round: float = 0.0) -> None:
     """Estimators against the statistical limit on overfitting curves (no verdict involved)."""
     ests = peak_estimators()
     rows: list[dict] = []
@@ -464,7 +470,12 @@ def peak_limit(seeds: int) -> None:
                 for _ in range(seeds):
                     seed += 1
                     sr = make_curve(
-                        "overfitting", n_points=npts, noise=noise, seed=seed, peak_sharpness=sharp
+                        "overfitting",
+                        n_points=npts,
+                        noise=noise,
+                        seed=seed,
+                        peak_sharpness=sharp,
+                        peak_round=peak_round,
                     )
                     q = sr.run.series["q_data"]
                     s, y = q.steps, q.values
@@ -479,8 +490,9 @@ def peak_limit(seeds: int) -> None:
                         ck = int(at[-1]) if at.size else int(cks[0])
                         rows.append(dict(base, est=name, **peak_metrics(sr, int(s[i]), ck)))
     n_curves = len(rows) // len(ests)
+    top = f", rounded tops (peak_round {peak_round})" if peak_round > 0 else ""
     print(
-        f"## Peak-step limit: {n_curves} overfitting curves (seeds 5001-{5000 + n_curves}, one per curve)\n"
+        f"## Peak-step limit: {n_curves} overfitting curves (seeds 5001-{5000 + n_curves}, one per curve{top})\n"
     )
     print(
         "| estimator | curves | peak within 1 interval | within 3 | median abs error (intervals) | "
@@ -497,22 +509,23 @@ def peak_limit(seeds: int) -> None:
             "maximum (median); share within 1 interval of the true peak\n"
         )
         print(
-            f"| {key} | curves | flat-top width | oracle (all known but the peak step) | default estimator |"
+            f"| {key} | curves | flat-top width | oracle (all known but the peak step) | previous default "
+            "| default |"
         )
-        print("|---|---|---|---|---|")
+        print("|---|---|---|---|---|---|")
         for k in sorted({r[key] for r in rows}, key=lambda v: (str(type(v)), v)):
             sub = [r for r in rows if r[key] == k]
             cells = [
                 _pct(np.mean([abs(r["peak_err"]) <= 1 for r in sub if r["est"] == name]))
-                for name in (oracle, DEFAULT_ESTIMATOR)
+                for name in (oracle, "1 sigma + linear hinge 0.05 (previous default)", DEFAULT_ESTIMATOR)
             ]
             mine = [r for r in sub if r["est"] == DEFAULT_ESTIMATOR]
             width = np.median([r["flat_top"] for r in mine])
             print(f"| {k} | {len(mine)} | {width:.0f} | " + " | ".join(cells) + " |")
-    checkpoint_rules(seeds)
+    checkpoint_rules(seeds, peak_round)
 
 
-def checkpoint_rules(seeds: int) -> None:
+def checkpoint_rules(seeds: int, peak_round: float = 0.0) -> None:
     """The full diagnosis on overfitting curves, per checkpoint density and `checkpoint.pick` rule."""
     print(
         "\n### Checkpoint pick rule (full diagnosis, same curves, checkpoint every 1/5/10 logged points)\n\n"
@@ -535,6 +548,7 @@ def checkpoint_rules(seeds: int) -> None:
                                 noise=noise,
                                 seed=seed,
                                 peak_sharpness=sharp,
+                                peak_round=peak_round,
                                 checkpoint_every=every,
                             )
                         )
@@ -557,7 +571,7 @@ def checkpoint_rules(seeds: int) -> None:
             )
 
 
-DEFAULT_ESTIMATOR = "1 sigma + linear hinge 0.05 (default)"
+DEFAULT_ESTIMATOR = "argmax of zero-phase EMA 0.8 (default)"
 
 
 def _peak_row(label: str, rs: list[dict]) -> str:
@@ -590,12 +604,19 @@ def main() -> int:
         help="peak estimators vs oracles on overfitting curves, SEEDS curves per noise x length x sharpness cell",
     )
     ap.add_argument(
+        "--peak-round",
+        type=float,
+        default=0.0,
+        metavar="W",
+        help="with --peak-limit: rounded tops of width W (fraction of the run) instead of kinks",
+    )
+    ap.add_argument(
         "--only", nargs="*", default=[], help="sweep: only variants whose name contains one of these"
     )
     args = ap.parse_args()
     _SWEEP_ONLY[:] = args.only
     if args.peak_limit:
-        peak_limit(args.peak_limit)
+        peak_limit(args.peak_limit, args.peak_round)
     elif args.sweep:
         sweep(args.n)
     elif args.changepoints:

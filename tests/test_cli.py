@@ -338,7 +338,7 @@ def test_verbose_prints_findings_and_all_advice():
     assert plain.exit_code == verbose.exit_code == 0
     assert "OF001 warning" not in plain.stdout and "OF001 warning" in verbose.stdout
     flat = " ".join(verbose.stdout.split())
-    assert "advice 4:" in flat and "--steps 8800" in flat  # the peak step, not a placeholder
+    assert "advice 4:" in flat and "--steps 8000" in flat  # the peak step (demo truth), not a placeholder
     assert "keep ckpt_8000.pt; add --vib 1e-3" in plain.stdout
 
 

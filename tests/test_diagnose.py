@@ -322,3 +322,17 @@ def test_generator_sharp_peaks_climb_into_the_turn_flat_ones_level_off():
     assert approach(0.0) < 0.01 and approach(1.0) > 0.15
     with pytest.raises(ValueError, match="peak_sharpness"):
         make_curve("overfitting", peak_sharpness=1.5)
+
+
+def test_generator_rounded_top_moves_the_true_peak_before_the_turn_and_is_still_overfitting():
+    kink = make_curve("overfitting", seed=3, noise=0.0, n_points=400, peak_sharpness=0.5)
+    round_ = make_curve("overfitting", seed=3, noise=0.0, n_points=400, peak_sharpness=0.5, peak_round=0.05)
+    assert round_.truth.peak_step < kink.truth.peak_step  # truth = the noiseless argmax, not t_peak
+    q = round_.run.series["q_data"]
+    assert round_.truth.peak_step == int(q.steps[int(np.argmax(round_.truth.q_clean))])
+    noisy = make_curve("overfitting", seed=3, noise=0.05, n_points=400, peak_sharpness=0.5, peak_round=0.05)
+    res = diagnose_run(noisy.run)
+    assert res.verdict == "overfitting"
+    assert abs(res.peak_step - noisy.truth.peak_step) <= 0.1 * (q.steps[-1] - q.steps[0])
+    with pytest.raises(ValueError, match="peak_round"):
+        make_curve("overfitting", peak_round=-0.1)
