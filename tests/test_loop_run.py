@@ -26,6 +26,7 @@ def _result(
         "timing": {"train": 10.0, "evaluate": 2.0, "analyze": 0.5, "fqe": 1.0},
         "success": {str(k): v for k, v in success.items()},
         "analysis": {"verdict": verdict, "pick_step": pick, "peak_step": pick},
+        "analysis_nodv": {"verdict": verdict, "pick_step": pick, "peak_step": pick},
         "fqe": {str(k): v for k, v in fqe.items()},
         "logs": {"q_data": q, "td_error": {str(k): v for k, v in td.items()}},
     }
@@ -78,7 +79,7 @@ def test_scores_and_tables_from_known_curves(tmp_path):
     assert ("regularize", "CQL") in by
     assert by[("size", "500 traj")]["label_overfit"] is False
     assert by[("capacity", "base (half width)")]["label_underfit"] is True
-    acc = {a["label"]: a for a in verdict_accuracy(rows)}
+    acc = {a["label"]: a for a in verdict_accuracy(rows) if a["reading"] == "defaults"}
     assert acc["overfitting"]["tp"] == 1 and acc["overfitting"]["fp"] == 0
     assert acc["underfitting"]["tp"] == 1 and acc["underfitting"]["accuracy"] == 1.0
 
@@ -90,7 +91,9 @@ def test_scores_and_tables_from_known_curves(tmp_path):
         summary = {(r["scope"], r["method"]): r for r in csv.DictReader(fh)}
     assert float(summary[("size", "workflow")]["regret_mean"]) == 0.0  # both size runs: picks are the best
     assert int(summary[("all", "workflow")]["runs"]) == 4  # the shared run counted once overall
-    assert "| workflow (Q-peak, logs only) |" in (tmp_path / "tables" / "summary.md").read_text()
+    assert (
+        "| workflow (offrl-analyze defaults, logs only) |" in (tmp_path / "tables" / "summary.md").read_text()
+    )
     assert (tmp_path / "figs" / "loop-size.png").stat().st_size > 1000
     assert (tmp_path / "figs" / "loop-regret.png").exists()
     assert math.isfinite(float(summary[("all", "random")]["regret_mean"]))

@@ -50,6 +50,10 @@ def scenario_figure(
             for tag in (main, "vib_term", "dr3_term"):
                 if tag in logs:
                     axes[3][j].plot(*_series(logs[tag]), color=c, lw=1, ls="-" if tag == main else "--")
+        bc = runs and by_key[runs[0]["key"]]["spec"]["train"]
+        if bc and bc.get("algo", "cql") == "cql" and bc.get("bc-steps"):
+            for i in range(4):  # end of the CQL actor's BC warm start
+                axes[i][j].axvline(int(bc["bc-steps"]), color="0.6", lw=0.8, ls="--")
         axes[0][j].set_title(f"{scenario}: {v}", fontsize=10)
         axes[0][j].set_ylim(-0.05, 1.05)
         axes[0][j].legend(fontsize=7, loc="best")
@@ -57,7 +61,7 @@ def scenario_figure(
         axes[3][j].set_xlabel("gradient step")
     for i, lab in enumerate(
         (
-            "true success\n(▼ = workflow pick)",
+            "true success\n(▼ = workflow pick;\ngrey -- = end of BC)",
             "dataset Q\n(: = peak read)",
             "TD error",
             "regularizer\n(cql_gap / brac_div;\n-- vib/dr3 term)",

@@ -17,9 +17,10 @@ from typing import Any
 from robot_eval.loop import score as S
 from robot_eval.loop.scenarios import PRESETS, trials_for
 
-METHODS = ("workflow", "last", "random", "lowest_td", "fqe")
+METHODS = ("workflow", "workflow_nodv", "last", "random", "lowest_td", "fqe")
 METHOD_TITLES = {
-    "workflow": "workflow (Q-peak, logs only)",
+    "workflow": "workflow (offrl-analyze defaults, logs only)",
+    "workflow_nodv": "workflow, DV001 guard off",
     "last": "last checkpoint",
     "random": "uniform random (expected)",
     "lowest_td": "lowest logged TD error",
@@ -40,12 +41,18 @@ def membership() -> dict[str, list[tuple[str, str, str | None]]]:
 
 
 def load_results(out: Path) -> list[dict[str, Any]]:
+    """Finished trials; the DV001-off reading is computed (and cached beside result.json) where it is missing."""
+    from robot_eval.loop.trial import NO_DV, analyze
+
     res = []
     for f in sorted((out / "trials").glob("*/result.json")):
         try:
-            res.append(json.loads(f.read_text()))
+            r = json.loads(f.read_text())
         except ValueError:
             continue
+        if "analysis_nodv" not in r:
+            r["analysis_nodv"], _ = analyze(f.parent, NO_DV, "analysis_nodv.json")
+        res.append(r)
     return res
 
 
@@ -64,6 +71,7 @@ def score_run(r: dict[str, Any]) -> dict[str, Any]:
     fqe = {int(k): float(v) for k, v in r.get("fqe", {}).items()}
     picks = {
         "workflow": _evaluated(r["analysis"].get("pick_step"), success),
+        "workflow_nodv": _evaluated(r["analysis_nodv"].get("pick_step"), success),
         "last": steps[-1],
         "lowest_td": S.pick_lowest_td(steps, td),
         "fqe": S.argbest({s: v for s, v in fqe.items() if s in success}) if fqe else None,
@@ -77,6 +85,8 @@ def score_run(r: dict[str, Any]) -> dict[str, Any]:
         "final_level": S.final_level(success),
         "verdict": r["analysis"].get("verdict"),
         "peak_step": r["analysis"].get("peak_step"),
+        "verdict_nodv": r["analysis_nodv"].get("verdict"),
+        "peak_step_nodv": r["analysis_nodv"].get("peak_step"),
         "label_overfit": S.label_overfitting(success),
     }
     for m in METHODS:
@@ -139,36 +149,32 @@ def aggregate(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
 
 
 def verdict_accuracy(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """Confusion counts of the workflow's verdict against labels from the rollout curves (unique runs)."""
+    """Confusion counts of the workflow's verdicts (both readings) against labels from the rollout curves."""
     uniq = list({x["key"]: x for x in rows}.values())
     out = []
-    for name, label_key, verdict in (
-        ("overfitting", "label_overfit", "overfitting"),
-        ("underfitting", "label_underfit", "underfitting"),
-    ):
-        src = uniq if name == "overfitting" else [x for x in rows if x["label_underfit"] is not None]
-        lab = [x for x in src if x[label_key] is not None]
-        tp = sum(1 for x in lab if x[label_key] and x["verdict"] == verdict)
-        fn = sum(1 for x in lab if x[label_key] and x["verdict"] != verdict)
-        fp = sum(1 for x in lab if not x[label_key] and x["verdict"] == verdict)
-        tn = sum(1 for x in lab if not x[label_key] and x["verdict"] != verdict)
-        inc = sum(1 for x in lab if x["verdict"] == "inconclusive")
-        acc = S.bootstrap_ci([float((x[label_key]) == (x["verdict"] == verdict)) for x in lab], seed=1)
-        out.append(
-            {
-                "label": name,
-                "labelled_runs": len(lab),
-                "unlabelled_runs": len(src) - len(lab),
-                "tp": tp,
-                "fp": fp,
-                "fn": fn,
-                "tn": tn,
-                "inconclusive": inc,
-                "accuracy": acc.mean,
-                "accuracy_lo": acc.low,
-                "accuracy_hi": acc.high,
-            }
-        )
+    for reading, vkey in (("defaults", "verdict"), ("DV001 off", "verdict_nodv")):
+        for name, label_key in (("overfitting", "label_overfit"), ("underfitting", "label_underfit")):
+            src = uniq if name == "overfitting" else [x for x in rows if x["label_underfit"] is not None]
+            lab = [x for x in src if x[label_key] is not None]
+            hit = [x[vkey] == name for x in lab]
+            truth = [bool(x[label_key]) for x in lab]
+            acc = S.bootstrap_ci([float(h == t) for h, t in zip(hit, truth, strict=True)], seed=1)
+            out.append(
+                {
+                    "reading": reading,
+                    "label": name,
+                    "labelled_runs": len(lab),
+                    "unlabelled_runs": len(src) - len(lab),
+                    "tp": sum(h and t for h, t in zip(hit, truth, strict=True)),
+                    "fp": sum(h and not t for h, t in zip(hit, truth, strict=True)),
+                    "fn": sum(t and not h for h, t in zip(hit, truth, strict=True)),
+                    "tn": sum(not h and not t for h, t in zip(hit, truth, strict=True)),
+                    "inconclusive": sum(x[vkey] == "inconclusive" for x in lab),
+                    "accuracy": acc.mean,
+                    "accuracy_lo": acc.low,
+                    "accuracy_hi": acc.high,
+                }
+            )
     return out
 
 
@@ -238,6 +244,11 @@ def _ci(rec: dict[str, Any], metric: str, pct: bool) -> str:
     return S.CI(rec[f"{metric}_mean"], rec[f"{metric}_lo"], rec[f"{metric}_hi"], rec[f"{metric}_n"]).fmt(pct)
 
 
+def _pk(x: dict[str, Any], m: str) -> str:
+    v = x[f"{m}_value"]
+    return "-" if x[f"{m}_pick"] is None else f"{x[f'{m}_pick']} ({v:.2f})"
+
+
 def summary_markdown(agg, acc, rows, timings, command: str, versions: dict[str, str]) -> str:
     lines = ["# Closed-loop results (generated by `offrl-eval loop`)", "", f"Command: `{command}`", ""]
     lines.append("Versions: " + ", ".join(f"{k} {v}" for k, v in versions.items()))
@@ -266,24 +277,26 @@ def summary_markdown(agg, acc, rows, timings, command: str, versions: dict[str, 
         "",
         "## Verdicts against rollout labels",
         "",
-        "| label | labelled runs | TP | FP | FN | TN | inconclusive verdicts | accuracy |",
-        "|---|---|---|---|---|---|---|---|",
+        "| reading | label | labelled runs | TP | FP | FN | TN | inconclusive verdicts | accuracy |",
+        "|---|---|---|---|---|---|---|---|---|",
     ]
     for a in acc:
         ci = S.CI(a["accuracy"], a["accuracy_lo"], a["accuracy_hi"], a["labelled_runs"]).fmt(True)
         lines.append(
-            f"| {a['label']} | {a['labelled_runs']} | {a['tp']} | {a['fp']} | {a['fn']} | {a['tn']} | {a['inconclusive']} | {ci} |"
+            f"| {a['reading']} | {a['label']} | {a['labelled_runs']} | {a['tp']} | {a['fp']} | {a['fn']} | {a['tn']} | {a['inconclusive']} | {ci} |"
         )
     lines += [
         "",
         "## Runs",
         "",
-        "| scenario | variant | seed | verdict | workflow pick | success there | best success | last success | overfit label |",
-        "|---|---|---|---|---|---|---|---|---|",
+        "| scenario | variant | seed | verdict | pick (success) | DV001-off verdict | pick (success) | best success | last success | FQE pick (success) | overfit label | underfit label |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for x in rows:
         lines.append(
-            f"| {x['scenario']} | {x['variant']} | {x['seed']} | {x['verdict']} | {x['workflow_pick']} | {x['workflow_value']:.2f} | {x['best_success']:.2f} | {x['last_success']:.2f} | {x['label_overfit']} |"
+            f"| {x['scenario']} | {x['variant']} | {x['seed']} | {x['verdict']} | {_pk(x, 'workflow')} | {x['verdict_nodv']} | "
+            f"{_pk(x, 'workflow_nodv')} | {x['best_success']:.2f} | {x['last_success']:.2f} | {_pk(x, 'fqe')} | "
+            f"{x['label_overfit']} | {x['label_underfit']} |"
         )
     if timings:
         lines += [

@@ -18,6 +18,9 @@ import time
 from pathlib import Path
 from typing import Any
 
+# Second reading: the same analyzer with the divergence guard (DV001) off, i.e. the bare Q-peak heuristic on runs whose
+# dataset Q leaves the feasible range during the BC warm start (docs/closed_loop.md).
+NO_DV = ("DV001",)
 CONFIG_ONLY = frozenset({"policy_lr", "q_lr", "tau"})  # TrainConfig fields without a CLI flag
 
 
@@ -110,28 +113,39 @@ def evaluate(spec: dict[str, Any], tdir: Path) -> tuple[list[dict[str, Any]], fl
     return rows, time.perf_counter() - t0
 
 
-def analyze(tdir: Path) -> tuple[dict[str, Any], float]:
-    """The workflow's verdict and pick, from the logs alone (the analyzer never sees eval results)."""
-    from analyzer import analyze as run_analyzer
+def analyze_run(run_dir: Path, ignore: tuple[str, ...] = ()) -> dict[str, Any]:
+    """The workflow's verdict and pick from the logs alone (the analyzer never sees eval results); `ignore` turns
+    rules off, as a user's rules file `ignore: [...]` would."""
+    from dataclasses import replace
 
-    out = tdir / "analysis.json"
+    from analyzer import analyze as run_analyzer
+    from analyzer.config import default_config
+
+    rules = replace(default_config(), ignore=list(ignore)) if ignore else None
+    report = run_analyzer([run_dir], rules=rules)
+    if not report.runs:
+        msg = "; ".join(f"{e.path}: {e.message}" for e in report.errors) or "no run found"
+        return {"verdict": "error", "reason": msg, "pick_step": None, "peak_step": None}
+    r = report.runs[0]
+    return {
+        "verdict": r.verdict,
+        "reason": r.verdict_reason,
+        "pick_step": r.checkpoint.step if r.checkpoint else None,
+        "pick_reason": r.checkpoint.reason if r.checkpoint else None,
+        "peak_step": r.peak_step,
+        "findings": [f"{f.code} {f.level}: {f.message}" for f in r.findings],
+        "ignored_rules": list(ignore),
+    }
+
+
+def analyze(
+    tdir: Path, ignore: tuple[str, ...] = (), name: str = "analysis.json"
+) -> tuple[dict[str, Any], float]:
+    out = tdir / name
     if out.exists():
         return json.loads(out.read_text()), 0.0
     t0 = time.perf_counter()
-    report = run_analyzer([tdir / "run"])
-    if not report.runs:
-        msg = "; ".join(f"{e.path}: {e.message}" for e in report.errors) or "no run found"
-        res: dict[str, Any] = {"verdict": "error", "reason": msg, "pick_step": None, "peak_step": None}
-    else:
-        r = report.runs[0]
-        res = {
-            "verdict": r.verdict,
-            "reason": r.verdict_reason,
-            "pick_step": r.checkpoint.step if r.checkpoint else None,
-            "pick_reason": r.checkpoint.reason if r.checkpoint else None,
-            "peak_step": r.peak_step,
-            "findings": [f"{f.code} {f.level}: {f.message}" for f in r.findings],
-        }
+    res = analyze_run(tdir / "run", ignore)
     _write_json(out, res)
     return res, time.perf_counter() - t0
 
@@ -183,6 +197,7 @@ def run_trial(tdir: Path, threads: int = 1, precision: str = "bf16") -> dict[str
     add("evaluate", sec)
     analysis, sec = analyze(tdir)
     add("analyze", sec)
+    analysis_nodv, _ = analyze(tdir, NO_DV, "analysis_nodv.json")
     fq, sec = fqe(spec, tdir, threads)
     add("fqe", sec)
     result = {
@@ -190,6 +205,7 @@ def run_trial(tdir: Path, threads: int = 1, precision: str = "bf16") -> dict[str
         "timing": timing,
         "success": {str(s["step"]): s["success_rate"] for s in scores},
         "analysis": analysis,
+        "analysis_nodv": analysis_nodv,
         "fqe": fq,
         "logs": {k: {str(s): v for s, v in d.items()} for k, d in read_progress(tdir / "run").items()},
     }
