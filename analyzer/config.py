@@ -73,15 +73,15 @@ SECTIONS: dict[str, tuple[Param, ...]] = {
             "nonneg",
             "the peak is the latest point after the maximum still within this many smoothed-noise sigmas of it "
             "(0: the maximum of the smoothed curve)",
-            "measured on 1440 synthetic overfitting runs (docs/validation.md): with tolerance 1 + hinge the pick's "
-            "true Q is as good on kink-shaped peaks and 0.19 noise sigmas worse on rounded ones (late bias)",
+            "measured on 1440 synthetic overfitting runs (docs/validation.md): tolerance 1 + hinge loses as much Q on "
+            "kink-shaped peaks and more on rounded ones (0.26 vs 0.08 noise sigmas: it sits after the maximum)",
         ),
         Param(
             "peak_refine",
             "none",
             "choice",
             "refine the peak step with a two-piece linear (hinge) fit of the raw curve around it",
-            "none: the hinge assumes a kink; it locates kinks better (41% vs 28% within one logged point) but "
+            "none: the hinge assumes a kink; it locates kinks better (42% vs 28% within one logged point) but "
             "moves rounded peaks late (docs/validation.md)",
             choices=("hinge", "none"),
         ),
@@ -164,10 +164,10 @@ SECTIONS: dict[str, tuple[Param, ...]] = {
             "Guideline 3.1: of the last checkpoint at or before the dataset-Q peak and the first after it, the "
             "one with the higher smoothed dataset Q (higher-q-around-peak); always the one at or before "
             "(at-or-before-peak); or the first after it (next-after-peak)",
-            "paper Guideline 3.1; measured on 720 synthetic overfitting runs with a checkpoint every 5 points: "
-            "the pick's true Q is 0.09 instead of 0.26 noise sigmas below the best checkpoint's (at-or-before), "
-            "no change with a checkpoint at every point (docs/validation.md); next-after-peak follows the "
-            "WidowX experiment (actor lags critic)",
+            "paper Guideline 3.1; measured on 1440 synthetic overfitting runs with a checkpoint every 5 points: "
+            "the pick's true Q is 0.10 / 0.07 instead of 0.26 / 0.12 noise sigmas below the best checkpoint's "
+            "(kink / rounded tops; at-or-before), the same pick with a checkpoint at every point "
+            "(docs/validation.md); next-after-peak follows the WidowX experiment (actor lags critic)",
             choices=("at-or-before-peak", "next-after-peak", "higher-q-around-peak"),
         ),
     ),
