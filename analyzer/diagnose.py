@@ -325,8 +325,8 @@ def pick_checkpoint(a: Analysis, verdict: str, pick: str = "higher-q-around-peak
     first one after it, the one where the smoothed dataset Q is higher. Why: the peak step is
     uncertain by several logged points on flat tops (docs/validation.md), and with sparse
     checkpoints always stepping back to the one before it gives away up to a checkpoint interval of
-    rise; comparing the two neighbours on the curve itself halves the Q lost on synthetic runs with
-    a checkpoint every 5-10 points and changes nothing when every point has one (measured,
+    rise; comparing the two neighbours on the curve itself cuts the Q lost on synthetic runs with a
+    checkpoint every 5-10 points by 40-85% and changes nothing when every point has one (measured,
     docs/validation.md). `at-or-before-peak`: the literal reading of Guideline 3.1.
     """
     run = a.run

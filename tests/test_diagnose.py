@@ -336,3 +336,33 @@ def test_generator_rounded_top_moves_the_true_peak_before_the_turn_and_is_still_
     assert abs(res.peak_step - noisy.truth.peak_step) <= 0.1 * (q.steps[-1] - q.steps[0])
     with pytest.raises(ValueError, match="peak_round"):
         make_curve("overfitting", peak_round=-0.1)
+
+
+def test_default_peak_is_not_late_on_rounded_tops_where_the_hinge_is():
+    """Why the default is the smoothed maximum: on rounded tops the previous default (latest point
+    within 1 sigma + hinge) sits after the true maximum; truth is the noiseless argmax."""
+    old = default_config()
+    old.settings["analysis"].update(peak_tolerance=1.0, peak_refine="hinge")
+    err_new, err_old = [], []
+    for seed in range(10):
+        sr = make_curve(
+            "overfitting", seed=100 + seed, noise=0.05, n_points=200, peak_sharpness=0.5, peak_round=0.05
+        )
+        steps = sr.run.series["q_data"].steps
+        i_true = int(np.searchsorted(steps, sr.truth.peak_step))
+        new_res, old_res = diagnose_run(sr.run), diagnose_run(sr.run, old)
+        assert new_res.verdict == old_res.verdict == "overfitting"
+        err_new.append(int(np.searchsorted(steps, new_res.peak_step)) - i_true)
+        err_old.append(int(np.searchsorted(steps, old_res.peak_step)) - i_true)
+    assert np.median(err_old) > 2  # late
+    assert abs(np.median(err_new)) < np.median(err_old)
+    assert np.mean(np.abs(err_new)) < np.mean(np.abs(err_old))
+
+
+def test_with_a_checkpoint_at_every_point_the_default_pick_is_the_peak_itself():
+    for seed in range(4):
+        sr = make_curve(
+            "overfitting", seed=seed, noise=0.1, n_points=120, log_interval=10, checkpoint_every=1
+        )
+        res = diagnose_run(sr.run)
+        assert res.verdict == "overfitting" and res.checkpoint.step == res.peak_step
