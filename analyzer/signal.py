@@ -404,12 +404,13 @@ class Peak:
 def find_peak(
     steps: np.ndarray, smoothed: np.ndarray, tail_fraction: float = 0.1, tolerance: float = 0.0
 ) -> Peak | None:
-    """The latest step of the smoothed curve's top, with rise/drop/recovery measured around it.
+    """The smoothed curve's maximum (or the latest point of its top), with rise/drop/recovery around it.
 
-    The top is every point within `tolerance` of the maximum; the peak step is the latest of
-    them: Guideline 3.1 asks for "the latest checkpoint that corresponds to a peak", and
-    on a noisy plateau-then-decline the argmax alone lands anywhere on the plateau. The caller
-    confirms that a sustained decline follows (OF001).
+    `tolerance` 0 (the diagnosis default): the argmax of the smoothed curve, which is unbiased on
+    kink-shaped and rounded tops alike. `tolerance` > 0: the latest point within `tolerance` of
+    the maximum (a literal reading of Guideline 3.1's "latest checkpoint that corresponds to a
+    peak"); measured to sit after the true maximum on rounded tops (docs/validation.md). The
+    caller confirms that a sustained decline follows (OF001).
     """
     s, v = finite(steps, smoothed)
     if s.size < 3:
@@ -502,6 +503,9 @@ def hinge_break(x: np.ndarray, y: np.ndarray, candidates: np.ndarray) -> tuple[i
 
 def refine_peak(steps: np.ndarray, raw: np.ndarray, peak_step: int, half_window: int) -> int:
     """Move a peak estimate to the best hinge break of the raw curve within +-half_window points.
+
+    Optional (`analysis.peak_refine: hinge`): better on kink-shaped tops, late on rounded ones
+    (docs/validation.md), so not the default.
 
     The fit window spans 2 x half_window points on each side of the estimate, so that both the
     top and the start of the decline are in it. Falls back to the estimate when no decreasing
