@@ -318,7 +318,19 @@ def _smoothed_q_at(a: Analysis, step: int) -> float:
     return float(np.interp(step, a.q.steps[m], a.q_smooth[m]))
 
 
-def pick_checkpoint(a: Analysis, verdict: str, pick: str = "higher-q-around-peak") -> CheckpointPick | None:
+def broken_at(findings: list[Finding]) -> int | None:
+    """First step at which a training metric went NaN/Inf for good (NF001 at error level), if any."""
+    steps = [
+        int(f.evidence["first_bad_step"])
+        for f in _get(findings, "NF001")
+        if f.level == "error" and f.evidence.get("first_bad_step") is not None
+    ]
+    return min(steps) if steps else None
+
+
+def pick_checkpoint(
+    a: Analysis, verdict: str, pick: str = "higher-q-around-peak", broken_step: int | None = None
+) -> CheckpointPick | None:
     """Guideline 3.1 for overfitting; the latest checkpoint otherwise (with the reason why).
 
     `higher-q-around-peak` (default): of the last checkpoint at or before the peak step and the
@@ -335,6 +347,17 @@ def pick_checkpoint(a: Analysis, verdict: str, pick: str = "higher-q-around-peak
     if not cands:
         return None
     latest = cands[-1]
+    if broken_step is not None:
+        # A checkpoint written at or after the first non-finite log entry may already hold NaN weights.
+        sound = [c for c in cands if c[0] < broken_step]
+        if not sound:
+            return None
+        c = sound[-1]
+        why = (
+            f"training broke (non-finite values from {unit} {broken_step}): the last checkpoint before that, "
+            "a restart point rather than a recommendation"
+        )
+        return CheckpointPick(c[0], c[1], f"{why}; x-axis unit: {unit}; from {origin}")
     if verdict == "overfitting" and a.peak is not None:
         pk = a.peak.step
         before = [c for c in cands if c[0] <= pk]
@@ -475,7 +498,7 @@ def diagnose_run(
 def finish(a: Analysis, findings: list[Finding], cfg: RulesConfig) -> RunResult:
     """Verdict, pick and advice from an analysis and its findings (re-run after cross-run rules)."""
     verdict, reason = decide_verdict(a, findings)
-    pick = pick_checkpoint(a, verdict, cfg.setting("checkpoint", "pick"))
+    pick = pick_checkpoint(a, verdict, cfg.setting("checkpoint", "pick"), broken_at(findings))
     smoothed = dict(a.smoothed)
     peak_step = a.peak.step if (a.peak is not None and verdict == "overfitting") else None
     res = RunResult(

@@ -366,3 +366,15 @@ def test_with_a_checkpoint_at_every_point_the_default_pick_is_the_peak_itself():
         )
         res = diagnose_run(sr.run)
         assert res.verdict == "overfitting" and res.checkpoint.step == res.peak_step
+
+
+def test_broken_run_picks_the_last_checkpoint_strictly_before_the_first_nan():
+    syn = make_curve("nan", seed=3, checkpoint_every=5)
+    res = diagnose_run(syn.run, default_config())
+    nf = [f for f in res.findings if f.code == "NF001" and f.level == "error"]
+    assert res.verdict == "inconclusive" and nf
+    first_bad = int(nf[0].evidence["first_bad_step"])
+    before = [c.step for c in syn.run.checkpoints if c.step < first_bad]
+    assert res.checkpoint is not None
+    assert res.checkpoint.step == max(before)
+    assert "training broke" in res.checkpoint.reason
