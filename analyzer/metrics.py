@@ -22,20 +22,34 @@ class MetricInfo:
 
 
 _METRICS = [
-    MetricInfo("q_data", "dataset Q", "Mean Q(s, a) over dataset (s, a) pairs, E_D[Q(s,a)] (paper Metric 3.1)."),
-    MetricInfo("q_policy", "policy-action Q", "Mean Q(s, a~pi(s)) over dataset states; a proxy for q_data, not the same."),
+    MetricInfo(
+        "q_data", "dataset Q", "Mean Q(s, a) over dataset (s, a) pairs, E_D[Q(s,a)] (paper Metric 3.1)."
+    ),
+    MetricInfo(
+        "q_policy",
+        "policy-action Q",
+        "Mean Q(s, a~pi(s)) over dataset states; a proxy for q_data, not the same.",
+    ),
     MetricInfo("q_target", "TD target", "Mean Bellman target r + gamma * Q'(s', a'); a proxy for q_data."),
-    MetricInfo("td_error", "TD error", "Bellman mean squared error alone (no CQL/regularizer term), per critic."),
-    MetricInfo("cql_gap", "CQL gap (raw)", "E[logsumexp_a Q(s,a)] - E_D[Q(s,a)]: the conservative gap before alpha."),
+    MetricInfo(
+        "td_error", "TD error", "Bellman mean squared error alone (no CQL/regularizer term), per critic."
+    ),
+    MetricInfo(
+        "cql_gap", "CQL gap (raw)", "E[logsumexp_a Q(s,a)] - E_D[Q(s,a)]: the conservative gap before alpha."
+    ),
     MetricInfo("cql_term", "CQL term", "alpha-scaled conservative term added to the critic loss."),
     MetricInfo("alpha", "CQL alpha", "Weight of the conservative term (min_q_weight / alpha_prime)."),
     MetricInfo("temperature", "entropy temperature", "SAC entropy coefficient."),
     MetricInfo("critic_loss", "critic loss", "Total critic loss as logged (may include the CQL term)."),
     MetricInfo("policy_loss", "policy loss", "Actor loss as logged."),
-    MetricInfo("brac_divergence", "BRAC divergence", "Divergence estimate between pi and the behaviour policy."),
+    MetricInfo(
+        "brac_divergence", "BRAC divergence", "Divergence estimate between pi and the behaviour policy."
+    ),
     MetricInfo("dr3_term", "DR3 term", "Feature dot-product regularizer phi(s,a).phi(s',a') (DR3)."),
     MetricInfo("vib_term", "VIB term", "KL of the variational information bottleneck to N(0, I)."),
-    MetricInfo("eval_return", "evaluation return", "Average return of evaluation rollouts (when any were run)."),
+    MetricInfo(
+        "eval_return", "evaluation return", "Average return of evaluation rollouts (when any were run)."
+    ),
     MetricInfo("eval_success", "evaluation success rate", "Success rate of evaluation rollouts in [0, 1]."),
 ]
 

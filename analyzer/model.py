@@ -42,7 +42,9 @@ class Series:
         if self.wall_time is not None:
             self.wall_time = np.asarray(self.wall_time, dtype=np.float64)
         if self.steps.shape != self.values.shape or self.steps.ndim != 1:
-            raise ValueError(f"series {self.name!r}: steps {self.steps.shape} and values {self.values.shape} differ")
+            raise ValueError(
+                f"series {self.name!r}: steps {self.steps.shape} and values {self.values.shape} differ"
+            )
 
     def __len__(self) -> int:
         return int(self.steps.shape[0])
@@ -129,7 +131,9 @@ class RawRun:
     layout: str  # reader that recognised it: "tfevents", "d3rlpy_csv", "progress_csv", "torchrl_csv", ...
     tags: dict[str, Series] = field(default_factory=dict)  # tag/column name -> series as read
     files: list[str] = field(default_factory=list)  # log files read
-    config: dict[str, Any] = field(default_factory=dict)  # flattened "a.b.c" -> value from config files/hparams
+    config: dict[str, Any] = field(
+        default_factory=dict
+    )  # flattened "a.b.c" -> value from config files/hparams
     config_sources: dict[str, str] = field(default_factory=dict)  # flattened key -> file it came from
     checkpoints: list[Checkpoint] = field(default_factory=list)
     issues: list[IngestIssue] = field(default_factory=list)

@@ -211,7 +211,9 @@ def regularizer_high_flat(ctx: Context) -> list[Finding]:
         scale_txt = f"{float(ctx.params['large_fraction']):.0%} of the Q range {fmt(a.eff.q_range)}"
     head = head_level(a.reg.steps, a.reg.values, a.tail_fraction)
     total_rel = (level - head) / abs(head) if np.isfinite(head) and head != 0 else 0.0
-    flat = tr.relative > -float(ctx.params["max_decrease"]) and total_rel > -float(ctx.params["max_total_decrease"])
+    flat = tr.relative > -float(ctx.params["max_decrease"]) and total_rel > -float(
+        ctx.params["max_total_decrease"]
+    )
     ev = {
         "regularizer": a.reg_name,
         "source": a.reg.source,
