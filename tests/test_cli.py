@@ -374,3 +374,12 @@ def test_missing_metadata_advice_is_copyable(tmp_path):
         uf = [f for f in tb2["findings"] if f["code"] == "UF001"]
         assert uf and not uf[0]["evidence"].get("inconclusive"), (extra, uf)
         assert tb2["verdict"] != "inconclusive"
+
+
+def test_verbose_lists_framework_and_how_each_metric_was_resolved():
+    result = invoke(str(REPO / "fixtures" / "formats" / "d3rlpy" / "d3rlpy_logs"), "-v", "--exit-zero")
+    assert result.exit_code == 0
+    out = " ".join(result.output.split())  # undo rich's wrapping
+    assert "d3rlpy/cql" in out
+    assert "q_data <- value_scale (proxy)" in out
+    assert "td_error <- critic_loss , conservative_loss (derived)" in out

@@ -117,7 +117,7 @@ def detail_lines(result: RunResult) -> list[Text]:
     head.append(r.verdict, style=VERDICT_STYLE.get(r.verdict, ""))
     algo = r.run.metadata.algorithm
     head.append(f"  ({r.run.framework}{'/' + algo if algo else ''}, {display_path(r.run.path)})", style="dim")
-    out = [head, Text(f"why: {r.verdict_reason}")]
+    out = [head, Text(f"why: {r.verdict_reason}"), Text(f"metrics: {metrics_line(r)}")]
     if r.checkpoint is not None:
         where = display_path(r.checkpoint.path) if r.checkpoint.path else "no file"
         out.append(Text(f"checkpoint: {r.run.x_unit} {r.checkpoint.step} ({where}): {r.checkpoint.reason}"))
@@ -134,6 +134,13 @@ def detail_lines(result: RunResult) -> list[Text]:
         line.append(f"{display_path(issue.path)}: {issue.message}")
         out.append(line)
     return out
+
+
+def metrics_line(r: RunResult) -> str:
+    """Which canonical metrics were resolved, from which tags, and how far to trust them."""
+    if not r.run.series:
+        return "none resolved"
+    return "; ".join(f"{name} <- {s.source} [{len(s)} points]" for name, s in r.run.series.items())
 
 
 def print_report(console: Console, report: Report, fail_on: FailOn, *, verbose: bool = False) -> None:
