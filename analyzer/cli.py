@@ -153,14 +153,16 @@ def _version_callback(value: bool) -> None:
         raise typer.Exit(EXIT_OK)
 
 
+#: `--version`, on the root and on `check` (so `offrl-analyze PATH... --version` works too)
+VersionOption = Annotated[
+    bool,
+    typer.Option("--version", callback=_version_callback, is_eager=True, help="Print the version and exit."),
+]
+
+
 @app.callback()
 def _root(
-    version: Annotated[
-        bool,
-        typer.Option(
-            "--version", callback=_version_callback, is_eager=True, help="Print the version and exit."
-        ),
-    ] = False,
+    version: VersionOption = False,
 ) -> None:
     """Diagnose offline-RL training logs."""
 
@@ -339,12 +341,7 @@ def check(
             "-v", "--verbose", help="Table format: print each run's findings and full advice under the table."
         ),
     ] = False,
-    version: Annotated[
-        bool,
-        typer.Option(
-            "--version", callback=_version_callback, is_eager=True, help="Print the version and exit."
-        ),
-    ] = False,
+    version: VersionOption = False,
 ) -> None:
     """Analyse runs (the default command: `offrl-analyze PATH...`)."""
     paths = list(paths or [])
