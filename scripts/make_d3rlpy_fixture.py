@@ -44,51 +44,55 @@ DISCRETE_EXPERIMENT = "discrete_cql_tiny"
 N_DISCRETE_ACTIONS = 4
 
 
-def make_dataset(d3rlpy, rng: np.random.Generator):
+def _point_episodes(rng: np.random.Generator, act, move) -> tuple[dict[str, np.ndarray], list]:
+    """N_EPISODES x HORIZON rollouts of the point: `act(x)` picks the action, `move(x, a)` steps.
+
+    Why one loop: both datasets share start states, the goal-ball reward and the timeouts; only
+    the actions and the step differ. Returns the MDPDataset arrays except actions, and the actions.
+    """
     obs, acts, rews, terms, touts = [], [], [], [], []
     for _ in range(N_EPISODES):
         x = rng.uniform(-1.0, 1.0, size=3)
         for t in range(HORIZON):
-            a = np.clip(-0.5 * x[:2] + rng.normal(0.0, 0.3, size=2), -1.0, 1.0)
+            a = act(x)
             obs.append(x.copy())
             acts.append(a)
-            x = x + 0.2 * np.array([a[0], a[1], -0.1 * x[2]])
-            r = 1.0 if np.linalg.norm(x[:2]) < 0.3 else 0.0
-            rews.append(r)
+            x = move(x, a)
+            rews.append(1.0 if np.linalg.norm(x[:2]) < 0.3 else 0.0)
             terms.append(0.0)
             touts.append(1.0 if t == HORIZON - 1 else 0.0)
-    return d3rlpy.dataset.MDPDataset(
-        observations=np.asarray(obs, dtype=np.float32),
-        actions=np.asarray(acts, dtype=np.float32),
-        rewards=np.asarray(rews, dtype=np.float32),
-        terminals=np.asarray(terms, dtype=np.float32),
-        timeouts=np.asarray(touts, dtype=np.float32),
+    arrays = {
+        "observations": np.asarray(obs, dtype=np.float32),
+        "rewards": np.asarray(rews, dtype=np.float32),
+        "terminals": np.asarray(terms, dtype=np.float32),
+        "timeouts": np.asarray(touts, dtype=np.float32),
+    }
+    return arrays, acts
+
+
+def make_dataset(d3rlpy, rng: np.random.Generator):
+    arrays, acts = _point_episodes(
+        rng,
+        lambda x: np.clip(-0.5 * x[:2] + rng.normal(0.0, 0.3, size=2), -1.0, 1.0),
+        lambda x, a: x + 0.2 * np.array([a[0], a[1], -0.1 * x[2]]),
     )
+    return d3rlpy.dataset.MDPDataset(actions=np.asarray(acts, dtype=np.float32), **arrays)
 
 
 def make_discrete_dataset(d3rlpy, rng: np.random.Generator):
     """Same point dynamics, 4 discrete moves (+x, -x, +y, -y)."""
     moves = np.array([[1.0, 0.0], [-1.0, 0.0], [0.0, 1.0], [0.0, -1.0]])
-    obs, acts, rews, terms, touts = [], [], [], [], []
-    for _ in range(N_EPISODES):
-        x = rng.uniform(-1.0, 1.0, size=3)
-        for t in range(HORIZON):
-            greedy = int(np.argmax(moves @ (-x[:2])))
-            a = greedy if rng.random() < 0.7 else int(rng.integers(N_DISCRETE_ACTIONS))
-            obs.append(x.copy())
-            acts.append(a)
-            x = x + 0.15 * np.array([*moves[a], -0.1 * x[2]])
-            rews.append(1.0 if np.linalg.norm(x[:2]) < 0.3 else 0.0)
-            terms.append(0.0)
-            touts.append(1.0 if t == HORIZON - 1 else 0.0)
+
+    def act(x: np.ndarray) -> int:
+        greedy = int(np.argmax(moves @ (-x[:2])))
+        return greedy if rng.random() < 0.7 else int(rng.integers(N_DISCRETE_ACTIONS))
+
+    arrays, acts = _point_episodes(rng, act, lambda x, a: x + 0.15 * np.array([*moves[a], -0.1 * x[2]]))
     return d3rlpy.dataset.MDPDataset(
-        observations=np.asarray(obs, dtype=np.float32),
         actions=np.asarray(acts, dtype=np.int64),
-        rewards=np.asarray(rews, dtype=np.float32),
-        terminals=np.asarray(terms, dtype=np.float32),
-        timeouts=np.asarray(touts, dtype=np.float32),
         action_space=d3rlpy.constants.ActionSpace.DISCRETE,
         action_size=N_DISCRETE_ACTIONS,
+        **arrays,
     )
 
 
