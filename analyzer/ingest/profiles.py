@@ -988,6 +988,16 @@ def _gated_out(item: Alias | Derivation, raw: RawRun) -> bool:
     return bool(item.requires_tags) and find_tag(raw.tags, item.requires_tags) is None
 
 
+def _row_scale(item: Alias | Derivation, raw: RawRun) -> tuple[float, str]:
+    """The row's scale and note, divided by n_critics (and saying how n was found) for summed losses."""
+    scale, note = item.scale, item.note
+    if item.per_critic_keys or item.default_critics:
+        n, how = _n_critics(raw.config, item.per_critic_keys, item.default_critics)
+        scale = scale / n
+        note = f"{note} [n_critics {how}]"
+    return scale, note
+
+
 def _apply_alias(alias: Alias, raw: RawRun) -> Series | None:
     if _gated_out(alias, raw):
         return None
@@ -995,13 +1005,8 @@ def _apply_alias(alias: Alias, raw: RawRun) -> Series | None:
     if tag is None:
         return None
     src = raw.tags[tag]
-    scale = alias.scale
-    note = alias.note
+    scale, note = _row_scale(alias, raw)
     kind = alias.kind
-    if alias.per_critic_keys or alias.default_critics:
-        n, how = _n_critics(raw.config, alias.per_critic_keys, alias.default_critics)
-        scale = scale / n
-        note = f"{note} [n_critics {how}]"
     if scale != 1.0:
         note = f"{note} (values x {scale:g})"
         s = _copy_series(
@@ -1062,12 +1067,7 @@ def _apply_derivation(d: Derivation, raw: RawRun) -> Series | None:
         wt = None if a.wall_time is None else a.wall_time.copy()
     else:
         return None
-    scale = d.scale
-    note = d.note
-    if d.per_critic_keys or d.default_critics:
-        n, how = _n_critics(raw.config, d.per_critic_keys, d.default_critics)
-        scale = scale / n
-        note = f"{note} [n_critics {how}]"
+    scale, note = _row_scale(d, raw)
     if len(steps) == 0:
         return None
     return Series(
