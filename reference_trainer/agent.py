@@ -62,6 +62,11 @@ class ActorCriticAgent:
         self._critic_params = list(self.critics.parameters())
         self._target_params = list(self.targets.parameters())
 
+    def with_remedy_metrics(self, base: tuple[str, ...]) -> tuple[str, ...]:
+        """The algorithm's metric names plus the DR3 / VIB terms when those remedies are on."""
+        extra = (["dr3_term"] if self.cfg.dr3 > 0 else []) + (["vib_term"] if self.cfg.vib > 0 else [])
+        return tuple(base) + tuple(extra)
+
     def param_groups(self) -> list[dict[str, Any]]:
         cfg = self.cfg
         return [

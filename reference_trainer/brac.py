@@ -54,12 +54,7 @@ class BRACAgent(ActorCriticAgent):
     def __init__(self, cfg: Any, device: torch.device) -> None:
         super().__init__(cfg, device)
         self.behaviour = build_actor(cfg, log_std_min=BEHAVIOUR_LOG_STD_MIN).to(device).requires_grad_(False)
-        names = list(BRAC_METRICS)
-        if cfg.dr3 > 0:
-            names.append("dr3_term")
-        if cfg.vib > 0:
-            names.append("vib_term")
-        self.metric_names = tuple(names)
+        self.metric_names = self.with_remedy_metrics(BRAC_METRICS)
         self.optimizer = self.make_optimizer()
 
     def modules(self) -> dict[str, torch.nn.Module]:

@@ -46,12 +46,7 @@ class CQLAgent(ActorCriticAgent):
         # Lagrange multiplier in log space, initialised at the fixed alpha (min_q_weight)
         init = math.log(max(cfg.cql_alpha, 1e-6))
         self.log_alpha = torch.full((), init, device=device, requires_grad=self.lagrange)
-        names = list(CQL_METRICS)
-        if cfg.dr3 > 0:
-            names.append("dr3_term")
-        if cfg.vib > 0:
-            names.append("vib_term")
-        self.metric_names = tuple(names)
+        self.metric_names = self.with_remedy_metrics(CQL_METRICS)
         self.bc_steps = cfg.bc_steps_resolved
         self.optimizer = self.make_optimizer()
 
