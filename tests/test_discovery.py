@@ -588,3 +588,31 @@ def test_yaml_alias_bomb_is_refused_not_expanded(tmp_path):
     assert raw.config == {"gamma": 0.9}
     msgs = {Path(i.path).name: i.message for i in raw.issues}
     assert msgs["config.yaml"] == "config ignored: more than 100000 keys after flattening"
+
+
+def test_robot_eval_output_is_attached_to_its_run_not_a_run_of_its_own(tmp_path):
+    from analyzer.ingest.tfwriter import EventWriter
+
+    run = tmp_path / "runs" / "cql-s0"
+    with EventWriter(run) as w:
+        for step in range(100, 1100, 100):
+            w.add_scalar("offrl/q_data", step / 100.0, step)
+    (run / "config.json").write_text(json.dumps({"algo": "cql", "gamma": 0.99}))
+    out = tmp_path / "runs" / "cql-s0_eval"
+    (out / "tb").mkdir(parents=True)
+    (out / "eval.json").write_text(json.dumps({"run_dir": str(run), "scores": []}))
+    (out / "eval.csv").write_text("step,success_rate,return_mean\n500,0.25,0.25\n1000,0.5,0.5\n")
+    with EventWriter(out / "tb") as w:
+        w.add_scalar("eval/success_rate", 0.25, 500)
+        w.add_scalar("eval/success_rate", 0.5, 1000)
+        w.add_scalar("eval/return", 0.25, 500)
+        w.add_scalar("eval/return", 0.5, 1000)
+
+    found = discover_runs(tmp_path / "runs")
+    assert [r.id for r in found] == ["cql-s0"]
+    runs, errors = load_runs([tmp_path / "runs"])
+    assert errors == [] and len(runs) == 1
+    success = runs[0].series["eval_success"]
+    assert success.steps.tolist() == [500, 1000]
+    assert success.values.tolist() == [0.25, 0.5]
+    assert runs[0].series["eval_return"].values.tolist() == [0.25, 0.5]

@@ -425,6 +425,19 @@ def test_plot_of_a_run_with_no_series_still_renders(tmp_path):
     assert _png_size(plot_png(empty))[0] > 0
 
 
+def test_plot_draws_rollout_success_when_the_run_has_it(report):
+    from analyzer.output.plots import render_figure
+
+    result = copy.deepcopy(report.runs[0])
+    result.run.series["eval_success"] = Series("eval_success", [1000, 2000], [0.2, 0.6])
+    fig = render_figure(result)
+    labels = [line.get_label() for ax in fig.axes for line in ax.get_lines()]
+    assert "success rate (rollouts)" in labels
+    assert "success rate (rollouts)" not in [
+        line.get_label() for ax in render_figure(report.runs[0]).axes for line in ax.get_lines()
+    ]
+
+
 def test_td_threshold_comes_from_the_finding_evidence(report):
     from analyzer.output.plots import td_threshold
 

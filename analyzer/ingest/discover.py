@@ -194,6 +194,8 @@ def discover_runs(root: str | Path) -> list[RunDir]:
     while stack:
         d, real = stack.pop()
         files, dirs, links = _scan_links(d)
+        if is_robot_eval_output(d, files):
+            continue  # rollout scores of a sibling run: attached to that run below, not a run itself
         grouped = _group(d, files, dirs, root)
         if grouped is not None:
             runs.append(grouped)
@@ -229,8 +231,29 @@ def discover_runs(root: str | Path) -> list[RunDir]:
             followed.add(target)
             children.append((d / name, target))
         stack.extend(reversed(children))  # depth-first in name order
+    for run in runs:
+        attach_robot_eval(run)
     runs.sort(key=lambda r: r.id)
     return runs
+
+
+#: `offrl-eval checkpoints RUN` writes `RUN_eval/` with eval.json (run_dir, scores), eval.csv and tb/.
+ROBOT_EVAL_SUFFIX = "_eval"
+
+
+def is_robot_eval_output(d: Path, files: list[str]) -> bool:
+    """A folder written by `offrl-eval checkpoints` (or its tb/ sub-folder): not a training run."""
+    if d.name == "tb" and d.parent.name.endswith(ROBOT_EVAL_SUFFIX):
+        d, files = d.parent, _scan(d.parent)[0]
+    return d.name.endswith(ROBOT_EVAL_SUFFIX) and "eval.json" in files and "eval.csv" in files
+
+
+def attach_robot_eval(run: RunDir) -> None:
+    """Add the rollout scores of `<run>_eval/tb/` (eval/success_rate, eval/return) to the run."""
+    if run.kind == "file":
+        return
+    tb = run.path.parent / (run.path.name + ROBOT_EVAL_SUFFIX) / "tb"
+    run.event_files.extend(EventSource(p) for p in _events_in(tb))
 
 
 # --------------------------------------------------------------------------------------------------

@@ -140,12 +140,15 @@ class Profile:
 
 
 _CRITIC1_NOTE = "critic 1 of the ensemble (paper convention: report QF1)"
+#: Rollout scores that `offrl-eval checkpoints` writes next to a run (`<run>_eval/tb/`); discovery
+#: attaches them to the run, so the analyzer can show true success beside dataset Q.
+_ROBOT_EVAL_TAGS = {"eval_success": ("eval/success_rate",), "eval_return": ("eval/return",)}
 
 _OFFRL = Profile(
     name="offrl",
     signature_tags=tuple(TAG_PREFIX + n for n in ("q_data", "td_error", "cql_gap", "critic_loss", "alpha")),
     config_hints=("algo", "horizon", "reward_range", "ckpt_every", "dataset_mc_return", "encoder", "depth"),
-    aliases=tuple(Alias(n, (TAG_PREFIX + n,)) for n in CANONICAL_NAMES),
+    aliases=tuple(Alias(n, (TAG_PREFIX + n,) + _ROBOT_EVAL_TAGS.get(n, ())) for n in CANONICAL_NAMES),
 )
 
 _RLKIT = Profile(

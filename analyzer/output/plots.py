@@ -159,6 +159,22 @@ def render_figure(result: RunResult) -> Any:
             )
     ax_q.set_ylabel("Q")
     ax_q.set_title(q_name, loc="left", fontsize=9, color="#424242")
+    success = run.series.get("eval_success")
+    if success is not None and len(success):
+        # rollout scores (e.g. from `offrl-eval checkpoints`): what the pick should have found
+        ax_s = ax_q.twinx()
+        ax_s.plot(
+            success.steps,
+            success.values,
+            "o-",
+            color="#c62828",
+            lw=1.2,
+            ms=3,
+            label="success rate (rollouts)",
+        )
+        ax_s.set_ylim(-0.05, 1.05)
+        ax_s.set_ylabel("success rate", color="#c62828")
+        ax_s.legend(loc="lower right", fontsize=7, framealpha=0.8)
 
     td = _series(result, "td_error")
     if td is None:
