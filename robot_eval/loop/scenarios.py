@@ -69,6 +69,12 @@ PRESETS: dict[str, Preset] = {
         seeds=(0, 1), episodes=10, fqe_steps=1000, n_actions=4, sizes=(50, 500), objects=(1, 35),
         objects_data=500, cql_alpha=1.0,
     ),
+    # does CQL recover after the post-warm-start collapse if it trains twice as long? (500 trajectories only)
+    "quick-long": Preset(
+        "quick-long", steps=16000, ckpt_every=1000, log_every=100, bc_steps=4000, hidden=256, depth=2,
+        seeds=(0, 1), episodes=10, fqe_steps=1000, n_actions=4, sizes=(500,), objects=(1, 35),
+        objects_data=500,
+    ),
     "full": Preset(
         "full", steps=20000, ckpt_every=1000, log_every=100, bc_steps=5000, hidden=256, depth=2,
         seeds=(0, 1, 2), episodes=20, fqe_steps=2000, n_actions=10, sizes=(50, 100, 500, 5000),
