@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from robot_eval.loop import score as S
-from robot_eval.loop.scenarios import PRESETS, trials_for
+from robot_eval.loop.scenarios import ORDER, PRESETS, trials_for
 
 METHODS = ("workflow", "workflow_nodv", "last", "random", "lowest_td", "fqe")
 METHOD_TITLES = {
@@ -125,11 +125,12 @@ def build_rows(results: list[dict[str, Any]]) -> list[dict[str, Any]]:
 
 def aggregate(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """Per scenario and overall (unique runs): mean and 95% bootstrap CI of regret, fraction of best, gain."""
-    scopes: dict[str, list[dict[str, Any]]] = {}
-    for x in rows:
-        scopes.setdefault(x["scenario"], []).append(x)
     uniq = {x["key"]: x for x in rows}
-    scopes["all"] = list(uniq.values())
+    scopes: dict[str, list[dict[str, Any]]] = {"all": list(uniq.values())}
+    for name in (*ORDER, *sorted({x["scenario"] for x in rows} - set(ORDER))):  # the paper's order
+        members = [x for x in rows if x["scenario"] == name]
+        if members:
+            scopes[name] = members
     out = []
     for scope, xs in scopes.items():
         for m in METHODS:
