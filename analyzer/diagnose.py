@@ -272,6 +272,13 @@ def decide_verdict(a: Analysis, findings: list[Finding]) -> tuple[str, str]:
     if of:
         f = of[0]
         return "overfitting", f"{f.code}: {f.message}{proxy}{brac_note}"
+    falls = _get(findings, "OF003")
+    if falls:
+        return (
+            "inconclusive",
+            f"{falls[0].code}: {falls[0].message}: dataset Q has no peak to pick at, and a falling Q is not "
+            f"healthy{proxy}{brac_note}",
+        )
 
     p = a.peak
     q_txt = (

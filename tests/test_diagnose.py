@@ -378,3 +378,20 @@ def test_broken_run_picks_the_last_checkpoint_strictly_before_the_first_nan():
     assert res.checkpoint is not None
     assert res.checkpoint.step == max(before)
     assert "training broke" in res.checkpoint.reason
+
+
+def test_dataset_q_that_only_falls_is_not_healthy():
+    from analyzer.model import Series
+
+    syn = make_curve("healthy", seed=4)
+    q = syn.run.series["q_data"]
+    rng = np.random.default_rng(0)
+    falling = 10.0 * np.exp(-np.arange(len(q)) / (len(q) / 3)) + rng.normal(0, 0.05, len(q))
+    syn.run.series["q_data"] = Series("q_data", q.steps, falling, sources=("offrl/q_data",))
+    res = diagnose_run(syn.run, default_config())
+    assert res.verdict == "inconclusive"
+    assert "OF003" in res.verdict_reason and "without rising" in res.verdict_reason
+
+    untouched = diagnose_run(make_curve("healthy", seed=4).run, default_config())
+    assert untouched.verdict == "healthy"
+    assert not [f for f in untouched.findings if f.code == "OF003"]

@@ -214,3 +214,76 @@ def q_below_mc_return(ctx: Context) -> list[Finding]:
             steps=(int(a.q.steps[0]), int(a.q.steps[-1])),
         )
     ]
+
+
+@rule(
+    "OF003",
+    "q-falls-from-start",
+    "warning",
+    "Dataset Q never rises: it falls from the start of the run, significantly and for good.",
+    family="overfitting",
+    params=(
+        Param(
+            "min_drop_noise",
+            3.0,
+            "positive",
+            "the fall from the first smoothed value to the final level, in smoothed-noise sigmas",
+            "same 3-sigma convention as OF001",
+        ),
+        Param(
+            "min_drop_fraction",
+            0.1,
+            "fraction",
+            "and at least this fraction of the largest |dataset Q| seen (scale-free size of the fall)",
+            "heuristic: a 10% fall of the Q scale is visible on any plot; smaller falls are wobble",
+        ),
+    ),
+    detects="The smoothed dataset Q has no rise before its maximum (OF001 does not apply) and ends at least "
+    "`min_drop_noise` smoothed-noise sigmas and `min_drop_fraction` of its scale below its first value.",
+    why="OF001 needs a rise before the decline, so a curve that only falls would otherwise read as 'held'. "
+    "Metric 3.1 calls 'a low average data Q-value that decreases with more gradient steps' overfitting, "
+    "but with no peak Guideline 3.1's pick has nothing to stand on; in our closed loop (docs/closed_loop.md) "
+    "this shape came with CQL runs whose policy collapsed. Reported so the run is not called healthy.",
+    example="`OF003 q-falls-from-start: q_data fell from 0.14 to -29.8 without rising first (212 smoothed-noise "
+    "sigmas)`",
+    remediation="Check CQL alpha (CQ002: too high pushes dataset Q down), the reward scale and the warm start; "
+    "evaluate the earliest checkpoints if you can. Capacity-decreasing regularization (Guideline 4.1) if the "
+    "fall is overfitting.",
+)
+def q_falls_from_start(ctx: Context) -> list[Finding]:
+    a = ctx.analysis
+    p = a.peak
+    if a.q is None or p is None or a.q_smooth is None:
+        return []
+    s, v = a.q.steps, a.q_smooth
+    finite = np.isfinite(v)
+    if int(finite.sum()) < 5:
+        return []
+    sigma = a.q_sigma_smooth
+    if p.rise > float(ctx.params["min_drop_noise"]) * sigma and p.rise > 0:
+        return []  # it rose first: OF001's reading applies
+    first = float(v[finite][0])
+    fall = first - p.end_value
+    scale = float(np.nanmax(np.abs(v[finite])))
+    big = (
+        fall >= float(ctx.params["min_drop_noise"]) * sigma
+        and fall >= float(ctx.params["min_drop_fraction"]) * scale
+    )
+    if not (fall > 0 and big):
+        return []
+    ev = {
+        "metric": a.q_name,
+        "first_value": first,
+        "final_level": p.end_value,
+        "fall": fall,
+        "fall_in_sigmas": fall / sigma if sigma > 0 else None,
+        "noise_sigma_smoothed": sigma,
+    }
+    return [
+        ctx.finding(
+            f"{a.q_name} fell from {fmt(first)} to {fmt(p.end_value)} without rising first"
+            + (f" ({fall / sigma:.0f} smoothed-noise sigmas)" if sigma > 0 else ""),
+            evidence=ev,
+            steps=(int(s[finite][0]), int(s[finite][-1])),
+        )
+    ]
