@@ -7,12 +7,12 @@ runs (Metric 3.2, second form), which can turn a run's verdict into underfitting
 
 from __future__ import annotations
 
-import inspect
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from analyzer.config import RulesConfig, load_config
 from analyzer.diagnose import analyze_signals, diagnose_run, finish, run_rules
+from analyzer.ingest import load_runs
 from analyzer.model import IngestIssue, Run
 from analyzer.report import Report, RunResult
 
@@ -20,25 +20,6 @@ __all__ = ["Progress", "analyze", "analyze_runs", "diagnose_run"]
 
 Progress = Callable[[str, int, int, str], None]
 """`progress(stage, done, total, run_id)`: stage is "read" or "diagnose"; done counts from 1."""
-
-
-def _staged(progress: Callable[..., None] | None) -> Progress | None:
-    """Accept the original `progress(done, total)` callbacks too (diagnose stage only)."""
-    if progress is None:
-        return None
-    try:
-        inspect.signature(progress).bind("read", 1, 1, "run")
-    except TypeError:
-        legacy = progress
-
-        def staged(stage: str, done: int, total: int, run_id: str) -> None:
-            if stage == "diagnose":
-                legacy(done, total)
-
-        return staged
-    except ValueError:  # no signature (some builtins): assume the 4-argument form
-        pass
-    return progress
 
 
 def _config(rules: str | Path | RulesConfig | None) -> RulesConfig:
@@ -50,40 +31,32 @@ def analyze(
     rules: str | Path | RulesConfig | None = None,
     *,
     workers: int = 1,
-    progress: Progress | Callable[[int, int], None] | None = None,
+    progress: Progress | None = None,
 ) -> Report:
     """Diagnose every run found under `paths`. Unreadable paths land in `Report.errors`.
 
     `progress(stage, done, total, run_id)` is called once per run after it is read (stage "read",
     also with workers) and once per run after it is diagnosed (stage "diagnose"): the CLI's bar.
-    A two-argument `progress(done, total)` (the original form) is called for the diagnose stage only.
 
     Raises ConfigError (analyzer.config) for a bad rules file - the CLI maps it to exit code 2.
     """
     cfg = _config(rules)
     if isinstance(paths, (str, Path)):
         paths = [paths]
-    try:
-        from analyzer.ingest import load_runs
-    except ImportError as exc:  # ingestion not installed/built: say so, do not crash
-        return Report(
-            errors=[IngestIssue(str(p), f"log ingestion unavailable: {exc}", "error") for p in paths]
-        )
     on_run = None
-    staged = _staged(progress)
-    if staged is not None:
+    if progress is not None:
 
         def on_run(done: int, total: int, run_id: str) -> None:
-            staged("read", done, total, run_id)
+            progress("read", done, total, run_id)
 
     runs, errors = load_runs(
         list(paths), mappings=cfg.load_mappings() or None, workers=workers, on_run=on_run
     )
-    runs = [_remap(r, cfg, load_runs) for r in runs]
-    return analyze_runs(runs, cfg, errors=list(errors), progress=staged)
+    runs = [_remap(r, cfg) for r in runs]
+    return analyze_runs(runs, cfg, errors=list(errors), progress=progress)
 
 
-def _remap(run: Run, cfg: RulesConfig, load_runs) -> Run:  # type: ignore[no-untyped-def]
+def _remap(run: Run, cfg: RulesConfig) -> Run:
     """Re-read a run whose `runs:` entry carries its own tag mappings (they win over global ones)."""
     own = cfg.run_override(run.id).mappings
     if not own:
@@ -109,7 +82,7 @@ def analyze_runs(
     rules: str | Path | RulesConfig | None = None,
     *,
     errors: list[IngestIssue] | None = None,
-    progress: Progress | Callable[[int, int], None] | None = None,
+    progress: Progress | None = None,
 ) -> Report:
     """Diagnose already-loaded runs (notebooks, tests, other readers) including the capacity comparison.
 
@@ -118,7 +91,6 @@ def analyze_runs(
     from analyzer.rules import compare_capacity
 
     cfg = _config(rules)
-    progress = _staged(progress)
     analyses = []
     results: list[RunResult] = []
     for run in runs:

@@ -327,9 +327,6 @@ def test_progress_is_called_once_per_run_per_stage():
             assert [c[1] for c in mine] == list(range(1, len(ids) + 1)), (workers, stage, calls)
             assert {c[2] for c in mine} == {len(ids)}
             assert sorted(c[3] for c in mine) == ids
-    legacy: list[tuple[int, int]] = []  # the original two-argument form: diagnose stage only
-    analyze([DEMO], progress=lambda done, total: legacy.append((done, total)))
-    assert legacy == [(k, 4) for k in range(1, 5)]
 
 
 def test_verbose_prints_findings_and_all_advice():
