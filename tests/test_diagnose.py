@@ -256,13 +256,13 @@ def test_per_run_mappings_and_metadata_from_rules_file(tmp_path):
         "extends: default\nruns:\n  - match: 'runs/*'\n    mappings: {q_data: offrl/q_policy}\n    horizon: 17\n"
     )
     calls = []
-    rep = analyze([fixture], p, progress=lambda done, total: calls.append((done, total)))
+    rep = analyze([fixture], p, progress=lambda stage, done, total, _id: calls.append((stage, done, total)))
     run = rep.runs[0].run
     assert run.id.startswith("runs/")
     assert run.series["q_data"].sources == ("offrl/q_policy",)
     uf = [f for f in rep.runs[0].findings if f.code == "UF001" and not f.evidence.get("inconclusive")]
     assert not uf or "horizon 17" in uf[0].evidence["H_source"]
-    assert calls and calls[-1] == (len(rep.runs), len(rep.runs))
+    assert calls and calls[-1] == ("diagnose", len(rep.runs), len(rep.runs))
 
 
 @pytest.mark.parametrize(
