@@ -56,6 +56,10 @@ def run(
     ] = None,
     cql_alpha: Annotated[float | None, Opt(help="fixed CQL alpha (min_q_weight) (default 1.0)")] = None,
     cql_target_gap: Annotated[float | None, Opt(help="Lagrangian alpha with this target gap")] = None,
+    backup: Annotated[
+        str | None,
+        Opt(help="CQL TD backup action: sample (authors' code, default) | mean (tanh of pi's mean)"),
+    ] = None,
     brac_variant: Annotated[str | None, Opt(help="vp (value penalty) | pr (policy regularization)")] = None,
     brac_beta: Annotated[float | None, Opt(help="BRAC divergence weight (default 1.0)")] = None,
     hidden: Annotated[int | None, Opt(help="hidden width (default 256)")] = None,

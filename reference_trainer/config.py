@@ -20,6 +20,7 @@ ALGOS = ("cql", "brac")
 ENCODERS = ("mlp", "conv", "resnet")
 PRECISIONS = ("fp32", "bf16")
 BRAC_VARIANTS = ("vp", "pr")
+BACKUPS = ("sample", "mean")
 
 #: Used when neither the dataset metadata nor a flag gives them. gamma 0.99 is the authors'
 #: default (examples/cql_workflow.py); horizon 40 is the pick-tray horizon of the COG tasks; a
@@ -74,6 +75,8 @@ class TrainConfig:
     # CQL
     cql_alpha: float = 1.0
     cql_target_gap: float | None = None  # set => Lagrangian alpha (CQL paper's tau)
+    # TD backup action at s': "sample" from pi (authors' code) or "mean" = tanh(mean of pi); see docs/trainer.md
+    backup: str = "sample"
     # BRAC
     brac_variant: str = "vp"
     brac_beta: float = 1.0
@@ -127,6 +130,7 @@ class TrainConfig:
                 f"--precision must be one of {PRECISIONS}, got {self.precision!r}",
             ),
             (self.brac_variant in BRAC_VARIANTS, f"--brac-variant must be one of {BRAC_VARIANTS}"),
+            (self.backup in BACKUPS, f"--backup must be one of {BACKUPS}, got {self.backup!r}"),
             (self.steps > 0, f"--steps must be > 0, got {self.steps}"),
             (self.ckpt_every > 0, f"--ckpt-every must be > 0, got {self.ckpt_every}"),
             (self.log_every > 0, f"--log-every must be > 0, got {self.log_every}"),

@@ -87,8 +87,9 @@ class CQLAgent(ActorCriticAgent):
             a_cur, a_next = a_both[:bsz], a_both[bsz:]
             logp_cur, logp_next = logp_both[:bsz], logp_both[bsz:]
             a_rand = torch.rand(bsz, n, act_dim, device=self.device).mul_(2.0).sub_(1.0)
-            # 2. TD target (first of the N next-state samples is the backup action)
-            a_backup = a_next[:, 0]
+            # 2. TD target: the first of the N next-state samples (authors' code), or pi's mean action,
+            #    which kept the critic from collapsing the policy after the BC warm start (docs/trainer.md)
+            a_backup = torch.tanh(next_mean) if self.cfg.backup == "mean" else a_next[:, 0]
             q_next = self.target_q(next_obs, a_backup)
             y = batch.rewards + self.gamma * (1.0 - batch.dones) * q_next
 

@@ -158,3 +158,27 @@ def test_cql_lagrangian_alpha_moves_towards_target_gap():
     alphas = [agent.update(_toy_batch(), s + 1)[agent.metric_names.index("alpha")].item() for s in range(20)]
     assert alphas[0] == pytest.approx(1.0)
     assert alphas[-1] < alphas[0]
+
+
+@pytest.mark.parametrize("backup", ["sample", "mean"])
+def test_cql_backup_action_is_a_policy_sample_or_the_policy_mean(backup, monkeypatch):
+    torch.manual_seed(0)
+    cfg = TrainConfig(obs_shape=(3,), act_dim=2, hidden=16, depth=2, n_actions=4, bc_steps=0, gamma=0.9,
+                      backup=backup)  # fmt: skip
+    agent = CQLAgent(cfg, torch.device("cpu"))
+    batch = _toy_batch()
+    seen: list[torch.Tensor] = []
+    original = agent.target_q
+    monkeypatch.setattr(agent, "target_q", lambda o, a: (seen.append(a.clone()), original(o, a))[1])
+    with torch.no_grad():
+        mean, _ = agent.actor(batch.next_obs)  # before the update changes the actor
+    agent.update(batch, 1)
+    is_mean = torch.allclose(seen[0], torch.tanh(mean), atol=1e-6)
+    assert is_mean == (backup == "mean")
+
+
+def test_backup_option_is_validated():
+    from reference_trainer.config import ConfigError
+
+    with pytest.raises(ConfigError, match="--backup"):
+        TrainConfig(obs_shape=(3,), act_dim=2, backup="max").validate()
