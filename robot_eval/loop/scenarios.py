@@ -47,6 +47,7 @@ class Preset:
     batch_size: int = 256
     policy_lr: float = 1e-3
     cql_alpha: float = 0.1
+    backup: str = "sample"  # offrl-train --backup (CQL TD backup action); docs/trainer.md
     sizes: tuple[int, ...] = (50, 500)
     objects: tuple[int, ...] = (1, 35)
     objects_data: int = 200
@@ -68,6 +69,13 @@ PRESETS: dict[str, Preset] = {
         "quick-alpha1", steps=8000, ckpt_every=500, log_every=100, bc_steps=4000, hidden=256, depth=2,
         seeds=(0, 1), episodes=10, fqe_steps=1000, n_actions=4, sizes=(50, 500), objects=(1, 35),
         objects_data=500, cql_alpha=1.0,
+    ),
+    # `quick` with the TD backup from the policy's mean action (docs/trainer.md: it kept the critic from collapsing
+    # the policy after the warm start in a 2-seed probe)
+    "quick-mean": Preset(
+        "quick-mean", steps=8000, ckpt_every=500, log_every=100, bc_steps=4000, hidden=256, depth=2,
+        seeds=(0, 1), episodes=10, fqe_steps=1000, n_actions=4, sizes=(50, 500), objects=(1, 35),
+        objects_data=500, backup="mean",
     ),
     # does CQL recover after the post-warm-start collapse if it trains twice as long? (500 trajectories only)
     "quick-long": Preset(
@@ -131,6 +139,8 @@ def _train(p: Preset, **over: Any) -> dict[str, Any]:
     }
     if p.cql_alpha != 1.0:  # the trainer's default is left implicit (keeps run keys stable)
         t["cql-alpha"] = p.cql_alpha
+    if p.backup != "sample":  # likewise: the default stays implicit
+        t["backup"] = p.backup
     t.update(over)
     return t
 
