@@ -226,6 +226,26 @@ _RLKIT = Profile(
     second_critic={"q_data": ("trainer/Q2 Predictions Mean",), "critic_loss": ("trainer/QF2 Loss",)},
 )
 
+#: young-geng's JaxCQL and CQL (SimpleSAC) share their CQL config: alpha = alpha_prime x cql_min_q_weight
+#: with Lagrange tuning, else the constant cql_min_q_weight.
+_YOUNG_GENG_ALPHA = (
+    Derivation(
+        "alpha",
+        "mul",
+        ("sac/cql/alpha_prime",),
+        b_config=("cql.cql_min_q_weight", "cql_min_q_weight"),
+        note="effective CQL weight = alpha_prime (Lagrange) * cql_min_q_weight (config)",
+        when_config=("cql_lagrange", True),
+    ),
+    Derivation(
+        "alpha",
+        "const",
+        ("sac/cql/cql_min_qf1_loss",),
+        b_config=("cql.cql_min_q_weight", "cql_min_q_weight"),
+        note="constant cql_min_q_weight from the config",
+    ),
+)
+
 _JAXCQL = Profile(
     name="jaxcql",
     signature_tags=("sac/q1_pred", "sac/cql/cql_min_qf1_loss", "average_normalizd_return", "sac/qf1_loss"),
@@ -249,21 +269,7 @@ _JAXCQL = Profile(
             ("sac/cql/cql_min_qf1_loss",),
             note="pure TD = sac/qf1_loss - sac/cql/cql_min_qf1_loss (JaxCQL adds the CQL term into qf1_loss)",
         ),
-        Derivation(
-            "alpha",
-            "mul",
-            ("sac/cql/alpha_prime",),
-            b_config=("cql.cql_min_q_weight", "cql_min_q_weight"),
-            note="effective CQL weight = alpha_prime (Lagrange) * cql_min_q_weight (config)",
-            when_config=("cql_lagrange", True),
-        ),
-        Derivation(
-            "alpha",
-            "const",
-            ("sac/cql/cql_min_qf1_loss",),
-            b_config=("cql.cql_min_q_weight", "cql_min_q_weight"),
-            note="constant cql_min_q_weight from the config",
-        ),
+        *_YOUNG_GENG_ALPHA,
         Derivation(
             "cql_gap",
             "div",
@@ -306,21 +312,7 @@ _SIMPLESAC = Profile(
             ("sac/cql/cql_min_qf1_loss",),
             note="critic-1 loss = sac/qf1_loss + sac/cql/cql_min_qf1_loss",
         ),
-        Derivation(
-            "alpha",
-            "mul",
-            ("sac/cql/alpha_prime",),
-            b_config=("cql.cql_min_q_weight", "cql_min_q_weight"),
-            note="effective CQL weight = alpha_prime (Lagrange) * cql_min_q_weight (config)",
-            when_config=("cql_lagrange", True),
-        ),
-        Derivation(
-            "alpha",
-            "const",
-            ("sac/cql/cql_min_qf1_loss",),
-            b_config=("cql.cql_min_q_weight", "cql_min_q_weight"),
-            note="constant cql_min_q_weight from the config",
-        ),
+        *_YOUNG_GENG_ALPHA,
     ),
     default_algorithm="cql",
     second_critic={"q_data": ("sac/average_qf2",), "td_error": ("sac/qf2_loss",)},
