@@ -105,8 +105,11 @@ def discounted_returns(
     return out
 
 
-def load_dataset(path: str | Path, device: str = "cpu", gamma: float = 0.99) -> OfflineDataset:
-    """Read and check every array; raise DatasetError with a clear message on any problem."""
+def load_dataset(path: str | Path, device: str = "cpu", gamma: float | None = None) -> OfflineDataset:
+    """Read and check every array; raise DatasetError with a clear message on any problem.
+
+    `gamma` None: the metadata's discount (else 0.99). A `gamma` that differs from the metadata's recomputes the
+    dataset's MC return at that discount, because the stored one (and `mc_returns`) were computed at the collector's."""
     path = Path(path)
     if not path.exists():
         raise DatasetError(f"{path}: dataset file not found")
@@ -163,14 +166,16 @@ def load_dataset(path: str | Path, device: str = "cpu", gamma: float = 0.99) -> 
     timeouts = arrays["timeouts"].astype(bool).reshape(n)
     rewards = arrays["rewards"].astype(np.float32).reshape(n)
 
-    gamma = float(meta.get("gamma", gamma))
-    if "mc_return_mean" in meta and meta["mc_return_mean"] is not None:
+    meta_gamma = meta.get("gamma")
+    stored_valid = gamma is None or (meta_gamma is not None and abs(float(meta_gamma) - gamma) < 1e-12)
+    gamma = float(meta_gamma if gamma is None and meta_gamma is not None else (gamma if gamma is not None else 0.99))
+    if stored_valid and meta.get("mc_return_mean") is not None:
         mc_mean = float(meta["mc_return_mean"])
     else:
         starts = trajectory_starts(terminals, timeouts)
         rtg = (
             arrays["mc_returns"]
-            if "mc_returns" in arrays
+            if stored_valid and "mc_returns" in arrays
             else discounted_returns(rewards, terminals, timeouts, gamma)
         )
         mc_mean = float(np.mean(rtg[starts]))

@@ -43,6 +43,7 @@ class FQEConfig:
     tau: float = 0.01
     seed: int = 0
     threads: int = 1
+    gamma: float | None = None  # None: the dataset metadata's (pass the trained run's when it overrode it)
 
 
 @dataclass(frozen=True)
@@ -94,11 +95,11 @@ def fit_fqe(
         return []
     torch.set_num_threads(max(1, cfg.threads))
     torch.manual_seed(cfg.seed)
-    ds = load_dataset(dataset)
+    ds = load_dataset(dataset, gamma=cfg.gamma)
     if ds.is_image:
         raise ValueError(f"{dataset}: FQE is implemented for state observations only")
     policies = [load_policy(p) for p in checkpoints]
-    gamma = float(ds.metadata.get("gamma", 0.99))
+    gamma = cfg.gamma if cfg.gamma is not None else float(ds.metadata.get("gamma", 0.99))
     with np.load(ds.path, allow_pickle=False) as npz:
         starts = trajectory_starts(npz["terminals"].astype(bool), npz["timeouts"].astype(bool))
     obs, act, rew, nobs, done = ds.observations, ds.actions, ds.rewards, ds.next_observations, ds.dones

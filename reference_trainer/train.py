@@ -116,9 +116,7 @@ def train(cfg: TrainConfig, echo: Callable[[str], None] = print) -> Path:
             f"{log_dir}: already holds a run; pass --resume to continue it or choose another --log-dir"
         )
 
-    ds = load_dataset(
-        cfg.dataset, device=cfg.device, gamma=cfg.gamma if cfg.gamma is not None else DEFAULT_GAMMA
-    )
+    ds = load_dataset(cfg.dataset, device=cfg.device, gamma=cfg.gamma)
     resolve_against_dataset(cfg, ds)
     seed_everything(cfg.seed)
     agent = make_agent(cfg, device)

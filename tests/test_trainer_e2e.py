@@ -179,6 +179,23 @@ def test_plain_npz_takes_metadata_from_flags_or_data(tmp_path):
     assert cfg["task"] is None
 
 
+def test_gamma_flag_overrides_metadata_and_recomputes_the_mc_return(tmp_path):
+    """The stored MC return was computed at the collector's discount; a run at another discount must not report it."""
+    ds = make_dataset(tmp_path / "m.npz", horizon=30, meta={"gamma": 0.99, "horizon": 30, "mc_return_mean": 123.0})
+    from reference_trainer.data import discounted_returns, load_dataset, trajectory_starts
+
+    assert load_dataset(ds).mc_return_mean == 123.0  # metadata's discount: the stored value
+    assert load_dataset(ds, gamma=0.99).mc_return_mean == 123.0
+    with np.load(ds) as z:
+        starts = trajectory_starts(z["terminals"], z["timeouts"])
+        truth = float(np.mean(discounted_returns(z["rewards"], z["terminals"], z["timeouts"], 0.9)[starts]))
+    log_dir = run(ds, tmp_path / "g", steps=2, log_every=1, ckpt_every=2, bc_steps=0, gamma=0.9)
+    cfg = json.loads((log_dir / "config.json").read_text())
+    assert cfg["gamma"] == 0.9
+    assert cfg["dataset_mc_return"] == pytest.approx(truth)
+    assert truth < 123.0
+
+
 def test_same_seed_same_logs_other_seed_other_logs(tmp_path, dataset):
     common = dict(steps=10, log_every=5, ckpt_every=10, bc_steps=2, algo="brac")
     a = (run(dataset, tmp_path / "a", seed=1, **common) / "progress.csv").read_text()

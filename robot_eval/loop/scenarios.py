@@ -48,6 +48,7 @@ class Preset:
     policy_lr: float = 1e-3
     cql_alpha: float = 0.1
     backup: str = "sample"  # offrl-train --backup (CQL TD backup action); docs/trainer.md
+    gamma: float | None = None  # offrl-train --gamma; None: the dataset's (0.99)
     sizes: tuple[int, ...] = (50, 500)
     objects: tuple[int, ...] = (1, 35)
     objects_data: int = 200
@@ -141,6 +142,8 @@ def _train(p: Preset, **over: Any) -> dict[str, Any]:
         t["cql-alpha"] = p.cql_alpha
     if p.backup != "sample":  # likewise: the default stays implicit
         t["backup"] = p.backup
+    if p.gamma is not None:
+        t["gamma"] = p.gamma
     t.update(over)
     return t
 

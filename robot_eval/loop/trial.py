@@ -161,7 +161,10 @@ def fqe(spec: dict[str, Any], tdir: Path, threads: int) -> tuple[dict[str, float
         return {}, 0.0
     t0 = time.perf_counter()
     ckpts = find_checkpoints(tdir / "run")
-    cfg = FQEConfig(steps=int(spec["fqe_steps"]), seed=int(spec["seed"]), threads=threads)
+    run_cfg = json.loads((tdir / "run" / "config.json").read_text())  # the discount the run trained with
+    cfg = FQEConfig(
+        steps=int(spec["fqe_steps"]), seed=int(spec["seed"]), threads=threads, gamma=run_cfg.get("gamma")
+    )
     res = fit_fqe([p for _, p in ckpts], spec["dataset_path"], cfg)
     vals = {str(r.step): r.v_s0 for r in res}
     _write_json(out, vals)
