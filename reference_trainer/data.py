@@ -168,7 +168,8 @@ def load_dataset(path: str | Path, device: str = "cpu", gamma: float | None = No
 
     meta_gamma = meta.get("gamma")
     stored_valid = gamma is None or (meta_gamma is not None and abs(float(meta_gamma) - gamma) < 1e-12)
-    gamma = float(meta_gamma if gamma is None and meta_gamma is not None else (gamma if gamma is not None else 0.99))
+    if gamma is None:
+        gamma = float(meta_gamma) if meta_gamma is not None else 0.99
     if stored_valid and meta.get("mc_return_mean") is not None:
         mc_mean = float(meta["mc_return_mean"])
     else:

@@ -61,7 +61,9 @@ def test_fqe_recovers_known_value_for_every_checkpoint(tmp_path):
         assert r.v_s0 == pytest.approx(1.0, abs=0.1)  # 0.5 / (1 - 0.5)
         assert r.td_error < 0.01
     # a run that overrode the discount is evaluated at its own: 0.5 / (1 - 0.75) = 2
-    (r,) = fit_fqe(ckpts[:1], data, FQEConfig(steps=1500, hidden=32, batch_size=64, lr=3e-3, tau=0.05, gamma=0.75))
+    (r,) = fit_fqe(
+        ckpts[:1], data, FQEConfig(steps=1500, hidden=32, batch_size=64, lr=3e-3, tau=0.05, gamma=0.75)
+    )
     assert r.v_s0 == pytest.approx(2.0, abs=0.2)
     assert fit_fqe([], data) == []
     with pytest.raises(ValueError):

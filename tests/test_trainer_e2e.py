@@ -181,7 +181,9 @@ def test_plain_npz_takes_metadata_from_flags_or_data(tmp_path):
 
 def test_gamma_flag_overrides_metadata_and_recomputes_the_mc_return(tmp_path):
     """The stored MC return was computed at the collector's discount; a run at another discount must not report it."""
-    ds = make_dataset(tmp_path / "m.npz", horizon=30, meta={"gamma": 0.99, "horizon": 30, "mc_return_mean": 123.0})
+    ds = make_dataset(
+        tmp_path / "m.npz", horizon=30, meta={"gamma": 0.99, "horizon": 30, "mc_return_mean": 123.0}
+    )
     from reference_trainer.data import discounted_returns, load_dataset, trajectory_starts
 
     assert load_dataset(ds).mc_return_mean == 123.0  # metadata's discount: the stored value
