@@ -78,6 +78,14 @@ PRESETS: dict[str, Preset] = {
         seeds=(0, 1), episodes=10, fqe_steps=1000, n_actions=4, sizes=(50, 500), objects=(1, 35),
         objects_data=500, backup="mean",
     ),
+    # the settings where the paper's signature appears (docs/closed_loop.md, "Second round"): mean-action TD backup,
+    # discount 0.9 (effective horizon 10 < the task's 40 steps, so dataset Q converges within the budget), the
+    # trainer's alpha 1, twice the steps
+    "quick-g90": Preset(
+        "quick-g90", steps=16000, ckpt_every=1000, log_every=100, bc_steps=4000, hidden=256, depth=2,
+        seeds=(0, 1), episodes=10, fqe_steps=1000, n_actions=4, sizes=(50, 500), objects=(1, 35),
+        objects_data=500, cql_alpha=1.0, backup="mean", gamma=0.9,
+    ),
     # does CQL recover after the post-warm-start collapse if it trains twice as long? (500 trajectories only)
     "quick-long": Preset(
         "quick-long", steps=16000, ckpt_every=1000, log_every=100, bc_steps=4000, hidden=256, depth=2,
