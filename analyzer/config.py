@@ -53,6 +53,7 @@ RUN_KEYS = (
     "horizon",
     "dataset_mc_return",
     "checkpoint_interval",
+    "warm_start",
     "mappings",
     "capacity_group",
 )
@@ -84,6 +85,17 @@ SECTIONS: dict[str, tuple[Param, ...]] = {
             "none: the hinge assumes a kink; it locates kinks better (42% vs 28% within one logged point) but "
             "moves rounded peaks late (docs/validation.md)",
             choices=("hinge", "none"),
+        ),
+        Param(
+            "skip_warm_start",
+            True,
+            "bool",
+            "read the Q / TD / regularizer rules after the actor's behaviour-cloning warm start (bc_steps, "
+            "policy_eval_start in the run's config, or `warm_start` in a runs: override); NaN checks still see "
+            "the whole run",
+            "during the warm start the actor imitates the data and ignores Q, so the critic's curve there is a "
+            "transient of that phase (dataset Q can dip below its feasible range and recover), not the training "
+            "trend Metric 3.1 reads; measured in docs/closed_loop.md",
         ),
         Param(
             "peak_window",
@@ -186,6 +198,7 @@ class RunOverride:
     horizon: int | None = None
     dataset_mc_return: float | None = None
     checkpoint_interval: int | None = None
+    warm_start: int | None = None  # 0: no warm start (turns off what the logs say)
     mappings: dict[str, Any] = field(default_factory=dict)
     capacity_group: str | None = None
 
@@ -571,6 +584,13 @@ def _check_runs(doc: Any, where: str) -> list[RunOverride]:
             ov.horizon = _check_int(r["horizon"], where, f"{yp}.horizon")
         if r.get("checkpoint_interval") is not None:
             ov.checkpoint_interval = _check_int(r["checkpoint_interval"], where, f"{yp}.checkpoint_interval")
+        if r.get("warm_start") is not None:
+            w = r["warm_start"]
+            if not (isinstance(w, int) and not isinstance(w, bool) and w >= 0):
+                raise ConfigError(
+                    f"{where}: {yp}.warm_start: expected an integer >= 0 (steps), got {_tname(w)}"
+                )
+            ov.warm_start = int(w)
         if r.get("dataset_mc_return") is not None:
             if not _num(r["dataset_mc_return"]):
                 raise ConfigError(

@@ -15,6 +15,7 @@ Verdict precedence (docs/diagnosis.md "Verdict logic"):
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Any
 
 import numpy as np
@@ -51,6 +52,10 @@ def effective_metadata(run: Run, ov: RunOverride | None = None) -> Effective:
     horizon = ov.horizon if ov.horizon is not None else md.horizon
     mc = ov.dataset_mc_return if ov.dataset_mc_return is not None else md.dataset_mc_return
     ci = ov.checkpoint_interval if ov.checkpoint_interval is not None else md.checkpoint_interval
+    if ov.warm_start is not None:
+        ws, ws_src = ov.warm_start, "rules file runs: warm_start"
+    else:
+        ws, ws_src = md.warm_start, md.sources.get("warm_start", "")
     H: float | None
     if horizon is not None and gamma is not None:
         g_h = 1.0 / (1.0 - gamma) if gamma < 1 else float("inf")
@@ -84,6 +89,8 @@ def effective_metadata(run: Run, ov: RunOverride | None = None) -> Effective:
         q_lo=q_lo,
         q_hi=q_hi,
         missing=tuple(missing),
+        warm_start=ws,
+        warm_start_source=ws_src,
     )
 
 
@@ -137,6 +144,9 @@ def analyze_signals(run: Run, config: RulesConfig, ov: RunOverride | None = None
     q, q_name, q_proxy = _pick_q(run)
     reg, reg_name = _pick_regularizer(run)
     td = run.series.get("td_error")
+    read_after = None
+    if cfg.setting("analysis", "skip_warm_start") and eff.warm_start:
+        q, reg, td, read_after = _after_warm_start(eff.warm_start, q, reg, td)
     if td is not None and not np.isfinite(td.values).any():
         td = None
     method = cfg.setting("smoothing", "method")
@@ -193,7 +203,32 @@ def analyze_signals(run: Run, config: RulesConfig, ov: RunOverride | None = None
         td=td,
         smoothed=smoothed,
         tail_fraction=float(cfg.setting("analysis", "tail_fraction")),
+        read_after=read_after,
     )
+
+
+#: fewest finite dataset-Q points the part after the warm start must keep to be read instead of the whole run
+MIN_POINTS_AFTER_WARM_START = 20
+
+
+def _after_warm_start(
+    ws: int, q: Series | None, reg: Series | None, td: Series | None
+) -> tuple[Series | None, Series | None, Series | None, int | None]:
+    """The curves the rules read, cut to steps > ws; unchanged (and None) when too little would remain to read
+    a trend (DQ001's minimum), so a short run is judged whole rather than not at all."""
+    if q is None or int(np.isfinite(q.values[q.steps > ws]).sum()) < MIN_POINTS_AFTER_WARM_START:
+        return q, reg, td, None
+
+    def cut(s: Series | None) -> Series | None:
+        if s is None:
+            return None
+        keep = s.steps > ws
+        if not keep.any():
+            return None
+        wt = s.wall_time[keep] if s.wall_time is not None else None
+        return dataclasses.replace(s, steps=s.steps[keep], values=s.values[keep], wall_time=wt)
+
+    return cut(q), cut(reg), cut(td), ws
 
 
 def run_rules(analysis: Analysis, config: RulesConfig) -> list[Finding]:

@@ -80,6 +80,9 @@ class RunMetadata:
     seed: int | None = None
     dataset_mc_return: float | None = None  # mean Monte-Carlo return of the dataset, if known
     checkpoint_interval: int | None = None  # in the run's x-axis unit
+    warm_start: int | None = (
+        None  # actor warm start (behaviour cloning) at the start of training, x-axis unit
+    )
     hyperparameters: dict[str, Any] = field(default_factory=dict)  # everything found, flattened
     sources: dict[str, str] = field(default_factory=dict)  # field name -> file/key it came from
 

@@ -395,3 +395,58 @@ def test_dataset_q_that_only_falls_is_not_healthy():
     untouched = diagnose_run(make_curve("healthy", seed=4).run, default_config())
     assert untouched.verdict == "healthy"
     assert not [f for f in untouched.findings if f.code == "OF003"]
+
+
+def _with_warm_start_dip(seed: int = 2, frac: float = 0.25):
+    """An overfitting run whose first `frac` is a BC-warm-start transient: dataset Q dips far below the feasible
+    range and TD error is large, then the known overfitting curve follows (truth from the generator)."""
+    sr = make_curve("overfitting", seed=seed, noise=0.02)
+    q, td = sr.run.series["q_data"], sr.run.series["td_error"]
+    n = int(frac * len(q))
+    ws = int(q.steps[n - 1])
+    q_range = (sr.run.metadata.reward_range[1] - sr.run.metadata.reward_range[0]) * sr.run.metadata.horizon
+    q.values[:n] = q.values[n] - 2.0 * q_range * np.sin(np.linspace(0, np.pi, n))
+    td.values[:n] = 50.0
+    return sr, ws
+
+
+def test_warm_start_transient_is_skipped_when_the_config_names_it():
+    sr, ws = _with_warm_start_dip()
+    assert diagnose_run(sr.run).verdict == "inconclusive"  # unknown warm start: the dip reads as divergence
+    sr.run.metadata.warm_start = ws
+    sr.run.metadata.sources["warm_start"] = "config.json:bc_steps"
+    res = diagnose_run(sr.run)
+    assert res.verdict == "overfitting"
+    assert abs(res.peak_step - sr.truth.peak_step) <= 0.1 * int(sr.run.series["q_data"].steps[-1])
+    (f,) = [f for f in res.findings if f.code == "DQ004"]
+    assert f.evidence["skipped"] and f"after {ws}" in f.message and "bc_steps" in f.message
+    assert not [f for f in res.findings if f.code == "DV001"]
+
+
+def test_warm_start_skip_can_be_turned_off_globally_or_per_run(tmp_path):
+    from analyzer.config import load_config
+
+    sr, ws = _with_warm_start_dip()
+    sr.run.metadata.warm_start = ws
+    cfg = default_config()
+    cfg.settings["analysis"]["skip_warm_start"] = False
+    assert diagnose_run(sr.run, cfg).verdict == "inconclusive"
+    rules = tmp_path / "r.yaml"
+    rules.write_text("extends: default\nruns:\n  - match: '*'\n    warm_start: 0\n")
+    assert diagnose_run(sr.run, load_config(rules)).verdict == "inconclusive"
+    # and a rules file can name a warm start the logs do not
+    sr.run.metadata.warm_start = None
+    rules.write_text(f"extends: default\nruns:\n  - match: '*'\n    warm_start: {ws}\n")
+    assert diagnose_run(sr.run, load_config(rules)).verdict == "overfitting"
+    rules.write_text("extends: default\nruns:\n  - match: '*'\n    warm_start: -3\n")
+    with pytest.raises(ConfigError, match=r"runs\[0\]\.warm_start"):
+        load_config(rules)
+
+
+def test_warm_start_longer_than_the_run_leaves_the_whole_run_read():
+    sr = make_curve("overfitting", seed=2, noise=0.02)
+    sr.run.metadata.warm_start = int(sr.run.series["q_data"].steps[-10])
+    res = diagnose_run(sr.run)
+    assert res.verdict == "overfitting"
+    (f,) = [f for f in res.findings if f.code == "DQ004"]
+    assert f.evidence["skipped"] is False and "whole run" in f.message

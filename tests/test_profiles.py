@@ -438,3 +438,17 @@ def test_corl_rebrac_dataset_q_is_logged() -> None:
     assert run.series["brac_divergence"].kind == "proxy"
     assert run.series["critic_loss"].sources == ("ReBRAC/critic_loss",)
     assert "td_error" not in run.series  # ReBRAC's critic loss is not split; no TD3+BC halving
+
+
+def test_warm_start_from_trainer_corl_and_rlkit_keys() -> None:
+    from analyzer.ingest.profiles import _warm_start
+
+    run = resolve(_raw({"offrl/q_data": ([0, 100, 200], [0.0, 1.0, 2.0])}, {"bc_steps": 4000}))
+    assert run.x_unit == "step"
+    assert run.metadata.warm_start == 4000 and "bc_steps" in run.metadata.sources["warm_start"]
+    # the CQL/rlkit code counts policy_eval_start in gradient steps; its logs are per epoch
+    cfg = {"trainer_kwargs.policy_eval_start": 10000, "algorithm_kwargs.num_trains_per_train_loop": 1000}
+    assert _warm_start(_raw({}, cfg), "epoch")[0] == 10
+    assert _warm_start(_raw({}, {"policy_eval_start": 10000}), "epoch") == (None, "")  # unknown epoch length
+    for bad in (0, -5, "x", None, True):
+        assert _warm_start(_raw({}, {"bc_steps": bad}), "step") == (None, "")

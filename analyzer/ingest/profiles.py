@@ -1247,6 +1247,9 @@ _SEED_KEYS = ("seed",)
 #: seed spelled in run directory names: rlkit `--s-3`, JaxCQL `-s-42--`, OfflineRL-Kit `seed_2&`
 _SEED_PATH_PATTERNS = (r"-s-(\d+)(?:--|$|/)", r"(?:^|/|_)seed[_-]?(\d+)(?:&|/|$|_)")
 _MC_KEYS = ("dataset_mc_return",)
+#: actor warm start by behaviour cloning (gradient steps): our trainer and CORL `bc_steps`, the CQL/rlkit code
+#: (and the workflow authors' fork) `policy_eval_start`
+_WARM_START_KEYS = ("bc_steps", "policy_eval_start")
 _CKPT_KEYS = ("ckpt_every", "checkpoint_interval", "save_interval", "save_freq", "checkpoint_freq")
 _CKPT_EPOCH_KEYS = ("snapshot_gap", "save_every_n_epochs")
 _STEPS_PER_EPOCH_KEYS = ("num_trains_per_train_loop", "n_steps_per_epoch", "steps_per_epoch")
@@ -1338,7 +1341,28 @@ def _extract_metadata(raw: RawRun, profile: Profile, x_unit: str) -> RunMetadata
     ck, ck_src = _checkpoint_interval(raw, x_unit)
     if ck is not None:
         md.checkpoint_interval, md.sources["checkpoint_interval"] = ck, ck_src
+
+    ws, ws_src = _warm_start(raw, x_unit)
+    if ws is not None:
+        md.warm_start, md.sources["warm_start"] = ws, ws_src
     return md
+
+
+def _warm_start(raw: RawRun, x_unit: str) -> tuple[int | None, str]:
+    """BC warm-start length in the run's x-axis unit; None when absent, zero, or not convertible."""
+    hit = _config_get(raw.config, _WARM_START_KEYS)
+    if hit is None or (v := _as_int(hit[1])) is None or v <= 0:
+        return None, ""
+    f = raw.config_sources.get(hit[0])
+    where = f"{f}:{hit[0]}" if f else f"config:{hit[0]}"
+    if x_unit == "step":
+        return v, where
+    if x_unit == "epoch":
+        spe = _config_get(raw.config, _STEPS_PER_EPOCH_KEYS)
+        n = _as_int(spe[1]) if spe is not None else None
+        if n is not None and n > 0:
+            return -(-v // n), f"{where} / config:{spe[0]} (steps -> epochs, rounded up)"
+    return None, ""
 
 
 def _capacity(cfg: Mapping[str, Any]) -> tuple[Capacity, list[str]]:

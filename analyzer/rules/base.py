@@ -45,6 +45,8 @@ class Effective:
     q_lo: float | None  # feasible dataset-Q bounds
     q_hi: float | None
     missing: tuple[str, ...]  # metadata needed for the range checks and not known
+    warm_start: int | None = None  # BC warm-start length (x-axis unit) after overrides; 0/None: none
+    warm_start_source: str = ""
 
 
 @dataclass
@@ -68,6 +70,7 @@ class Analysis:
     smoothed: dict[str, np.ndarray]  # display smoother (TensorBoard EMA) per canonical metric
     tail_fraction: float
     nonfinite: dict[str, int] = field(default_factory=dict)  # metric -> first non-finite step
+    read_after: int | None = None  # q/td/reg above hold only steps > this (the warm start was skipped)
 
 
 @dataclass

@@ -129,6 +129,60 @@ def proxy_metric(ctx: Context) -> list[Finding]:
 
 
 @rule(
+    "DQ004",
+    "warm-start-skipped",
+    "info",
+    "The rules read the run after the actor's behaviour-cloning warm start.",
+    family="data",
+    detects="The run's config names a BC warm start (`bc_steps`, `policy_eval_start`, or `warm_start` in a "
+    "`runs:` override) and setting `analysis.skip_warm_start` is on: dataset Q, TD error and the regularizer "
+    "are read from the first logged step after it (when at least 20 dataset-Q points remain; else the whole "
+    "run is read and this finding says so).",
+    why="During the warm start the actor imitates the data and ignores Q, so the critic's curve there is a "
+    "transient of that phase: with CQL, dataset Q can dip below its feasible range and TD error grow, then "
+    "both recover when the actor starts following Q. Metric 3.1 reads the trend of the training that follows; "
+    "a dip counted as 'the rise before the peak' or as divergence would hide it (docs/closed_loop.md).",
+    example="`DQ004 warm-start-skipped: rules read steps after 4000 (BC warm start, config.json:bc_steps); "
+    "dataset Q there ranged -7.1 to 0.5`",
+    remediation="Nothing to fix. To read the whole run, set `analysis: {skip_warm_start: false}` in a rules "
+    "file, or `runs: [{match: '*', warm_start: 0}]`.",
+)
+def warm_start_skipped(ctx: Context) -> list[Finding]:
+    a = ctx.analysis
+    e = a.eff
+    if not e.warm_start:
+        return []
+    src = e.warm_start_source or "config"
+    if a.read_after is None:
+        if a.q is None:
+            return []
+        return [
+            ctx.finding(
+                f"BC warm start of {e.warm_start} ({src}) not skipped: fewer than 20 dataset-Q points after it, "
+                "so the rules read the whole run",
+                evidence={"warm_start": e.warm_start, "source": src, "skipped": False},
+            )
+        ]
+    full = a.run.series.get(a.q_name or "")
+    extra = ""
+    ev: dict = {"warm_start": e.warm_start, "source": src, "skipped": True}
+    if full is not None:
+        inside = full.values[(full.steps <= a.read_after) & np.isfinite(full.values)]
+        if inside.size:
+            lo, hi = float(inside.min()), float(inside.max())
+            extra = f"; {a.q_name} there ranged {lo:.3g} to {hi:.3g}"
+            ev.update({"q_min_in_warm_start": lo, "q_max_in_warm_start": hi})
+    unit = a.run.x_unit
+    return [
+        ctx.finding(
+            f"rules read {unit}s after {a.read_after} (BC warm start, {src}){extra}",
+            evidence=ev,
+            steps=(int(full.steps[0]) if full is not None and len(full) else 0, int(a.read_after)),
+        )
+    ]
+
+
+@rule(
     "NF001",
     "non-finite-values",
     "error",
