@@ -106,6 +106,40 @@ def test_cli_bad_input_exits_2(tmp_path, capsys):
     assert eval_main(["loop", "size", "--seeds", "a,b", "--out", str(tmp_path)]) == 2
     assert eval_main(["loop", "size", "--score-only", "--out", str(tmp_path / "missing")]) == 2
     assert "no trials/ folder" in capsys.readouterr().err
+    assert eval_main(["loop", "size", "--reanalyze", "--out", str(tmp_path)]) == 2
+    assert "--score-only" in capsys.readouterr().err
+
+
+def test_reanalyze_replaces_stored_verdicts_with_the_current_analyzers(tmp_path):
+    """A finished trial whose logs are a known overfitting curve after a warm-start dip; its stored analysis is
+    stale. `--score-only --reanalyze` must re-read the logs (not retrain) and store the new answer."""
+    import sys
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+    from fixtures.synthetic import make_curve
+
+    trial = trials_for("size", "quick")[0]
+    sr = make_curve("overfitting", seed=2, noise=0.02, n_points=120, log_interval=100)
+    q, td = sr.run.series["q_data"], sr.run.series["td_error"]
+    qv = q.values.copy()
+    qv[:30] = qv[30] - 60.0  # warm-start dip far below the feasible range
+    run = tmp_path / "trials" / trial.key / "run"
+    run.mkdir(parents=True)
+    lines = ["step,offrl/q_data,offrl/td_error"] + [
+        f"{int(st)},{a},{b}" for st, a, b in zip(q.steps, qv, td.values, strict=True)
+    ]
+    (run / "progress.csv").write_text("\n".join(lines) + "\n")
+    md = sr.run.metadata
+    cfg = {"algo": "cql", "gamma": md.gamma, "horizon": md.horizon, "reward_range": list(md.reward_range)}
+    (run / "config.json").write_text(json.dumps({**cfg, "bc_steps": int(q.steps[29])}))
+    r = _result(trial, {1000: 0.5, 6000: 0.9, 12000: 0.1}, 12000, "stale", {1000: 1.0}, {})
+    (run.parent / "result.json").write_text(json.dumps(r))
+    assert eval_main(["loop", "size", "--score-only", "--reanalyze", "--out", str(tmp_path)]) == 0
+    new = json.loads((run.parent / "result.json").read_text())
+    assert new["analysis"]["verdict"] == "overfitting"
+    assert any(f.startswith("DQ004") for f in new["analysis"]["findings"])
+    assert new["analysis_nodv"]["verdict"] == "overfitting"
+    assert new["success"] == r["success"]  # nothing else touched
 
 
 @pytest.mark.slow

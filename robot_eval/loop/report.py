@@ -40,8 +40,11 @@ def membership() -> dict[str, list[tuple[str, str, str | None]]]:
     return out
 
 
-def load_results(out: Path) -> list[dict[str, Any]]:
-    """Finished trials; the DV001-off reading is computed (and cached beside result.json) where it is missing."""
+def load_results(out: Path, reanalyze: bool = False) -> list[dict[str, Any]]:
+    """Finished trials; the DV001-off reading is computed (and cached beside result.json) where it is missing.
+
+    `reanalyze`: run the installed analyzer again on every finished trial's logs (both readings) and store its
+    answers in the trial, so a changed analyzer is scored on the same runs without retraining anything."""
     from robot_eval.loop.trial import NO_DV, analyze
 
     res = []
@@ -50,7 +53,13 @@ def load_results(out: Path) -> list[dict[str, Any]]:
             r = json.loads(f.read_text())
         except ValueError:
             continue
-        if "analysis_nodv" not in r:
+        if reanalyze:
+            for name in ("analysis.json", "analysis_nodv.json"):
+                (f.parent / name).unlink(missing_ok=True)
+            r["analysis"], _ = analyze(f.parent)
+            r["analysis_nodv"], _ = analyze(f.parent, NO_DV, "analysis_nodv.json")
+            f.write_text(json.dumps(r, indent=1))
+        elif "analysis_nodv" not in r:
             r["analysis_nodv"], _ = analyze(f.parent, NO_DV, "analysis_nodv.json")
         res.append(r)
     return res
@@ -340,9 +349,10 @@ def write_report(
     collect_s: dict[str, float],
     command: str,
     log: Callable[[str], None] = print,
+    reanalyze: bool = False,
 ) -> dict[str, Any]:
     """Score every finished trial under OUT; write runs/summary/verdicts/timings/curves CSVs, summary.md, figures."""
-    results = load_results(out)
+    results = load_results(out, reanalyze)
     if not results:
         log("no finished trials to score")
         return {"runs": 0}

@@ -157,6 +157,11 @@ def add_parser(sub) -> None:  # type: ignore[no-untyped-def]
     lp.add_argument(
         "--score-only", action="store_true", help="run nothing; re-score the finished trials in OUT"
     )
+    lp.add_argument(
+        "--reanalyze",
+        action="store_true",
+        help="with --score-only: run the current analyzer again on every finished trial's logs before scoring",
+    )
     lp.add_argument("--format", choices=("text", "json"), default="text")
 
 
@@ -174,6 +179,8 @@ def command(a) -> dict[str, Any]:  # type: ignore[no-untyped-def]
             seeds = tuple(int(s) for s in a.seeds.split(","))
         except ValueError:
             raise ValueError(f"--seeds must be comma-separated integers, got {a.seeds!r}") from None
+    if a.reanalyze and not a.score_only:
+        raise ValueError("--reanalyze re-scores finished trials: use it with --score-only")
     if a.score_only:
         from robot_eval.loop.report import write_report
 
@@ -185,8 +192,10 @@ def command(a) -> dict[str, Any]:  # type: ignore[no-untyped-def]
             Path(a.results) if a.results else out / "tables",
             Path(a.figures) if a.figures else out / "figures",
             {},
-            command=f"offrl-eval loop {a.scenario} --preset {a.preset} --jobs {a.jobs}",
+            command=f"offrl-eval loop {a.scenario} --preset {a.preset} --jobs {a.jobs}"
+            + (" (re-analyzed with --score-only --reanalyze)" if a.reanalyze else ""),
             log=lambda m: print(m, file=sys.stderr),
+            reanalyze=a.reanalyze,
         )
         res["files"] = [*res.get("figures", []), *([res["results_dir"]] if "results_dir" in res else [])]
         return res
