@@ -3,16 +3,17 @@
 Shape (rules/default.yaml is the annotated reference; every threshold lives there):
 
     extends: default            # or a path relative to this file; omitted = start from nothing but code defaults
-    analysis:   {tail_fraction: 0.2}
+    analysis:   {tail_fraction: 0.2, skip_warm_start: true}
     smoothing:  {method: ema, weight: 0.6, analysis_method: ema2, analysis_weight: 0.8, window: 11}
     changepoints: {algorithm: pelt, cost: l2-slope, penalty_scale: 1.0, max_points: 500, min_size: 5}
+    verdict:    {precedence: overfitting-first}    # or underfitting-first
     checkpoint: {pick: higher-q-around-peak}       # or at-or-before-peak, next-after-peak
     select: [OF, UF001]         # prefix match like ruff; default: all
     ignore: [CQ]
     levels: {UF001: error}
     params: {OF001: {min_drop_fraction: 0.3}}
     runs:   [{match: "sweep/*", gamma: 0.99, reward_range: [0, 1], horizon: 30, dataset_mc_return: 4.2,
-              checkpoint_interval: 5, capacity_group: widths, mappings: {q_data: my/q}}]
+              checkpoint_interval: 5, warm_start: 10000, capacity_group: widths, mappings: {q_data: my/q}}]
     mappings: {framework: rlkit, q_data: "trainer/Q1 Predictions Mean", td_error: {tag: "x/td", scale: 1.0}}
 
 Every problem raises ConfigError naming the file, the YAML path and what was expected; the CLI
@@ -37,6 +38,7 @@ TOP_KEYS = (
     "analysis",
     "smoothing",
     "changepoints",
+    "verdict",
     "checkpoint",
     "select",
     "ignore",
@@ -167,6 +169,20 @@ SECTIONS: dict[str, tuple[Param, ...]] = {
             "ruptures cost/memory",
         ),
         Param("min_size", 5, "int", "shortest segment (points)", "convention"),
+    ),
+    "verdict": (
+        Param(
+            "precedence",
+            "overfitting-first",
+            "choice",
+            "when a sustained dataset-Q decline (OF001) and a large TD error / regularizer (UF001, UF002, UF003) "
+            "are both found: call the run overfitting (and say the errors are large too), or underfitting",
+            "paper Section 3.2: underfitting is when errors fall with capacity 'without exhibiting the overfitting "
+            "signs', and 'unlike the overfitting regime, we would not expect the average learned Q-value to "
+            "decrease'. underfitting-first was the default before the closed loop (docs/closed_loop.md) showed "
+            "alpha-1 runs whose dataset Q peaked and fell with success while TD x H just exceeded the Q range",
+            choices=("overfitting-first", "underfitting-first"),
+        ),
     ),
     "checkpoint": (
         Param(

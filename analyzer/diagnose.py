@@ -203,6 +203,7 @@ def analyze_signals(run: Run, config: RulesConfig, ov: RunOverride | None = None
         td=td,
         smoothed=smoothed,
         tail_fraction=float(cfg.setting("analysis", "tail_fraction")),
+        precedence=str(cfg.setting("verdict", "precedence")),
         read_after=read_after,
     )
 
@@ -290,8 +291,9 @@ def decide_verdict(a: Analysis, findings: list[Finding]) -> tuple[str, str]:
         " [BRAC: brac_divergence in the regularizer's place]" if a.reg_name == "brac_divergence" else ""
     )
 
-    if uf001 or uf003 or (uf002 and not of):
-        src = (uf001 or uf003 or uf002)[0]
+    uf = uf001 or uf003 or (uf002 if not of else [])
+    if uf and (not of or a.precedence == "underfitting-first"):
+        src = uf[0]
         reason = f"{src.code}: {src.message}"
         if of:
             reason += f"; dataset Q also declined after {a.run.x_unit} {of[0].evidence['peak_step']}, read with caution"
@@ -306,7 +308,8 @@ def decide_verdict(a: Analysis, findings: list[Finding]) -> tuple[str, str]:
         return "inconclusive", _get(findings, "DQ002")[0].message
     if of:
         f = of[0]
-        return "overfitting", f"{f.code}: {f.message}{proxy}{brac_note}"
+        also = f"; {uf[0].code} also fires ({uf[0].message}), read with caution" if uf else ""
+        return "overfitting", f"{f.code}: {f.message}{also}{proxy}{brac_note}"
     falls = _get(findings, "OF003")
     if falls:
         return (

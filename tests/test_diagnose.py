@@ -174,12 +174,23 @@ def test_divergence_and_nan_are_inconclusive_with_reason():
     assert r2.verdict == "inconclusive" and "non-finite" in r2.verdict_reason
 
 
-def test_underfitting_takes_precedence_over_a_decline():
+def test_a_sustained_decline_beats_a_large_td_error_unless_precedence_says_otherwise():
+    """Paper 3.2: underfitting is large error 'without exhibiting the overfitting signs'."""
     sr = make_curve("overfitting", seed=1, noise=0.02)
     td = sr.run.series["td_error"]
     td.values = np.full(len(td), 2.0)  # TD x H spans the range
     res = diagnose_run(sr.run)
+    assert res.verdict == "overfitting"
+    assert "UF001 also fires" in res.verdict_reason and "read with caution" in res.verdict_reason
+    assert abs(res.peak_step - sr.truth.peak_step) <= 0.1 * int(td.steps[-1])
+    cfg = default_config()
+    cfg.settings["verdict"]["precedence"] = "underfitting-first"
+    res = diagnose_run(sr.run, cfg)
     assert res.verdict == "underfitting" and "read with caution" in res.verdict_reason
+    # with no decline, the large TD error is underfitting under either precedence
+    flat = make_curve("healthy", seed=1, noise=0.02)
+    flat.run.series["td_error"].values = np.full(len(flat.run.series["td_error"]), 2.0)
+    assert diagnose_run(flat.run).verdict == "underfitting"
 
 
 def test_proxy_and_brac_verdicts_name_their_proxy():

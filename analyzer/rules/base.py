@@ -69,6 +69,7 @@ class Analysis:
     td: Series | None
     smoothed: dict[str, np.ndarray]  # display smoother (TensorBoard EMA) per canonical metric
     tail_fraction: float
+    precedence: str = "overfitting-first"  # setting verdict.precedence (decide_verdict)
     nonfinite: dict[str, int] = field(default_factory=dict)  # metric -> first non-finite step
     read_after: int | None = None  # q/td/reg above hold only steps > this (the warm start was skipped)
 
