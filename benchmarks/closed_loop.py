@@ -3,6 +3,12 @@
     python benchmarks/closed_loop.py timings OUT          # per-phase wall time of the finished trials in OUT
     python benchmarks/closed_loop.py fqe RUN_DIR DATA.npz [--steps 300] [--k 8] [--rounds 3]
     python benchmarks/closed_loop.py bc DATA.npz --hidden 256 --steps 6000 [--lr 1e-3] [--normalize]
+    python benchmarks/closed_loop.py readings OUT [NAME=RULES.yaml ...] [--seeds 2,3]
+
+`readings` scores the analyzer under several rules files on the finished trials in OUT (logs only, as the loop does;
+`defaults` is always included): regret@1 / fraction of best / gain over last with bootstrap CIs, and overfitting
+verdicts against the rollout labels. It is how a change to the analyzer is checked against the closed-loop ground
+truth, and on which seeds (`--seeds`: e.g. only runs that were not looked at while making the change).
 
 `bc` is the settings search's first question: can the trainer's actor (tanh-Gaussian MLP, the loss of the CQL warm
 start without the entropy term) imitate the data at all at a given width / step count / learning rate? It trains
@@ -106,6 +112,68 @@ def bc(
             "train_s": train_s, "success_rate": scores[0].success_rate, "episodes": episodes}  # fmt: skip
 
 
+def readings(out: Path, rules: list[str], seeds: set[int] | None) -> str:
+    from analyzer import analyze
+    from analyzer.config import default_config, load_config
+    from robot_eval.loop import score as S
+    from robot_eval.loop.report import _evaluated, membership
+
+    configs = {"defaults": default_config()}
+    for item in rules:
+        name, _, path = item.partition("=")
+        if not path:
+            raise SystemExit(f"readings: expected NAME=RULES.yaml, got {item!r}")
+        configs[name] = load_config(path)
+    member = membership()
+    runs = []
+    for f in sorted((out / "trials").glob("*/result.json")):
+        r = json.loads(f.read_text())
+        if seeds is not None and int(r["spec"]["seed"]) not in seeds:
+            continue
+        success = {int(k): float(v) for k, v in r["success"].items()}
+        scen = sorted({m[0] for m in member.get(r["spec"]["key"], [(r["spec"]["scenario"], "", None)])})
+        runs.append((f.parent / "run", success, scen, S.label_overfitting(success)))
+    if not runs:
+        raise SystemExit(f"{out}: no finished trials (for these seeds)")
+    lines = [
+        f"{len(runs)} runs in {out}" + (f", seeds {sorted(seeds)}" if seeds else ""),
+        "",
+        "| reading | scope | runs | regret@1 | fraction of best | gain over last | verdicts | overfitting TP/FP/FN/TN |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for name, cfg in configs.items():
+        scored = []
+        for run_dir, success, scen, label in runs:
+            res = analyze([run_dir], rules=cfg).runs[0]
+            pick = _evaluated(res.checkpoint.step if res.checkpoint else None, success)
+            scored.append((S.score_pick(success, pick), res.verdict, scen, label))
+        scopes = {"all": scored}
+        for sc in sorted({x for _, _, scen, _ in scored for x in scen}):
+            scopes[sc] = [x for x in scored if sc in x[2]]
+        for scope, xs in scopes.items():
+            cis = [
+                S.bootstrap_ci([getattr(p, m) for p, *_ in xs], seed=0)
+                for m in ("regret", "fraction_of_best")
+            ]
+            gain = S.bootstrap_ci([p.gain_over_last for p, *_ in xs], seed=0)
+            verdicts = ", ".join(f"{v} {sum(x[1] == v for x in xs)}" for v in sorted({x[1] for x in xs}))
+            lab = [(x[1] == "overfitting", bool(x[3])) for x in xs if x[3] is not None]
+            conf = "/".join(
+                str(sum(c(h, t) for h, t in lab))
+                for c in (
+                    lambda h, t: h and t,
+                    lambda h, t: h and not t,
+                    lambda h, t: t and not h,
+                    lambda h, t: not h and not t,
+                )
+            )
+            lines.append(
+                f"| {name} | {scope} | {len(xs)} | {cis[0].fmt()} (n={cis[0].n}) | {cis[1].fmt(pct=True)} "
+                f"(n={cis[1].n}) | {gain.fmt()} | {verdicts} | {conf} |"
+            )
+    return "\n".join(lines)
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     sub = p.add_subparsers(dest="cmd", required=True)
@@ -126,7 +194,14 @@ def main(argv: list[str] | None = None) -> int:
     b.add_argument("--normalize", action="store_true")
     b.add_argument("--episodes", type=int, default=10)
     b.add_argument("--seed", type=int, default=0)
+    rd = sub.add_parser("readings")
+    rd.add_argument("out", type=Path)
+    rd.add_argument("rules", nargs="*", help="NAME=RULES.yaml (defaults are always scored)")
+    rd.add_argument("--seeds", default=None, help="only trials with these training seeds, e.g. 2,3")
     a = p.parse_args(argv)
+    if a.cmd == "readings":
+        print(readings(a.out, a.rules, {int(x) for x in a.seeds.split(",")} if a.seeds else None))
+        return 0
     if a.cmd == "timings":
         res = timings(a.out)
     elif a.cmd == "fqe":
