@@ -62,21 +62,22 @@ PRESETS: dict[str, Preset] = {
     # the policy's mean action (the sampled backup of a wide BC policy collapsed the critic in round 1), discount 0.9
     # (effective horizon 10 < the task's 40 steps, so dataset Q converges within the budget; 0.99 was still rising
     # at 8,000 steps), the trainer's CQL alpha 1, width 256 and policy lr 1e-3 (narrower actors or the trainer's
-    # 1e-4 never imitate the data within a CPU budget), 16,000 steps with a 4,000-step BC warm start.
+    # 1e-4 never imitate the data within a CPU budget), 16,000 steps with a 4,000-step BC warm start. FQE gets 5,000
+    # steps: with 1,000 it was under-trained and ranked an untrained early checkpoint first (docs/closed_loop.md).
     "quick": Preset(
         "quick", steps=16000, ckpt_every=1000, log_every=100, bc_steps=4000, hidden=256, depth=2,
-        seeds=(0, 1), episodes=10, fqe_steps=1000, n_actions=4, sizes=(50, 500), objects=(1, 35),
+        seeds=(0, 1), episodes=10, fqe_steps=5000, n_actions=4, sizes=(50, 500), objects=(1, 35),
         objects_data=500, cql_alpha=1.0, backup="mean", gamma=0.9,
     ),
     "full": Preset(
         "full", steps=24000, ckpt_every=1000, log_every=100, bc_steps=4000, hidden=256, depth=2,
-        seeds=(0, 1, 2), episodes=20, fqe_steps=2000, n_actions=10, sizes=(50, 100, 500, 5000),
+        seeds=(0, 1, 2), episodes=20, fqe_steps=5000, n_actions=10, sizes=(50, 100, 500, 5000),
         objects=(1, 5, 10, 20, 35), objects_data=500, cql_alpha=1.0, backup="mean", gamma=0.9,
     ),
     # `quick` at CQL alpha 0.1: how much the workflow's reading depends on alpha (docs/closed_loop.md)
     "quick-alpha0.1": Preset(
         "quick-alpha0.1", steps=16000, ckpt_every=1000, log_every=100, bc_steps=4000, hidden=256, depth=2,
-        seeds=(0, 1), episodes=10, fqe_steps=1000, n_actions=4, sizes=(50, 500), objects=(1, 35),
+        seeds=(0, 1), episodes=10, fqe_steps=5000, n_actions=4, sizes=(50, 500), objects=(1, 35),
         objects_data=500, cql_alpha=0.1, backup="mean", gamma=0.9,
     ),
     # Round 1 (the settings search, docs/closed_loop.md): sampled TD backup, discount 0.99, 8,000 steps. `r1-quick`
