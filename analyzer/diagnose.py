@@ -24,7 +24,7 @@ from analyzer.config import RulesConfig, RunOverride, default_config
 from analyzer.model import Run, Series
 from analyzer.report import CheckpointPick, Finding, RunResult
 from analyzer.rules import ordered_specs
-from analyzer.rules.base import Analysis, Context, Effective, fmt
+from analyzer.rules.base import MIN_POINTS_AFTER_WARM_START, Analysis, Context, Effective, fmt
 from analyzer.signal import (
     find_peak,
     find_peak_at,
@@ -208,15 +208,11 @@ def analyze_signals(run: Run, config: RulesConfig, ov: RunOverride | None = None
     )
 
 
-#: fewest finite dataset-Q points the part after the warm start must keep to be read instead of the whole run
-MIN_POINTS_AFTER_WARM_START = 20
-
-
 def _after_warm_start(
     ws: int, q: Series | None, reg: Series | None, td: Series | None
 ) -> tuple[Series | None, Series | None, Series | None, int | None]:
     """The curves the rules read, cut to steps > ws; unchanged (and None) when too little would remain to read
-    a trend (DQ001's minimum), so a short run is judged whole rather than not at all."""
+    a trend (DQ002's default minimum), so a short run is judged whole rather than not at all."""
     if q is None or int(np.isfinite(q.values[q.steps > ws]).sum()) < MIN_POINTS_AFTER_WARM_START:
         return q, reg, td, None
 

@@ -30,6 +30,11 @@ class Param:
     choices: tuple[str, ...] = ()
 
 
+#: fewest finite dataset-Q points the part after a BC warm start must keep to be read instead of the whole run
+#: (DQ002's default `min_points`); used by diagnose and reported by DQ004
+MIN_POINTS_AFTER_WARM_START = 20
+
+
 @dataclass
 class Effective:
     """Run metadata after rules-file/CLI overrides, plus the ranges derived from it."""

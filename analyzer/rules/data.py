@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from analyzer.report import Finding
-from analyzer.rules.base import Context, Param, rule
+from analyzer.rules.base import MIN_POINTS_AFTER_WARM_START, Context, Param, rule
 
 KEY_METRICS = ("q_data", "td_error")
 
@@ -158,7 +158,8 @@ def warm_start_skipped(ctx: Context) -> list[Finding]:
             return []
         return [
             ctx.finding(
-                f"BC warm start of {e.warm_start} ({src}) not skipped: fewer than 20 dataset-Q points after it, "
+                f"BC warm start of {e.warm_start} ({src}) not skipped: fewer than {MIN_POINTS_AFTER_WARM_START} "
+                "dataset-Q points after it, "
                 "so the rules read the whole run",
                 evidence={"warm_start": e.warm_start, "source": src, "skipped": False},
             )

@@ -54,10 +54,8 @@ def load_results(out: Path, reanalyze: bool = False) -> list[dict[str, Any]]:
         except ValueError:
             continue
         if reanalyze:
-            for name in ("analysis.json", "analysis_nodv.json"):
-                (f.parent / name).unlink(missing_ok=True)
-            r["analysis"], _ = analyze(f.parent)
-            r["analysis_nodv"], _ = analyze(f.parent, NO_DV, "analysis_nodv.json")
+            r["analysis"], _ = analyze(f.parent, refresh=True)
+            r["analysis_nodv"], _ = analyze(f.parent, NO_DV, "analysis_nodv.json", refresh=True)
             f.write_text(json.dumps(r, indent=1))
         elif "analysis_nodv" not in r:
             r["analysis_nodv"], _ = analyze(f.parent, NO_DV, "analysis_nodv.json")

@@ -141,10 +141,11 @@ def analyze_run(run_dir: Path, ignore: tuple[str, ...] = ()) -> dict[str, Any]:
 
 
 def analyze(
-    tdir: Path, ignore: tuple[str, ...] = (), name: str = "analysis.json"
+    tdir: Path, ignore: tuple[str, ...] = (), name: str = "analysis.json", refresh: bool = False
 ) -> tuple[dict[str, Any], float]:
+    """Cached in `name`; `refresh` re-reads the logs with the installed analyzer and replaces the cache."""
     out = tdir / name
-    if out.exists():
+    if out.exists() and not refresh:
         return json.loads(out.read_text()), 0.0
     t0 = time.perf_counter()
     res = analyze_run(tdir / "run", ignore)
@@ -156,17 +157,16 @@ def fqe(spec: dict[str, Any], tdir: Path, threads: int) -> tuple[dict[str, float
     from reference_trainer.fqe import FQEConfig, fit_fqe
     from robot_eval.evaluate import find_checkpoints
 
-    out = tdir / f"fqe_{int(spec.get('fqe_steps', 0))}.json"  # keyed by the budget: a new one refits
+    steps = int(spec.get("fqe_steps", 0))
+    out = tdir / f"fqe_{steps}.json"  # keyed by the budget: a new one refits
     if out.exists():
-        return {k: v for k, v in json.loads(out.read_text()).items()}, 0.0
-    if int(spec.get("fqe_steps", 0)) <= 0:
+        return json.loads(out.read_text()), 0.0
+    if steps <= 0:
         return {}, 0.0
     t0 = time.perf_counter()
     ckpts = find_checkpoints(tdir / "run")
     run_cfg = json.loads((tdir / "run" / "config.json").read_text())  # the discount the run trained with
-    cfg = FQEConfig(
-        steps=int(spec["fqe_steps"]), seed=int(spec["seed"]), threads=threads, gamma=run_cfg.get("gamma")
-    )
+    cfg = FQEConfig(steps=steps, seed=int(spec["seed"]), threads=threads, gamma=run_cfg.get("gamma"))
     res = fit_fqe([p for _, p in ckpts], spec["dataset_path"], cfg)
     vals = {str(r.step): r.v_s0 for r in res}
     _write_json(out, vals)
@@ -204,9 +204,9 @@ def run_trial(tdir: Path, threads: int = 1, precision: str = "bf16") -> dict[str
     add("analyze", sec)
     analysis_nodv, _ = analyze(tdir, NO_DV, "analysis_nodv.json")
     fq, sec = fqe(spec, tdir, threads)
-    if sec:  # a refit with another budget replaces the old FQE time instead of adding to it
-        timing["fqe"] = 0.0
-    add("fqe", sec)
+    if sec:  # a fit (also a refit with another budget) replaces the FQE time rather than adding to it
+        timing["fqe"] = sec
+        _write_json(timing_path, timing)
     result = {
         "spec": spec,
         "timing": timing,
