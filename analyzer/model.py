@@ -75,6 +75,7 @@ class RunMetadata:
     algorithm: str | None = None  # "cql", "brac", "iql", ...
     gamma: float | None = None
     reward_range: tuple[float, float] | None = None  # (r_min, r_max) per step
+    reward_mean: float | None = None  # mean per-step reward of the data, when the logs say it
     horizon: int | None = None  # episode horizon in environment steps
     capacity: Capacity = field(default_factory=Capacity)
     seed: int | None = None

@@ -425,6 +425,23 @@ _D3RLPY_PURE_TD_ALGOS = (
 )
 
 
+#: the same in d3rlpy v1, whose params.json names the algorithm by class (`"algorithm": "TD3PlusBC"`,
+#: lower-cased here); v1's IQL logs critic_loss (Q TD, summed over critics) and value_loss apart.
+_D3RLPY_V1_PURE_TD_ALGOS = (
+    "sac",
+    "td3",
+    "td3plusbc",
+    "ddpg",
+    "bear",
+    "bcq",
+    "awac",
+    "crr",
+    "plas",
+    "plaswithperturbation",
+    "iql",
+)
+
+
 def _d3rlpy_cql_gap(raw: RawRun) -> Series | None:
     """Continuous d3rlpy CQL: conservative_loss = sum_critics alpha * w * (gap - threshold).
 
@@ -548,6 +565,17 @@ _D3RLPY = Profile(
             default_critics=2,
             unless_tags=("conservative_loss", "td_loss", "q_loss"),
             when_config_in=("config.type", _D3RLPY_PURE_TD_ALGOS),
+        ),
+        Derivation(
+            "td_error",
+            "mul",
+            ("critic_loss",),
+            note="d3rlpy v1 algorithm without a conservative term: per-critic TD = critic_loss / n_critics "
+            "(v1 logs IQL's value loss apart, as value_loss)",
+            per_critic_keys=("n_critics",),
+            default_critics=2,
+            unless_tags=("conservative_loss", "td_loss", "q_loss"),
+            when_config_in=("algorithm", _D3RLPY_V1_PURE_TD_ALGOS),
         ),
         Derivation(
             "cql_term",
@@ -745,6 +773,56 @@ _ACME = Profile(
     default_algorithm="cql",
 )
 
+_CS285 = Profile(
+    name="cs285",
+    signature_tags=(
+        "Exploitation_Data_q-values",
+        "Exploitation_OOD_q-values",
+        "Exploitation_CQL_Loss",
+        "Exploitation_Critic_Loss",
+        "Exploitation_Critic_Q_Loss",
+        "Data_q-values",
+        "OOD_q-values",
+        "CQL_Loss",
+        "Eval_AverageReturn",
+        "Train_EnvstepsSoFar",
+    ),
+    path_patterns=(r"hw\d+_", r"cs285"),
+    aliases=(
+        Alias(
+            "q_data",
+            ("Exploitation_Data_q-values", "Data_q-values"),
+            note="CS285 CQLCritic 'Data q-values': mean Q(s, a_data) over the batch",
+        ),
+        Alias(
+            "cql_gap",
+            ("Exploitation_CQL_Loss", "CQL_Loss"),
+            note="CS285 'CQL Loss' = logsumexp_a Q(s, a) - Q(s, a_data) before alpha (= OOD q-values - Data "
+            "q-values, checked on real runs)",
+        ),
+        Alias(
+            "critic_loss",
+            ("Exploitation_Critic_Loss", "Critic_Loss", "Exploitation_Critic_Q_Loss", "Training_Loss"),
+            note="CS285 critic 'Training Loss': TD loss + cql_alpha x CQL Loss (cql_alpha is not logged)",
+        ),
+        Alias(
+            "td_error",
+            ("Exploitation_Critic_Q_Loss", "Critic_Q_Loss"),
+            note="CS285 IQL critic Q loss: pure TD regression onto r + gamma V(s')",
+        ),
+        Alias("policy_loss", ("Actor_Loss",)),
+        Alias("eval_return", ("Eval_AverageReturn",)),
+    ),
+    td_unavailable="CS285 logs Critic_Loss = TD + cql_alpha x CQL_Loss and not cql_alpha: the TD error cannot "
+    "be isolated (map td_error to the critic loss in a rules file if the run used alpha = 0)",
+    algorithm_from_tags=(
+        ("Exploitation_Critic_V_Loss", "iql"),
+        ("Exploitation_CQL_Loss", "cql"),
+        ("CQL_Loss", "cql"),
+    ),
+    default_algorithm="cql",
+)
+
 _GENERIC = Profile(
     name="generic",
     signature_tags=(),
@@ -766,6 +844,7 @@ PROFILES: dict[str, Profile] = {
         _OFFLINERL_KIT,
         _JAXRL,
         _ACME,
+        _CS285,
         _GENERIC,
     )
 }
@@ -1104,7 +1183,8 @@ def _resolve_profile(profile: Profile, raw: RawRun, run: Run) -> None:
         if s is not None and t2 is not None and "critic 2" not in s.note:
             s.note = (s.note + "; " if s.note else "") + f"critic 1 chosen, critic 2 also logged as {t2!r}"
     # Tell the user what cannot be measured, rather than silently leaving a hole.
-    if profile.critic_includes_regularizer and "td_error" not in run.series:
+    pure_td = (run.metadata.algorithm or "") in PURE_TD_ALGORITHMS
+    if profile.critic_includes_regularizer and "td_error" not in run.series and not pure_td:
         critic = find_tag(raw.tags, profile.critic_tags)
         if critic is not None and find_tag(raw.tags, profile.cql_tags) is None:
             run.issues.append(
@@ -1115,8 +1195,68 @@ def _resolve_profile(profile: Profile, raw: RawRun, run: Run) -> None:
                     level="warning",
                 )
             )
-    if profile.td_unavailable and "td_error" not in run.series:
+    if profile.td_unavailable and "td_error" not in run.series and not pure_td:
         run.issues.append(IngestIssue(str(raw.path), profile.td_unavailable, level="info"))
+
+
+#: algorithms whose critic loss is the TD regression alone (no conservative term in it): IQL's Q loss,
+#: TD3+BC, AWAC, BEAR (its MMD constraint acts on the actor), SAC/TD3/DDPG, BCQ, CRR, DQN-style
+PURE_TD_ALGORITHMS = frozenset({"iql", "td3bc", "awac", "bear", "sac", "td3", "ddpg", "bcq", "crr", "dqn"})
+
+
+def _apply_pure_td(run: Run) -> None:
+    """td_error <- the logged critic loss when the algorithm has no conservative term in it.
+
+    Why: a profile that warns "CQL term missing" is right for CQL, whose critic loss mixes TD error and
+    the conservative term; for IQL, TD3+BC, AWAC, BEAR the critic loss *is* the TD error (possibly summed
+    over the critics, which the note says), and refusing it left their underfitting check unrun.
+    """
+    algo = run.metadata.algorithm or ""
+    crit = run.series.get("critic_loss")
+    if "td_error" in run.series or algo not in PURE_TD_ALGORITHMS or crit is None:
+        return
+    run.series["td_error"] = _copy_series(
+        crit,
+        "td_error",
+        kind="derived",
+        note=f"{algo}'s critic loss has no conservative term: TD error = critic loss as logged "
+        f"(from {crit.source}; summed over critics if the implementation sums them)",
+    )
+
+
+#: canonical-looking spellings read when a profile left a metric unresolved (any framework, last resort)
+_CANONICAL_FALLBACK: dict[str, tuple[str, ...]] = {
+    "q_data": ("q_data", "q1_data_mean", "q_data_mean", "dataset_q", "data_q", "q_data/mean", "mean_q_data"),
+    "td_error": ("td_error", "bellman_loss", "bellman_error", "td_loss", "td_mse"),
+    "cql_gap": ("cql_gap", "cql_diff", "conservative_gap"),
+    "critic_loss": ("critic_loss", "q_loss", "qf_loss"),
+    "eval_return": (
+        "eval_return",
+        "normalized_score",
+        "eval/normalized_score",
+        "episode_return",
+        "eval_score",
+    ),
+}
+
+
+def _apply_canonical_fallback(raw: RawRun, run: Run) -> None:
+    """Fill metrics the profile did not resolve from names that say what they are (`q1_data_mean`,
+    `bellman_loss`, `normalized_score`): detection may have picked a framework on weak evidence, and a
+    tag that spells its meaning beats leaving the metric out. Never overrides a profile's choice."""
+    for canonical, names in _CANONICAL_FALLBACK.items():
+        if canonical in run.series:
+            continue
+        tag = find_tag(raw.tags, names)
+        if tag is None:
+            continue
+        run.series[canonical] = _copy_series(
+            raw.tags[tag],
+            canonical,
+            sources=(tag,),
+            kind="logged",
+            note=f"read by its name ({tag!r}); the {run.framework} profile does not map it",
+        )
 
 
 def _apply_proxies(run: Run) -> None:
@@ -1316,6 +1456,14 @@ def _extract_metadata(raw: RawRun, profile: Profile, x_unit: str) -> RunMetadata
                 md.reward_range = (lo, hi)
                 md.sources["reward_range"] = f"{src(lo_hit[0])}, {src(hi_hit[0])}"
 
+    if md.reward_range is None:
+        rr_logged = _logged_reward_range(raw)
+        if rr_logged is not None:
+            md.reward_range, md.sources["reward_range"] = rr_logged
+    mean_logged = _logged_reward_mean(raw)
+    if mean_logged is not None:
+        md.reward_mean, md.sources["reward_mean"] = mean_logged
+
     hit = _config_get(cfg, _HORIZON_KEYS)
     if hit is not None and (h := _as_int(hit[1])) is not None and h > 0:
         md.horizon, md.sources["horizon"] = h, src(hit[0])
@@ -1346,6 +1494,49 @@ def _extract_metadata(raw: RawRun, profile: Profile, x_unit: str) -> RunMetadata
     if ws is not None:
         md.warm_start, md.sources["warm_start"] = ws, ws_src
     return md
+
+
+#: per-batch reward statistics some trainers log (rlkit `trainer/rewards Min/Max/Mean`, and plain spellings)
+_REWARD_MIN_TAGS = ("trainer/rewards Min", "rewards Min", "reward_min", "rewards_min", "batch_reward_min")
+_REWARD_MAX_TAGS = ("trainer/rewards Max", "rewards Max", "reward_max", "rewards_max", "batch_reward_max")
+_REWARD_MEAN_TAGS = (
+    "trainer/rewards Mean",
+    "rewards Mean",
+    "reward_mean",
+    "rewards_mean",
+    "batch_reward_mean",
+)
+
+
+def _logged_reward_range(raw: RawRun) -> tuple[tuple[float, float], str] | None:
+    """(r_min, r_max) from logged per-batch minima/maxima over the whole run, with its source.
+
+    Why batch statistics are good enough: the reward-implied Q bounds only need the scale of the rewards;
+    the extremes of every sampled batch over a run of thousands of batches reach the dataset's extremes
+    closely, and a slightly narrow range only makes the bounds a little stricter.
+    """
+    lo_tag, hi_tag = find_tag(raw.tags, _REWARD_MIN_TAGS), find_tag(raw.tags, _REWARD_MAX_TAGS)
+    if lo_tag is None or hi_tag is None:
+        return None
+    lo_v, hi_v = raw.tags[lo_tag].values, raw.tags[hi_tag].values
+    lo_v, hi_v = lo_v[np.isfinite(lo_v)], hi_v[np.isfinite(hi_v)]
+    if not lo_v.size or not hi_v.size:
+        return None
+    lo, hi = float(lo_v.min()), float(hi_v.max())
+    if not lo <= hi:
+        return None
+    return (lo, hi), f"logged tags {lo_tag!r} (min over the run) / {hi_tag!r} (max), per-batch statistics"
+
+
+def _logged_reward_mean(raw: RawRun) -> tuple[float, str] | None:
+    tag = find_tag(raw.tags, _REWARD_MEAN_TAGS)
+    if tag is None:
+        return None
+    v = raw.tags[tag].values
+    v = v[np.isfinite(v)]
+    if not v.size:
+        return None
+    return float(np.median(v)), f"logged tag {tag!r} (median of the per-batch means)"
 
 
 def _warm_start(raw: RawRun, x_unit: str) -> tuple[int | None, str]:
@@ -1477,13 +1668,15 @@ def resolve(raw: RawRun, mappings: Mapping[str, Any] | None = None) -> Run:
         issues=issues,
         x_unit=x_unit,
     )
+    run.metadata = _extract_metadata(raw, profile, x_unit)
     _resolve_profile(profile, raw, run)
+    _apply_canonical_fallback(raw, run)
     if mappings:
         _apply_mappings(mappings, raw, run)
+    _apply_pure_td(run)
     _apply_proxies(run)
     for s in run.series.values():
         s.x_unit = x_unit
-    run.metadata = _extract_metadata(raw, profile, x_unit)
     run.metadata.sources["framework"] = reason
     if x_note:
         run.metadata.sources["x_unit"] = x_note
