@@ -313,6 +313,20 @@ def test_run_ids_shorten_from_the_left_and_stay_distinct():
     assert all(len(v) <= 24 for v in short.values())
 
 
+def test_run_ids_of_a_sweep_show_the_folder_that_tells_them_apart():
+    """rlkit writes <env>/<seed>/<env>/<date>--s-0: the environment, not the date, must be visible."""
+    from analyzer.output.brief import short_run_ids
+
+    envs = ("hopper-medium-v0", "walker2d-medium-v0", "halfcheetah-medium-expert-v0")
+    ids = [f"d4rl/CQL_runs/{e}/0/{e}/0_2020_12_23_12_38_1{i}_0000--s-0" for i, e in enumerate(envs)]
+    short = short_run_ids(ids, 40)
+    for rid, env in zip(ids, envs, strict=True):
+        assert short[rid].startswith(env + "/"), short[rid]
+        assert short[rid].endswith("--s-0") and len(short[rid]) <= 40
+    one = short_run_ids(["cs285/hw5_expl_q2_cql_PointmassMedium-v0_06-11-2022_23-29-17"], 30)
+    assert next(iter(one.values())).startswith("hw5_expl_q2_cql")  # the name's start survives
+
+
 def test_ingest_problems_are_one_line_per_run(report):
     run = report.runs[1].run
     run.issues += [IngestIssue(str(run.path / f"events.{k}"), f"problem {k}", "warning") for k in range(3)]

@@ -52,30 +52,54 @@ def short_run_id(run_id: str, width: int) -> str:
     return ELLIPSIS + run_id[-(width - 1) :]
 
 
+def middle_clip(text: str, limit: int) -> str:
+    """Keep the start and the end of `text` (a run folder's name says the algorithm/task first and the
+    seed/date last), cutting the middle."""
+    if limit < 2 or len(text) <= limit:
+        return text
+    head = (limit - 1) * 3 // 5
+    return text[:head] + ELLIPSIS + text[len(text) - (limit - 1 - head) :]
+
+
+def _first_difference(comps: list[str], others: list[list[str]]) -> int:
+    """Index of the first path component where `comps` parts from its nearest sibling (the id that shares
+    the longest leading path with it); the last index when it has no sibling."""
+    best = -1
+    for o in others:
+        n = 0
+        while n < min(len(comps), len(o)) and comps[n] == o[n]:
+            n += 1
+        best = max(best, n)
+    return min(best, len(comps) - 1) if best >= 0 else len(comps) - 1
+
+
 def short_run_ids(run_ids: list[str], width: int) -> dict[str, str]:
-    """`short_run_id` for every id, kept distinct: ids whose tails collide (the same run read from
-    `csv/x` and `tensorboard/runs/x`) show their first differing path component instead, e.g.
-    `csv/…x_20261125` and `tensorboard/…x_20261125`."""
-    out = {rid: short_run_id(rid, width) for rid in run_ids}
-    by_short: dict[str, list[str]] = {}
-    for rid, short in out.items():
-        by_short.setdefault(short, []).append(rid)
-    for group in by_short.values():
-        if len(group) < 2:
+    """What tells each run apart from the others, in at most `width` characters.
+
+    Why not cut from the left: a sweep's runs share all but one folder level (rlkit writes
+    `<env>/<seed>/<env>/<date>_0000--s-0`), so the left-cut tails of seven runs all read `…--s-0` and the
+    environment that tells them apart is invisible. Each id shows the first component where it parts from
+    its nearest sibling, then the end of its own folder name (`halfcheetah-medium-v0/…0000--s-0`); when
+    only the folder name differs, that name with its middle cut.
+    """
+    parts = {rid: rid.split("/") for rid in run_ids}
+    out: dict[str, str] = {}
+    for rid, comps in parts.items():
+        if len(rid) <= width:
+            out[rid] = rid
             continue
-        parts = [rid.split("/") for rid in group]
-        for rid, comps in zip(group, parts, strict=True):
-            others = [p for p in parts if p is not comps]
-            k = next(
-                (i for i, c in enumerate(comps[:-1]) if all(i >= len(o) or o[i] != c for o in others)),
-                None,
-            )
-            if k is None:
-                continue
-            head = clip(comps[k], max(4, width // 2)) + "/"
-            tail = comps[-1]
-            room = width - len(head) - 1
-            out[rid] = head + ELLIPSIS + (tail[-room:] if room > 0 else "")
+        k = _first_difference(comps, [o for other, o in parts.items() if other != rid])
+        tail = comps[-1]
+        if k >= len(comps) - 1:
+            out[rid] = ELLIPSIS + "/" + tail if len(tail) <= width - 2 else middle_clip(tail, width)
+            continue
+        head = comps[k]
+        head = middle_clip(head, max(4, width - min(len(tail), 8) - 3))
+        room = width - len(head) - 3
+        if len(tail) <= room or room >= 14:
+            out[rid] = head + "/" + ELLIPSIS + "/" + middle_clip(tail, room)
+        else:  # little room: the end of the folder name (seed, date), as `head/…--s-0`
+            out[rid] = head + "/" + ELLIPSIS + tail[-(room + 1) :]
     return out
 
 

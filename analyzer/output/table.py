@@ -41,8 +41,8 @@ MAX_ERROR_LINES = 5  # unreadable paths listed under the table; the rest are cou
 
 
 def run_id_width(console_width: int) -> int:
-    """Room for the Run column: a fifth of the terminal, between 16 and 36 characters."""
-    return max(16, min(36, console_width // 5))
+    """Room for the Run column: a quarter of the terminal, between 16 and 44 characters."""
+    return max(16, min(44, console_width // 4))
 
 
 def build_table(report: Report, fail_on: FailOn, width: int = 120) -> Table:
