@@ -28,6 +28,8 @@ from analyzer.rules.base import MIN_POINTS_AFTER_WARM_START, Analysis, Context, 
 from analyzer.signal import (
     find_peak,
     find_peak_at,
+    jump_end,
+    level_shift,
     noise_sigma,
     phases,
     refine_peak,
@@ -145,8 +147,11 @@ def analyze_signals(run: Run, config: RulesConfig, ov: RunOverride | None = None
     reg, reg_name = _pick_regularizer(run)
     td = run.series.get("td_error")
     read_after = None
-    if cfg.setting("analysis", "skip_warm_start") and eff.warm_start:
-        q, reg, td, read_after = _after_warm_start(eff.warm_start, q, reg, td)
+    if cfg.setting("analysis", "skip_warm_start"):
+        if eff.warm_start is None:  # 0 means "none" said explicitly (config or rules file): nothing to detect
+            eff = _detected_switch(run, eff)
+        if eff.warm_start:
+            q, reg, td, read_after = _after_warm_start(eff.warm_start, q, reg, td)
     if td is not None and not np.isfinite(td.values).any():
         td = None
     method = cfg.setting("smoothing", "method")
@@ -208,13 +213,53 @@ def analyze_signals(run: Run, config: RulesConfig, ov: RunOverride | None = None
     )
 
 
+#: critic signals whose level shift marks a regime switch nobody named (first found wins)
+_SWITCH_SIGNALS = ("critic_loss", "td_error", "temperature")
+
+
+def _detected_switch(run: Run, eff: Effective) -> Effective:
+    """A warm start the config does not name, found as a level shift of the critic loss (or TD error,
+    or SAC temperature) in the first half of the run: when the actor stops imitating the data and starts
+    following Q, the critic's targets change and its loss moves to a new level within a logging interval
+    or two (the official CQL code's policy_eval_start shows it as a 2-3x step of QF1 Loss)."""
+    for name in _SWITCH_SIGNALS:
+        s = run.series.get(name)
+        if s is None or len(s) < 12:
+            continue
+        hit = level_shift(s.steps, s.values)
+        if hit is None:
+            continue
+        step, ratio = hit
+        before = s.steps[s.steps < step]
+        if not before.size:
+            continue
+        return dataclasses.replace(
+            eff,
+            warm_start=int(before[-1]),
+            warm_start_source=f"detected from the curves: {name} changed level {ratio:.1f}x at {run.x_unit} {step}",
+        )
+    return eff
+
+
 def _after_warm_start(
     ws: int, q: Series | None, reg: Series | None, td: Series | None
 ) -> tuple[Series | None, Series | None, Series | None, int | None]:
     """The curves the rules read, cut to steps > ws; unchanged (and None) when too little would remain to read
-    a trend (DQ002's default minimum), so a short run is judged whole rather than not at all."""
+    a trend (DQ002's default minimum), so a short run is judged whole rather than not at all.
+
+    When dataset Q jumps across the switch (many noise sigmas per logging interval, as with sparse logging),
+    reading starts at the top of the jump: the jump is the regime change, not a rise Metric 3.1 can read.
+    """
     if q is None or int(np.isfinite(q.values[q.steps > ws]).sum()) < MIN_POINTS_AFTER_WARM_START:
         return q, reg, td, None
+    keep = q.steps > ws
+    prior = np.flatnonzero(~keep & np.isfinite(q.values))
+    if prior.size:
+        after = q.values[keep]
+        seq = np.concatenate(([q.values[prior[-1]]], after))
+        j = jump_end(seq, noise_sigma(after))
+        if j > 1:
+            ws = int(q.steps[keep][j - 2])
 
     def cut(s: Series | None) -> Series | None:
         if s is None:
@@ -346,6 +391,12 @@ def _candidates(run: Run, eff: Effective) -> tuple[list[tuple[int, str | None]],
     if ci:
         last = max((int(s.steps[-1]) for s in run.series.values() if len(s)), default=0)
         return [(k, None) for k in range(ci, last + 1, ci)], f"declared checkpoint_interval {ci}"
+    q, _, _ = _pick_q(run)
+    if q is not None:
+        # No checkpoint files next to the logs (rlkit keeps snapshots elsewhere, or none): the pick is still a
+        # step the user can act on - the snapshot saved there, or where to stop training next time.
+        steps = q.steps[np.isfinite(q.values)]
+        return [(int(k), None) for k in steps], "logged steps (no checkpoint files found next to the logs)"
     return [], ""
 
 

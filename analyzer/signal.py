@@ -519,3 +519,57 @@ def refine_peak(steps: np.ndarray, raw: np.ndarray, peak_step: int, half_window:
     cand = np.arange(max(lo + 2, i - half_window), min(hi - 3, i + half_window + 1)) - lo
     hit = hinge_break(s[lo:hi].astype(np.float64), v[lo:hi], cand)
     return int(peak_step) if hit is None else int(s[lo + hit[0]])
+
+
+def jump_end(values: np.ndarray, sigma: float, k: float = 4.0, max_points: int = 5) -> int:
+    """Index where a run of abrupt steps at the start of `values` ends (0: no jump).
+
+    `values[0]` is the last point before a regime switch (e.g. the end of a BC warm start), the rest the
+    points after it. Why: when logging is sparse, the critic's re-fit to a new actor shows as one or two
+    steps of many noise sigmas; such a jump is a change of regime, not the gradual rise Metric 3.1 reads,
+    so a rise or peak measured across it would be the switch, not learning. At most `max_points` steps count.
+    """
+    v = np.asarray(values, dtype=np.float64)
+    if sigma <= 0 or v.size < 2:
+        return 0
+    i = 0
+    while i + 1 < v.size and i < max_points and np.isfinite(v[i + 1]) and np.isfinite(v[i]):
+        if abs(v[i + 1] - v[i]) <= k * sigma:
+            break
+        i += 1
+    return i
+
+
+def level_shift(
+    steps: np.ndarray, values: np.ndarray, min_ratio: float = 2.0, window: int = 3, min_before: int = 3
+) -> tuple[int, float] | None:
+    """(step, ratio) of the largest multiplicative level shift of a positive curve (a loss) in its first half.
+
+    The shift between point i-1 and i is the median of the `window` points from i over the median of the
+    `window` points before it; the largest (or its inverse, for a fall) counts when it is >= `min_ratio`,
+    at least `min_before` points from the start (the first updates always move a loss fast) and at least
+    twice any other shift in that half (a steady trend shifts every window a little, a switch one window a lot).
+    """
+    s, v = finite(steps, values)
+    v = np.abs(v)
+    n = s.size
+    if n < 2 * window + min_before:
+        return None
+    best: tuple[int, float] | None = None
+    ratios = []
+    for i in range(max(window, min_before), n // 2 + 1):
+        before = float(np.median(v[i - window : i]))
+        after = float(np.median(v[i : i + window]))
+        if before <= 0 or after <= 0:
+            continue
+        r = max(after / before, before / after)
+        ratios.append(r)
+        if best is None or r > best[1]:
+            best = (int(s[i]), r)
+    if best is None or best[1] < min_ratio:
+        return None
+    # windows next to the switch share its points: compare with shifts at least `window` points away
+    far = [r for j, r in enumerate(ratios) if abs(j - ratios.index(best[1])) >= window]
+    if far and best[1] < 2.0 * max(far):
+        return None
+    return best

@@ -117,7 +117,10 @@ def test_pick_from_declared_interval_without_files_and_epoch_unit():
     )
     run = sr.run
     assert run.checkpoints == []
-    assert diagnose_run(run).checkpoint is None  # nothing known -> None
+    # no files, no interval: the pick is still a logged step (what to restore or where to stop), never "-"
+    bare = diagnose_run(run)
+    assert bare.checkpoint is not None and bare.checkpoint.path is None
+    assert bare.checkpoint.step == bare.peak_step and "no checkpoint files" in bare.checkpoint.reason
     run.metadata.checkpoint_interval = 5
     res = diagnose_run(run)
     assert res.verdict == "overfitting"
@@ -423,7 +426,11 @@ def _with_warm_start_dip(seed: int = 2, frac: float = 0.25):
 
 def test_warm_start_transient_is_skipped_when_the_config_names_it():
     sr, ws = _with_warm_start_dip()
-    assert diagnose_run(sr.run).verdict == "inconclusive"  # unknown warm start: the dip reads as divergence
+    # the config does not name it: the switch is found where the TD error changes level (50 -> its normal level)
+    found = diagnose_run(sr.run)
+    assert found.verdict == "overfitting"
+    (g,) = [f for f in found.findings if f.code == "DQ004"]
+    assert "detected from the curves: td_error changed level" in g.message
     sr.run.metadata.warm_start = ws
     sr.run.metadata.sources["warm_start"] = "config.json:bc_steps"
     res = diagnose_run(sr.run)

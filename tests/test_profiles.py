@@ -450,5 +450,6 @@ def test_warm_start_from_trainer_corl_and_rlkit_keys() -> None:
     cfg = {"trainer_kwargs.policy_eval_start": 10000, "algorithm_kwargs.num_trains_per_train_loop": 1000}
     assert _warm_start(_raw({}, cfg), "epoch")[0] == 10
     assert _warm_start(_raw({}, {"policy_eval_start": 10000}), "epoch") == (None, "")  # unknown epoch length
-    for bad in (0, -5, "x", None, True):
+    assert _warm_start(_raw({}, {"bc_steps": 0}), "step") == (0, "config:bc_steps")  # "none", said explicitly
+    for bad in (-5, "x", None, True):
         assert _warm_start(_raw({}, {"bc_steps": bad}), "step") == (None, "")

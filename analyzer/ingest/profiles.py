@@ -1542,10 +1542,12 @@ def _logged_reward_mean(raw: RawRun) -> tuple[float, str] | None:
 def _warm_start(raw: RawRun, x_unit: str) -> tuple[int | None, str]:
     """BC warm-start length in the run's x-axis unit; None when absent, zero, or not convertible."""
     hit = _config_get(raw.config, _WARM_START_KEYS)
-    if hit is None or (v := _as_int(hit[1])) is None or v <= 0:
+    if hit is None or (v := _as_int(hit[1])) is None or v < 0:
         return None, ""
     f = raw.config_sources.get(hit[0])
     where = f"{f}:{hit[0]}" if f else f"config:{hit[0]}"
+    if v == 0:
+        return 0, where  # said explicitly: no warm start (and none to look for in the curves)
     if x_unit == "step":
         return v, where
     if x_unit == "epoch":
