@@ -147,10 +147,12 @@ def analyze_signals(run: Run, config: RulesConfig, ov: RunOverride | None = None
     reg, reg_name = _pick_regularizer(run)
     td = run.series.get("td_error")
     read_after = None
+    switch = None
     if cfg.setting("analysis", "skip_warm_start"):
         if eff.warm_start is None:  # 0 means "none" said explicitly (config or rules file): nothing to detect
             eff = _detected_switch(run, eff)
         if eff.warm_start:
+            switch = _switch_levels(eff.warm_start, q)
             q, reg, td, read_after = _after_warm_start(eff.warm_start, q, reg, td)
     if td is not None and not np.isfinite(td.values).any():
         td = None
@@ -210,6 +212,7 @@ def analyze_signals(run: Run, config: RulesConfig, ov: RunOverride | None = None
         tail_fraction=float(cfg.setting("analysis", "tail_fraction")),
         precedence=str(cfg.setting("verdict", "precedence")),
         read_after=read_after,
+        switch=switch if read_after is not None else None,
     )
 
 
@@ -239,6 +242,26 @@ def _detected_switch(run: Run, eff: Effective) -> Effective:
             warm_start_source=f"detected from the curves: {name} changed level {ratio:.1f}x at {run.x_unit} {step}",
         )
     return eff
+
+
+def _switch_levels(ws: int, q: Series | None) -> tuple[int, float, float] | None:
+    """Dataset Q across the warm-start switch: (step before the jump, Q there, Q after it), or None.
+
+    The jump is the larger rise of the two logging intervals that follow the last point at or before `ws`:
+    trainers count steps from 0 or 1 and log before or after the update, so the point logged "at" the end of
+    the warm start may still be the imitation phase (rlkit logs step 40001 with policy_eval_start 40000).
+    """
+    if q is None:
+        return None
+    ok = np.isfinite(q.values)
+    before = np.flatnonzero(ok & (q.steps <= ws))
+    after = np.flatnonzero(ok & (q.steps > ws))[:2]
+    if not before.size or not after.size:
+        return None
+    idx = [int(before[-1]), *map(int, after)]
+    rises = [q.values[idx[k + 1]] - q.values[idx[k]] for k in range(len(idx) - 1)]
+    k = int(np.argmax(rises))
+    return int(q.steps[idx[k]]), float(q.values[idx[k]]), float(q.values[idx[k + 1]])
 
 
 def _after_warm_start(

@@ -77,6 +77,8 @@ class Analysis:
     precedence: str = "overfitting-first"  # setting verdict.precedence (decide_verdict)
     nonfinite: dict[str, int] = field(default_factory=dict)  # metric -> first non-finite step
     read_after: int | None = None  # q/td/reg above hold only steps > this (the warm start was skipped)
+    #: dataset Q across the warm-start switch: (last step before it, Q there, Q at the first point after it)
+    switch: tuple[int, float, float] | None = None
 
 
 @dataclass
