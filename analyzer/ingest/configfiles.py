@@ -177,6 +177,55 @@ def _dataset_metadata(result: ConfigResult, run_dir: Path) -> None:
             continue
 
 
+#: Text summaries longer than this are not parsed for hyperparameters (they are notes, not configs).
+_MAX_TEXT_CONFIG_CHARS = 200_000
+
+
+def namespace_repr(text: str) -> dict[str, Any]:
+    """Hyperparameters from the repr of an argparse Namespace: `Namespace(gamma=0.99, seed=0, ...)`.
+
+    Why: scripts written from Tianshou's examples log `writer.add_text("args", str(args))` and no
+    config file, so gamma, batch size and the CQL settings live only in that text summary. Only
+    literal values are kept (numbers, strings, bools, None, lists/tuples of them); reprs of objects
+    (`alpha=<AutoAlpha ...>`, `np.float32(2.0)`) are skipped. Anything else gives {}. Never executes.
+    """
+    import ast
+
+    text = text.strip()
+    if not text.startswith("Namespace(") or len(text) > _MAX_TEXT_CONFIG_CHARS:
+        return {}
+    try:
+        node = ast.parse(text, mode="eval").body
+    except (SyntaxError, ValueError, RecursionError, MemoryError):
+        return {}
+    if not isinstance(node, ast.Call) or not isinstance(node.func, ast.Name) or node.func.id != "Namespace":
+        return {}
+    out: dict[str, Any] = {}
+    for kw in node.keywords:
+        if kw.arg is None:
+            continue
+        value_node = kw.value
+        # np.float32(2.0) / np.int64(3): numpy scalar reprs of numbers are kept as the number
+        if (
+            isinstance(value_node, ast.Call)
+            and isinstance(value_node.func, ast.Attribute)
+            and isinstance(value_node.func.value, ast.Name)
+            and value_node.func.value.id in ("np", "numpy")
+            and len(value_node.args) == 1
+            and not value_node.keywords
+        ):
+            value_node = value_node.args[0]
+        try:
+            value = ast.literal_eval(value_node)
+        except (ValueError, TypeError, SyntaxError, RecursionError, MemoryError):
+            continue
+        if isinstance(value, tuple):
+            value = list(value)
+        if value is None or isinstance(value, (bool, int, float, str, list)):
+            out[kw.arg] = value
+    return out
+
+
 def read_configs(
     run_dir: Path, extra_files: Iterable[Path] = (), hparams: Iterable[tuple[str, Mapping[str, Any]]] = ()
 ) -> ConfigResult:
