@@ -113,6 +113,42 @@ def _read_events(
 
 
 # --------------------------------------------------------------------------------------------------
+# W&B run files
+# --------------------------------------------------------------------------------------------------
+
+
+def _read_wandb(
+    paths: Sequence[Path], issues: list[IngestIssue]
+) -> tuple[dict[str, list[Segment]], list[tuple[str, dict]], list[str]]:
+    """History keys of `run-<id>.wandb` files as segments, their configs, and the files read.
+
+    The reader module imports wandb's protobuf definitions only here, when a W&B run was found.
+    """
+    if not paths:
+        return {}, [], []
+    from analyzer.ingest.wandb_run import read_wandb_run
+
+    tags: dict[str, list[Segment]] = {}
+    configs: list[tuple[str, dict]] = []
+    files: list[str] = []
+    for path in paths:
+        try:
+            data = read_wandb_run(path)
+        except Exception as exc:  # the reader promises not to raise; a bug there must not lose the run
+            issues.append(
+                IngestIssue(str(path), f"W&B run file unreadable: {type(exc).__name__}: {exc}", "error")
+            )
+            continue
+        issues.extend(data.issues)
+        files.append(str(path))
+        if data.config:
+            configs.append((str(path), dict(data.config)))
+        for key, sc in data.scalars.items():
+            tags.setdefault(key, []).append(Segment(sc.steps, sc.values, sc.wall_time, str(path)))
+    return tags, configs, files
+
+
+# --------------------------------------------------------------------------------------------------
 # CSV files
 # --------------------------------------------------------------------------------------------------
 
@@ -150,6 +186,8 @@ def _is_d3rlpy_tb(rd: RunDir, tags: Mapping[str, Any]) -> bool:
 def _layout(rd: RunDir, csv_logs: list[CsvLog], event_tags: Mapping[str, Any], d3rlpy_tb: bool) -> str:
     if rd.kind in ("brac", "offlinerl_kit"):
         return rd.kind
+    if rd.wandb_files and not csv_logs:
+        return "wandb_run"
     if csv_logs:
         counts = Counter(lg.layout for lg in csv_logs)
         layout = counts.most_common(1)[0][0]
@@ -249,6 +287,11 @@ def _read_logs(rd: RunDir, duplicate_policy: str) -> LogPart:
     event_tags, hparams, event_files = _read_events(rd.event_files, issues)
     csv_logs = _read_csvs(rd.csv_files, issues)
     d3rlpy_tb = _is_d3rlpy_tb(rd, event_tags)
+    wandb_tags, wandb_configs, wandb_files = _read_wandb(rd.wandb_files, issues)
+    for tag, segs in wandb_tags.items():  # W&B history is on the step axis, like event files
+        event_tags.setdefault(tag, []).extend(segs)
+    hparams.extend(wandb_configs)
+    event_files.extend(wandb_files)
 
     x_units = {lg.x_unit for lg in csv_logs}
     if d3rlpy_tb:

@@ -58,7 +58,15 @@ def code_version() -> str:
     """Identity of the reading code: an edited reader (or a new release) never gets stale entries."""
     here = Path(__file__).parent
     parts: list[Any] = [CACHE_VERSION]
-    for name in ("__init__.py", "csvlogs.py", "tfrecord.py", "merge.py", "discover.py", "cache.py"):
+    for name in (
+        "__init__.py",
+        "csvlogs.py",
+        "tfrecord.py",
+        "merge.py",
+        "discover.py",
+        "cache.py",
+        "wandb_run.py",
+    ):
         try:
             st = os.stat(here / name)
             parts.append([name, st.st_size, st.st_mtime_ns])
@@ -77,6 +85,7 @@ def _fingerprint(rd: Any) -> tuple[list[list[Any]], float] | None:
     rows: list[list[Any]] = []
     newest = 0.0
     sources = [(e.path, e.prefix) for e in rd.event_files] + [(c.path, c.tag or "") for c in rd.csv_files]
+    sources += [(p, "wandb") for p in getattr(rd, "wandb_files", ())]
     for path, label in sources:
         try:
             st = os.stat(path)

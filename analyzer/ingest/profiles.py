@@ -333,7 +333,9 @@ _CORL = Profile(
         "actor_loss",
     ),
     config_hints=("project", "group", "checkpoints_path", "eval_freq", "buffer_size", "cql_n_actions"),
-    layouts=("wandb_csv",),
+    # wandb_run: the `.wandb` record log of a W&B run folder (checked on fixtures/real/corl, written by
+    # CORL's cql.py through wandb 0.31: flat history keys exactly as in log_dict, config = TrainConfig)
+    layouts=("wandb_csv", "wandb_run"),
     aliases=(
         Alias("q_data", ("average_qf1",), note=_CRITIC1_NOTE),
         Alias(
