@@ -179,15 +179,17 @@ def load(rd: Any, policy: str) -> LogPart | None:
                     note=note,
                 )
             epoch_steps = (z["epoch_e"], z["epoch_s"]) if "epoch_e" in z.files else None
+            # everything built from the header stays inside the try: an unexpected key in an issue
+            # (IngestIssue(**i) -> TypeError) is a miss, not a lost run (issue 12, item 16)
+            return LogPart(
+                tags=tags,
+                files=list(header["files"]),
+                issues=[IngestIssue(**i) for i in header["issues"]],
+                layout=header["layout"],
+                x_unit=x_unit,
+                d3rlpy_tb=bool(header["d3rlpy_tb"]),
+                hparams=[(f, dict(h)) for f, h in header["hparams"]],
+                epoch_steps=epoch_steps,
+            )
     except Exception:  # a damaged or foreign entry is a cache miss, whatever the reason
         return None
-    return LogPart(
-        tags=tags,
-        files=list(header["files"]),
-        issues=[IngestIssue(**i) for i in header["issues"]],
-        layout=header["layout"],
-        x_unit=x_unit,
-        d3rlpy_tb=bool(header["d3rlpy_tb"]),
-        hparams=[(f, dict(h)) for f, h in header["hparams"]],
-        epoch_steps=epoch_steps,
-    )

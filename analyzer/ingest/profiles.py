@@ -24,6 +24,7 @@ from typing import Any
 
 import numpy as np
 
+from analyzer.config import ConfigError, check_run_metadata
 from analyzer.metrics import CANONICAL_NAMES, TAG_PREFIX
 from analyzer.model import Capacity, IngestIssue, RawRun, Run, RunMetadata, Series
 
@@ -1028,19 +1029,27 @@ def _config_get(config: Mapping[str, Any], keys: Iterable[str]) -> tuple[str, An
     return None
 
 
-def _as_float(value: Any) -> float | None:
+def _as_float(value: Any, keep_inf: bool = False) -> float | None:
+    """A config value as a float; None when it is not a number (or, unless `keep_inf`, not finite).
+
+    An int too large for a float (a 1000-digit number in a config file) becomes +-inf, never an
+    OverflowError; `keep_inf` lets metadata validation report such values instead of ignoring them.
+    """
     if isinstance(value, bool):
         return None
     if isinstance(value, (int, float, np.integer, np.floating)):
-        f = float(value)
-        return f if math.isfinite(f) else None
-    if isinstance(value, str):
+        try:
+            f = float(value)
+        except OverflowError:
+            f = -math.inf if value < 0 else math.inf
+    elif isinstance(value, str):
         try:
             f = float(value.strip())
         except ValueError:
             return None
-        return f if math.isfinite(f) else None
-    return None
+    else:
+        return None
+    return f if keep_inf or math.isfinite(f) else None
 
 
 def _as_int(value: Any) -> int | None:
@@ -1430,7 +1439,7 @@ def _normalise_algorithm(value: Any) -> str | None:
     return _ALGO_NAMES.get(key, value.strip().lower())
 
 
-def _extract_metadata(raw: RawRun, profile: Profile, x_unit: str) -> RunMetadata:
+def _extract_metadata(raw: RawRun, profile: Profile, x_unit: str, issues: list[IngestIssue]) -> RunMetadata:
     cfg = raw.config
     md = RunMetadata(hyperparameters=dict(cfg))
 
@@ -1454,27 +1463,48 @@ def _extract_metadata(raw: RawRun, profile: Profile, x_unit: str) -> RunMetadata
                     f"profile {profile.name} default",
                 )
 
+    def checked(key: str, value: Any, *config_keys: str) -> Any:
+        """`value` through the CLI's and rules file's own validation; refused -> a warning naming file and key."""
+        try:
+            return check_run_metadata(key, value, "", "")
+        except ConfigError as exc:
+            why = str(exc).split(": expected ", 1)[-1]
+            for k in config_keys:
+                issues.append(
+                    IngestIssue(
+                        raw.config_sources.get(k, "config"), f"{k}: expected {why}; ignored", "warning"
+                    )
+                )
+            return None
+
+    def number(value: Any) -> Any:
+        """Numbers spelled as strings (hparams, argparse dumps) as floats; anything else unchanged."""
+        if isinstance(value, int) and not isinstance(value, bool):
+            return value  # exact, also beyond float range: the validation reports it
+        f = _as_float(value, keep_inf=True)
+        return value if f is None else f
+
     hit = _config_get(cfg, _GAMMA_KEYS)
-    if hit is not None and (g := _as_float(hit[1])) is not None and 0.0 < g <= 1.0:
+    if hit is not None and (g := checked("gamma", number(hit[1]), hit[0])) is not None:
         md.gamma, md.sources["gamma"] = g, src(hit[0])
 
     hit = _config_get(cfg, ("reward_range",))
-    rr = _as_list(hit[1]) if hit is not None else None
-    if hit is not None and rr is not None and len(rr) == 2:
-        lo, hi = _as_float(rr[0]), _as_float(rr[1])
-        if lo is not None and hi is not None and lo <= hi:
-            md.reward_range, md.sources["reward_range"] = (lo, hi), src(hit[0])
+    if hit is not None:
+        rr = _as_list(hit[1])
+        value = [number(x) for x in rr] if rr is not None else hit[1]
+        if (pair := checked("reward_range", value, hit[0])) is not None:
+            md.reward_range, md.sources["reward_range"] = pair, src(hit[0])
     if md.reward_range is None:
         lo_hit = _config_get(cfg, ("reward_min", "r_min", "min_reward"))
         hi_hit = _config_get(cfg, ("reward_max", "r_max", "max_reward"))
         if lo_hit and hi_hit:
-            lo, hi = _as_float(lo_hit[1]), _as_float(hi_hit[1])
-            if lo is not None and hi is not None and lo <= hi:
-                md.reward_range = (lo, hi)
+            pair = checked("reward_range", [number(lo_hit[1]), number(hi_hit[1])], lo_hit[0], hi_hit[0])
+            if pair is not None:
+                md.reward_range = pair
                 md.sources["reward_range"] = f"{src(lo_hit[0])}, {src(hi_hit[0])}"
 
     hit = _config_get(cfg, _HORIZON_KEYS)
-    if hit is not None and (h := _as_int(hit[1])) is not None and h > 0:
+    if hit is not None and (h := checked("horizon", number(hit[1]), hit[0])) is not None:
         md.horizon, md.sources["horizon"] = h, src(hit[0])
 
     hit = _config_get(cfg, _SEED_KEYS)
@@ -1640,7 +1670,7 @@ def resolve(raw: RawRun, mappings: Mapping[str, Any] | None = None) -> Run:
     _apply_proxies(run)
     for s in run.series.values():
         s.x_unit = x_unit
-    run.metadata = _extract_metadata(raw, profile, x_unit)
+    run.metadata = _extract_metadata(raw, profile, x_unit, run.issues)
     run.metadata.sources["framework"] = reason
     if x_note:
         run.metadata.sources["x_unit"] = x_note
