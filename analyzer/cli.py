@@ -325,7 +325,14 @@ def check(
     report_dir: Annotated[
         Path | None, typer.Option("--report", metavar="DIR", help="Write a self-contained DIR/index.html.")
     ] = None,
-    workers: Annotated[int, typer.Option("--workers", min=1, help="Processes used to read logs.")] = 1,
+    workers: Annotated[
+        int,
+        typer.Option(
+            "--workers",
+            min=1,
+            help="Processes used to read logs (capped at the CPUs available and the number of runs).",
+        ),
+    ] = 1,
     watch: Annotated[
         bool, typer.Option("--watch", help="Re-read growing logs; report new runs and first overfitting.")
     ] = False,
@@ -352,11 +359,7 @@ def check(
         policy = parse_fail_on(fail_on)
     except FailOnError as e:
         raise CliError(str(e)) from None
-    rr = parse_reward_range(reward_range)
-    if gamma is not None and not 0.0 < gamma < 1.0:
-        raise CliError(f"--gamma: must be in (0, 1), got {gamma}")
-    if horizon is not None and horizon < 1:
-        raise CliError(f"--horizon: must be a positive number of steps, got {horizon}")
+    rr = parse_reward_range(reward_range)  # --gamma/--horizon/--reward-range: checked in load_rules
     _check_paths(paths)
     rules = load_rules(rules_file, gamma, rr, horizon)
 

@@ -12,7 +12,6 @@ from __future__ import annotations
 import re
 from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
-from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -30,6 +29,7 @@ from analyzer.ingest.discover import (
     find_checkpoints,
 )
 from analyzer.ingest.merge import DUPLICATE_POLICIES, Merged, Segment, merge_segments
+from analyzer.ingest.pool import run_in_pool
 from analyzer.model import Checkpoint, IngestIssue, RawRun, Run, RunMetadata, Series
 
 __all__ = [
@@ -506,7 +506,8 @@ def load_runs(
     with workers, in submission order as results arrive).
 
     `duplicate_policy`: "keep-last" (default) or "keep-first", see docs/ingestion.md.
-    `workers > 1` reads runs in a process pool. `use_cache` loads unchanged runs' log data from the
+    `workers > 1` reads runs in a process pool of at most min(workers, CPUs, runs) processes that
+    end with this process (pool.py). `use_cache` loads unchanged runs' log data from the
     user cache (cache.py; off by default, docs/ingestion.md "Caching").
     """
     if duplicate_policy not in DUPLICATE_POLICIES:
@@ -531,26 +532,15 @@ def load_runs(
             continue
         groups.append((path, rds))
     jobs = _unique_ids(groups)
-    if workers > 1 and len(jobs) > 1:
-        with ProcessPoolExecutor(max_workers=min(workers, len(jobs))) as pool:
-            results = []
-            for res in pool.map(
-                _load_one,
-                jobs,
-                [mappings] * len(jobs),
-                [duplicate_policy] * len(jobs),
-                [use_cache] * len(jobs),
-                chunksize=max(1, len(jobs) // (4 * workers)),
-            ):
-                results.append(res)
-                if on_run is not None:
-                    on_run(len(results), len(jobs), jobs[len(results) - 1].id)
-    else:
-        results = []
-        for rd in jobs:
-            results.append(_load_one(rd, mappings, duplicate_policy, use_cache))
-            if on_run is not None:
-                on_run(len(results), len(jobs), rd.id)
+
+    def progress(index: int, _result: object) -> None:
+        if on_run is not None:
+            on_run(index + 1, len(jobs), jobs[index].id)
+
+    # workers are capped by CPUs and runs, and end with this process (pool.py)
+    results = run_in_pool(
+        _load_one, [(rd, mappings, duplicate_policy, use_cache) for rd in jobs], workers, progress
+    )
     runs: list[Run] = []
     yielded: set[int] = set()  # roots that produced a run or an error
     for (run, errs), root_index in zip(results, _root_index(groups), strict=True):
