@@ -12,6 +12,7 @@ see the traceback of an internal error).
 
 from __future__ import annotations
 
+import io
 import math
 import os
 import sys
@@ -32,6 +33,7 @@ from analyzer import __version__
 from analyzer.output import FORMATS
 from analyzer.output.brief import short_run_id
 from analyzer.output.failon import DEFAULT_FAIL_ON, FailOn, FailOnError, parse_fail_on
+from analyzer.output.names import terminal
 
 PROG = "offrl-analyze"
 SUBCOMMANDS = ("check", "rules", "explain")
@@ -43,7 +45,8 @@ class CliError(Exception):
 
 
 def _one_line(text: str) -> str:
-    return " ".join(part.strip() for part in str(text).splitlines() if part.strip())
+    """One line with no control character: messages quote paths, and paths can hold anything."""
+    return terminal(" ".join(part.strip() for part in str(text).splitlines() if part.strip()))
 
 
 def _print_error(message: str) -> None:
@@ -264,7 +267,7 @@ def run_analysis(paths: list[Path], rules: Any, workers: int, show_progress: boo
                 for other in tasks.values():  # the previous stage is over
                     bar.update(other, visible=False)
                 tasks[stage] = bar.add_task(label.get(stage, stage), total=total, run="")
-            shown = short_run_id(run_id, width)
+            shown = short_run_id(terminal(run_id), width)
             bar.update(tasks[stage], completed=done, total=total, run=escape(shown))
 
         return analyze(paths, rules, workers=workers, progress=on_progress)
@@ -325,7 +328,14 @@ def check(
     report_dir: Annotated[
         Path | None, typer.Option("--report", metavar="DIR", help="Write a self-contained DIR/index.html.")
     ] = None,
-    workers: Annotated[int, typer.Option("--workers", min=1, help="Processes used to read logs.")] = 1,
+    workers: Annotated[
+        int,
+        typer.Option(
+            "--workers",
+            min=1,
+            help="Processes used to read logs (capped at the CPUs available and the number of runs).",
+        ),
+    ] = 1,
     watch: Annotated[
         bool, typer.Option("--watch", help="Re-read growing logs; report new runs and first overfitting.")
     ] = False,
@@ -352,11 +362,7 @@ def check(
         policy = parse_fail_on(fail_on)
     except FailOnError as e:
         raise CliError(str(e)) from None
-    rr = parse_reward_range(reward_range)
-    if gamma is not None and not 0.0 < gamma < 1.0:
-        raise CliError(f"--gamma: must be in (0, 1), got {gamma}")
-    if horizon is not None and horizon < 1:
-        raise CliError(f"--horizon: must be a positive number of steps, got {horizon}")
+    rr = parse_reward_range(reward_range)  # --gamma/--horizon/--reward-range: checked in load_rules
     _check_paths(paths)
     rules = load_rules(rules_file, gamma, rr, horizon)
 
@@ -364,12 +370,18 @@ def check(
         from analyzer.watch import watch as watch_loop
 
         try:
-            watch_loop(paths, interval, rules=rules, workers=workers, on_event=lambda e: typer.echo(e.line()))
+            watch_loop(
+                paths,
+                interval,
+                rules=rules,
+                workers=workers,
+                on_event=lambda e: typer.echo(terminal(e.line())),
+            )
         except KeyboardInterrupt:
             pass
         raise typer.Exit(EXIT_OK)
 
-    show_progress = not quiet and sys.stderr.isatty()
+    show_progress = not quiet and sys.stderr is not None and sys.stderr.isatty()
     report = run_analysis(paths, rules, workers, show_progress)
     _emit(report, fmt, policy, output, quiet, verbose)
     _write_pictures(report, policy, plot, report_dir, quiet)
@@ -416,7 +428,7 @@ def _emit(report: Any, fmt: str, policy: FailOn, output: Path | None, quiet: boo
     except OSError as e:
         raise CliError(f"-o/--output: cannot write {output}: {e.strerror or e}") from None
     if not quiet:
-        typer.echo(f"{summary_line(report)} (wrote {fmt} to {output})", err=True)
+        typer.echo(terminal(f"{summary_line(report)} (wrote {fmt} to {output})"), err=True)
 
 
 def _write_pictures(
@@ -428,13 +440,13 @@ def _write_pictures(
 
             written = write_plots(report, plot)
             if not quiet:
-                typer.echo(f"wrote {len(written)} plot(s) to {plot}", err=True)
+                typer.echo(terminal(f"wrote {len(written)} plot(s) to {plot}"), err=True)
         if report_dir is not None:
             from analyzer.output.html_report import write_report
 
             index = write_report(report, report_dir, policy)
             if not quiet:
-                typer.echo(f"wrote report {index}", err=True)
+                typer.echo(terminal(f"wrote report {index}"), err=True)
     except OSError as e:
         raise CliError(f"cannot write {e.filename or 'output'}: {e.strerror or e}") from None
 
@@ -495,6 +507,39 @@ def explain_cmd(code: Annotated[str, typer.Argument(help="Rule code, e.g. OF001.
         typer.echo(text)
 
 
+class ClosedStdout(io.TextIOBase):
+    """Stands in for `sys.stdout` when the process started with it closed (`offrl-analyze ... >&-`).
+
+    Python then sets `sys.stdout` to None; writing the report would fail with an AttributeError.
+    Any write raises a CliError instead: one line on stderr, exit 2 (`-o FILE` still works).
+    """
+
+    def writable(self) -> bool:
+        return True
+
+    def isatty(self) -> bool:
+        return False
+
+    def write(self, text: str) -> int:
+        if not text:
+            return 0
+        raise CliError("cannot write to standard output: it is closed (write the report with -o FILE)")
+
+    def flush(self) -> None:
+        return None
+
+
 def main(argv: list[str] | None = None) -> None:
     """Console-script entry point (`offrl-analyze`, `python -m analyzer`)."""
+    if sys.stdout is None:
+        sys.stdout = ClosedStdout()
+    for stream in (sys.stdout, sys.stderr):
+        # a terminal or pipe whose encoding cannot show a character (PYTHONIOENCODING=ascii):
+        # write it as an escape rather than fail half-way through the report
+        reconfigure = getattr(stream, "reconfigure", None)
+        if reconfigure is not None:
+            try:
+                reconfigure(errors="backslashreplace")
+            except (ValueError, OSError):
+                pass
     app(args=argv, prog_name=PROG)

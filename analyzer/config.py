@@ -25,6 +25,7 @@ from __future__ import annotations
 import copy
 import fnmatch
 import math
+import sys
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -280,11 +281,11 @@ class RulesConfig:
         """CLI flags (--gamma, --reward-range, --horizon): apply to every run, above the rules file."""
         where = "command line"
         if gamma is not None:
-            gamma = _check_gamma(gamma, where, "--gamma")
+            gamma = check_run_metadata("gamma", gamma, where, "--gamma")
         if reward_range is not None:
-            reward_range = _check_range(list(reward_range), where, "--reward-range")
+            reward_range = check_run_metadata("reward_range", reward_range, where, "--reward-range")
         if horizon is not None:
-            horizon = _check_int(horizon, where, "--horizon")
+            horizon = check_run_metadata("horizon", horizon, where, "--horizon")
         cli = self.cli.merged(RunOverride(gamma=gamma, reward_range=reward_range, horizon=horizon))
         return replace(self, cli=cli)
 
@@ -412,7 +413,10 @@ def _tname(v: Any) -> str:
 
 
 def _num(v: Any) -> bool:
-    return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+    """A finite number that float() can hold (math.isfinite of a 400-digit int raises OverflowError)."""
+    if isinstance(v, bool) or not isinstance(v, (int, float)):
+        return False
+    return math.isfinite(v) if isinstance(v, float) else abs(v) <= sys.float_info.max
 
 
 def check_param(p: Param, value: Any, where: str, ypath: str) -> Any:
@@ -520,22 +524,58 @@ def _check_params(doc: Any, where: str) -> dict[str, dict[str, Any]]:
     return out
 
 
-def _check_gamma(v: Any, where: str, ypath: str) -> float:
-    if not (_num(v) and 0 <= v < 1):
-        raise ConfigError(f"{where}: {ypath}: expected a discount in [0, 1), got {_tname(v)}")
-    return float(v)
+#: Longest episode horizon accepted from any source. Longer is a typo or a unit mix-up (1e20 in a
+#: config file), and would make every horizon-scaled check (UF001, ST001) vacuous.
+MAX_HORIZON = 10**9
+#: Keys `check_run_metadata` validates: the run metadata a CLI flag, a rules file's `runs:` entry
+#: and a run's own config file can all give.
+METADATA_KEYS = ("gamma", "horizon", "reward_range")
+
+
+def check_run_metadata(key: str, v: Any, where: str, ypath: str) -> Any:
+    """The one validation of run metadata (gamma, horizon, reward_range), whatever its source.
+
+    Why one function: the CLI (`--gamma`), the rules file (`runs: [{gamma: ...}]`) and a run's
+    config file (`config.json: {"gamma": ...}`) must accept and refuse the same values, or a value
+    refused on the command line slips in through a config file (issue 12, item 18). Returns the
+    normalised value; raises ConfigError "<where>: <ypath>: expected ..., got ...".
+    """
+    shown = "a number with more than 30 digits" if isinstance(v, int) and abs(v) >= 10**30 else None
+    if key == "gamma":
+        if not (_num(v) and 0 <= v < 1):
+            raise ConfigError(f"{where}: {ypath}: expected a discount in [0, 1), got {shown or _tname(v)}")
+        return float(v)
+    if key == "horizon":
+        if isinstance(v, float) and _num(v) and v == int(v):
+            v = int(v)  # 1000.0 (a YAML or JSON writer's float) is 1000 steps
+        if not (isinstance(v, int) and not isinstance(v, bool) and 1 <= v <= MAX_HORIZON):
+            raise ConfigError(
+                f"{where}: {ypath}: expected an integer >= 1 (steps, at most {MAX_HORIZON:.0e}), got {shown or _tname(v)}"
+            )
+        return int(v)
+    if key == "reward_range":
+        ok = isinstance(v, (list, tuple)) and len(v) == 2 and all(_num(x) for x in v) and v[0] < v[1]
+        if not (ok and math.isfinite(float(v[1]) - float(v[0]))):
+            raise ConfigError(
+                f"{where}: {ypath}: expected [r_min, r_max] with finite r_min < r_max, got {_short(v)}"
+            )
+        return (float(v[0]), float(v[1]))
+    raise KeyError(f"{key!r} is not run metadata; one of {', '.join(METADATA_KEYS)}")
+
+
+def _short(v: Any) -> str:
+    """repr of a value for an error line, cut short (a config value can be arbitrarily large)."""
+    try:
+        text = repr(v)
+    except ValueError:  # an int beyond Python's digit limit for str()
+        return "a number with too many digits"
+    return text if len(text) <= 60 else text[:57] + "..."
 
 
 def _check_int(v: Any, where: str, ypath: str) -> int:
     if not (isinstance(v, int) and not isinstance(v, bool) and v >= 1):
         raise ConfigError(f"{where}: {ypath}: expected an integer >= 1, got {_tname(v)}")
     return int(v)
-
-
-def _check_range(v: Any, where: str, ypath: str) -> tuple[float, float]:
-    if not (isinstance(v, (list, tuple)) and len(v) == 2 and all(_num(x) for x in v) and v[0] < v[1]):
-        raise ConfigError(f"{where}: {ypath}: expected [r_min, r_max] with r_min < r_max, got {v!r}")
-    return (float(v[0]), float(v[1]))
 
 
 def _check_mappings(doc: Any, where: str, ypath: str, allow_framework: bool) -> dict[str, Any]:
@@ -593,11 +633,13 @@ def _check_runs(doc: Any, where: str) -> list[RunOverride]:
             raise ConfigError(f"{where}: {yp}.match: expected a glob on the run id, got {_tname(m)}")
         ov = RunOverride(match=m)
         if r.get("gamma") is not None:
-            ov.gamma = _check_gamma(r["gamma"], where, f"{yp}.gamma")
+            ov.gamma = check_run_metadata("gamma", r["gamma"], where, f"{yp}.gamma")
         if r.get("reward_range") is not None:
-            ov.reward_range = _check_range(r["reward_range"], where, f"{yp}.reward_range")
+            ov.reward_range = check_run_metadata(
+                "reward_range", r["reward_range"], where, f"{yp}.reward_range"
+            )
         if r.get("horizon") is not None:
-            ov.horizon = _check_int(r["horizon"], where, f"{yp}.horizon")
+            ov.horizon = check_run_metadata("horizon", r["horizon"], where, f"{yp}.horizon")
         if r.get("checkpoint_interval") is not None:
             ov.checkpoint_interval = _check_int(r["checkpoint_interval"], where, f"{yp}.checkpoint_interval")
         if r.get("warm_start") is not None:

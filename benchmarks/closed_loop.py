@@ -5,6 +5,9 @@
     python benchmarks/closed_loop.py bc DATA.npz --hidden 256 --steps 6000 [--lr 1e-3] [--normalize]
     python benchmarks/closed_loop.py readings OUT [NAME=RULES.yaml ...] [--seeds 2,3]
 
+OUT is a loop work dir or the committed corpus of its trials (results/closed_loop/trials: logs, rollout and FQE
+results, no weights), so `readings` and `timings` run from a fresh clone.
+
 `readings` scores the analyzer under several rules files on the finished trials in OUT (logs only, as the loop does;
 `defaults` is always included): regret@1 / fraction of best / gain over last with bootstrap CIs, and overfitting
 verdicts against the rollout labels. It is how a change to the analyzer is checked against the closed-loop ground
@@ -32,9 +35,11 @@ sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != Path(__file__)
 
 
 def timings(out: Path) -> dict:
+    from robot_eval.loop.corpus import finished_trials
+
     rows = []
-    for f in sorted((out / "trials").glob("*/result.json")):
-        r = json.loads(f.read_text())
+    for tdir in finished_trials(out):
+        r = json.loads((tdir / "result.json").read_text())
         rows.append({"key": r["spec"]["key"], **{k: float(v) for k, v in r["timing"].items()}})
     if not rows:
         raise SystemExit(f"{out}: no finished trials")
@@ -116,6 +121,7 @@ def readings(out: Path, rules: list[str], seeds: set[int] | None) -> str:
     from analyzer import analyze
     from analyzer.config import default_config, load_config
     from robot_eval.loop import score as S
+    from robot_eval.loop.corpus import finished_trials
     from robot_eval.loop.report import _evaluated, membership
 
     configs = {"defaults": default_config()}
@@ -126,13 +132,13 @@ def readings(out: Path, rules: list[str], seeds: set[int] | None) -> str:
         configs[name] = load_config(path)
     member = membership()
     runs = []
-    for f in sorted((out / "trials").glob("*/result.json")):
-        r = json.loads(f.read_text())
+    for tdir in finished_trials(out):
+        r = json.loads((tdir / "result.json").read_text())
         if seeds is not None and int(r["spec"]["seed"]) not in seeds:
             continue
         success = {int(k): float(v) for k, v in r["success"].items()}
         scen = sorted({m[0] for m in member.get(r["spec"]["key"], [(r["spec"]["scenario"], "", None)])})
-        runs.append((f.parent / "run", success, scen, S.label_overfitting(success)))
+        runs.append((tdir / "run", success, scen, S.label_overfitting(success)))
     if not runs:
         raise SystemExit(f"{out}: no finished trials (for these seeds)")
     lines = [

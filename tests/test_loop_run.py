@@ -134,9 +134,17 @@ def test_reanalyze_replaces_stored_verdicts_with_the_current_analyzers(tmp_path)
     (run / "config.json").write_text(json.dumps({**cfg, "bc_steps": int(q.steps[29])}))
     r = _result(trial, {1000: 0.5, 6000: 0.9, 12000: 0.1}, 12000, "stale", {1000: 1.0}, {})
     (run.parent / "result.json").write_text(json.dumps(r))
+    before = {p: p.read_bytes() for p in run.parent.rglob("*") if p.is_file()}
     assert eval_main(["loop", "size", "--score-only", "--reanalyze", "--out", str(tmp_path)]) == 0
-    new = json.loads((run.parent / "result.json").read_text())
-    assert new["analysis"]["verdict"] == "overfitting"
+    with (tmp_path / "tables" / "runs.csv").open() as fh:
+        row = next(csv.DictReader(fh))
+    assert row["verdict"] == "overfitting"  # not the stored "stale"
+    # the re-analysis is scored, never stored: the trial folder is byte-for-byte what it was
+    assert {p: p.read_bytes() for p in run.parent.rglob("*") if p.is_file()} == before
+
+    from robot_eval.loop.report import load_results
+
+    new = load_results(tmp_path, reanalyze=True)[0]
     assert any(f.startswith("DQ004") for f in new["analysis"]["findings"])
     assert new["analysis_nodv"]["verdict"] == "overfitting"
     assert new["success"] == r["success"]  # nothing else touched

@@ -12,7 +12,6 @@ from __future__ import annotations
 import re
 from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
-from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -30,6 +29,7 @@ from analyzer.ingest.discover import (
     find_checkpoints,
 )
 from analyzer.ingest.merge import DUPLICATE_POLICIES, Merged, Segment, merge_segments
+from analyzer.ingest.pool import run_in_pool
 from analyzer.model import Checkpoint, IngestIssue, RawRun, Run, RunMetadata, Series
 
 __all__ = [
@@ -113,6 +113,42 @@ def _read_events(
 
 
 # --------------------------------------------------------------------------------------------------
+# W&B run files
+# --------------------------------------------------------------------------------------------------
+
+
+def _read_wandb(
+    paths: Sequence[Path], issues: list[IngestIssue]
+) -> tuple[dict[str, list[Segment]], list[tuple[str, dict]], list[str]]:
+    """History keys of `run-<id>.wandb` files as segments, their configs, and the files read.
+
+    The reader module imports wandb's protobuf definitions only here, when a W&B run was found.
+    """
+    if not paths:
+        return {}, [], []
+    from analyzer.ingest.wandb_run import read_wandb_run
+
+    tags: dict[str, list[Segment]] = {}
+    configs: list[tuple[str, dict]] = []
+    files: list[str] = []
+    for path in paths:
+        try:
+            data = read_wandb_run(path)
+        except Exception as exc:  # the reader promises not to raise; a bug there must not lose the run
+            issues.append(
+                IngestIssue(str(path), f"W&B run file unreadable: {type(exc).__name__}: {exc}", "error")
+            )
+            continue
+        issues.extend(data.issues)
+        files.append(str(path))
+        if data.config:
+            configs.append((str(path), dict(data.config)))
+        for key, sc in data.scalars.items():
+            tags.setdefault(key, []).append(Segment(sc.steps, sc.values, sc.wall_time, str(path)))
+    return tags, configs, files
+
+
+# --------------------------------------------------------------------------------------------------
 # CSV files
 # --------------------------------------------------------------------------------------------------
 
@@ -150,6 +186,8 @@ def _is_d3rlpy_tb(rd: RunDir, tags: Mapping[str, Any]) -> bool:
 def _layout(rd: RunDir, csv_logs: list[CsvLog], event_tags: Mapping[str, Any], d3rlpy_tb: bool) -> str:
     if rd.kind in ("brac", "offlinerl_kit"):
         return rd.kind
+    if rd.wandb_files and not csv_logs:
+        return "wandb_run"
     if csv_logs:
         counts = Counter(lg.layout for lg in csv_logs)
         layout = counts.most_common(1)[0][0]
@@ -249,6 +287,11 @@ def _read_logs(rd: RunDir, duplicate_policy: str) -> LogPart:
     event_tags, hparams, event_files = _read_events(rd.event_files, issues)
     csv_logs = _read_csvs(rd.csv_files, issues)
     d3rlpy_tb = _is_d3rlpy_tb(rd, event_tags)
+    wandb_tags, wandb_configs, wandb_files = _read_wandb(rd.wandb_files, issues)
+    for tag, segs in wandb_tags.items():  # W&B history is on the step axis, like event files
+        event_tags.setdefault(tag, []).extend(segs)
+    hparams.extend(wandb_configs)
+    event_files.extend(wandb_files)
 
     x_units = {lg.x_unit for lg in csv_logs}
     if d3rlpy_tb:
@@ -463,7 +506,8 @@ def load_runs(
     with workers, in submission order as results arrive).
 
     `duplicate_policy`: "keep-last" (default) or "keep-first", see docs/ingestion.md.
-    `workers > 1` reads runs in a process pool. `use_cache` loads unchanged runs' log data from the
+    `workers > 1` reads runs in a process pool of at most min(workers, CPUs, runs) processes that
+    end with this process (pool.py). `use_cache` loads unchanged runs' log data from the
     user cache (cache.py; off by default, docs/ingestion.md "Caching").
     """
     if duplicate_policy not in DUPLICATE_POLICIES:
@@ -488,26 +532,15 @@ def load_runs(
             continue
         groups.append((path, rds))
     jobs = _unique_ids(groups)
-    if workers > 1 and len(jobs) > 1:
-        with ProcessPoolExecutor(max_workers=min(workers, len(jobs))) as pool:
-            results = []
-            for res in pool.map(
-                _load_one,
-                jobs,
-                [mappings] * len(jobs),
-                [duplicate_policy] * len(jobs),
-                [use_cache] * len(jobs),
-                chunksize=max(1, len(jobs) // (4 * workers)),
-            ):
-                results.append(res)
-                if on_run is not None:
-                    on_run(len(results), len(jobs), jobs[len(results) - 1].id)
-    else:
-        results = []
-        for rd in jobs:
-            results.append(_load_one(rd, mappings, duplicate_policy, use_cache))
-            if on_run is not None:
-                on_run(len(results), len(jobs), rd.id)
+
+    def progress(index: int, _result: object) -> None:
+        if on_run is not None:
+            on_run(index + 1, len(jobs), jobs[index].id)
+
+    # workers are capped by CPUs and runs, and end with this process (pool.py)
+    results = run_in_pool(
+        _load_one, [(rd, mappings, duplicate_policy, use_cache) for rd in jobs], workers, progress
+    )
     runs: list[Run] = []
     yielded: set[int] = set()  # roots that produced a run or an error
     for (run, errs), root_index in zip(results, _root_index(groups), strict=True):

@@ -58,7 +58,15 @@ def code_version() -> str:
     """Identity of the reading code: an edited reader (or a new release) never gets stale entries."""
     here = Path(__file__).parent
     parts: list[Any] = [CACHE_VERSION]
-    for name in ("__init__.py", "csvlogs.py", "tfrecord.py", "merge.py", "discover.py", "cache.py"):
+    for name in (
+        "__init__.py",
+        "csvlogs.py",
+        "tfrecord.py",
+        "merge.py",
+        "discover.py",
+        "cache.py",
+        "wandb_run.py",
+    ):
         try:
             st = os.stat(here / name)
             parts.append([name, st.st_size, st.st_mtime_ns])
@@ -77,6 +85,7 @@ def _fingerprint(rd: Any) -> tuple[list[list[Any]], float] | None:
     rows: list[list[Any]] = []
     newest = 0.0
     sources = [(e.path, e.prefix) for e in rd.event_files] + [(c.path, c.tag or "") for c in rd.csv_files]
+    sources += [(p, "wandb") for p in getattr(rd, "wandb_files", ())]
     for path, label in sources:
         try:
             st = os.stat(path)
@@ -170,15 +179,17 @@ def load(rd: Any, policy: str) -> LogPart | None:
                     note=note,
                 )
             epoch_steps = (z["epoch_e"], z["epoch_s"]) if "epoch_e" in z.files else None
+            # everything built from the header stays inside the try: an unexpected key in an issue
+            # (IngestIssue(**i) -> TypeError) is a miss, not a lost run (issue 12, item 16)
+            return LogPart(
+                tags=tags,
+                files=list(header["files"]),
+                issues=[IngestIssue(**i) for i in header["issues"]],
+                layout=header["layout"],
+                x_unit=x_unit,
+                d3rlpy_tb=bool(header["d3rlpy_tb"]),
+                hparams=[(f, dict(h)) for f, h in header["hparams"]],
+                epoch_steps=epoch_steps,
+            )
     except Exception:  # a damaged or foreign entry is a cache miss, whatever the reason
         return None
-    return LogPart(
-        tags=tags,
-        files=list(header["files"]),
-        issues=[IngestIssue(**i) for i in header["issues"]],
-        layout=header["layout"],
-        x_unit=x_unit,
-        d3rlpy_tb=bool(header["d3rlpy_tb"]),
-        hparams=[(f, dict(h)) for f, h in header["hparams"]],
-        epoch_steps=epoch_steps,
-    )

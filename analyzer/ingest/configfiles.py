@@ -80,30 +80,83 @@ def flatten(data: Any, prefix: str = "") -> dict[str, Any]:
     return out
 
 
+#: Python refuses to turn longer digit strings into ints (sys.get_int_max_str_digits, CVE-2020-10735).
+_MAX_INT_DIGITS = 4300
+
+
+class _Numbers:
+    """Integer parsing for config files that never raises: an integer too long for Python's
+    str->int limit (a 5,000-digit number) becomes +-inf and is counted, so the file is still read
+    and the caller reports it as a warning (issue 12, item 6). Metadata validation then refuses
+    the inf where it matters (horizon, gamma)."""
+
+    def __init__(self) -> None:
+        self.too_long = 0
+
+    def parse_int(self, text: str) -> int | float:
+        digits = len(text.lstrip("+-"))
+        if digits > _MAX_INT_DIGITS:
+            self.too_long += 1
+            return -math.inf if text.startswith("-") else math.inf
+        return int(text)
+
+
+def _yaml_loader(numbers: _Numbers) -> type[yaml.SafeLoader]:
+    """SafeLoader whose int constructor goes through `numbers` (PyYAML calls int() unguarded)."""
+
+    class Loader(yaml.SafeLoader):
+        pass
+
+    def construct_int(loader: yaml.SafeLoader, node: yaml.ScalarNode) -> int | float:
+        text = str(loader.construct_scalar(node)).replace("_", "")
+        plain = text.lstrip("+-")
+        if plain.isdigit() and len(plain) > _MAX_INT_DIGITS:
+            return numbers.parse_int(text)
+        return yaml.SafeLoader.construct_yaml_int(loader, node)
+
+    Loader.add_constructor("tag:yaml.org,2002:int", construct_int)
+    return Loader
+
+
 def _load(path: Path) -> tuple[Any, str | None]:
     """Parse a JSON or YAML file: (data, None) or (None, reason)."""
+    data, problem, _ = _load_counting(path)
+    return data, problem
+
+
+def _load_counting(path: Path) -> tuple[Any, str | None, int]:
+    """`_load`, plus how many integers were too long to read (each became +-inf)."""
     try:
         size = path.stat().st_size
         if size > _MAX_CONFIG_BYTES:
             return None, f"config file too large ({size} bytes); skipped"
         text = path.read_bytes().decode("utf-8", errors="replace")
     except OSError as exc:
-        return None, f"cannot read config file: {exc.strerror or exc.__class__.__name__}"
+        return None, f"cannot read config file: {exc.strerror or exc.__class__.__name__}", 0
     if not text.strip():
-        return None, "empty config file"
+        return None, "empty config file", 0
+    numbers = _Numbers()
+    is_yaml = path.suffix in (".yaml", ".yml")
     try:
-        if path.suffix in (".yaml", ".yml"):
-            return yaml.safe_load(text), None
-        return json.loads(text), None
+        if is_yaml:
+            return yaml.load(text, Loader=_yaml_loader(numbers)), None, numbers.too_long  # noqa: S506 - SafeLoader
+        return json.loads(text, parse_int=numbers.parse_int), None, numbers.too_long
     except json.JSONDecodeError as exc:
-        return None, f"invalid JSON: {exc.msg} (line {exc.lineno}, column {exc.colno})"
+        return None, f"invalid JSON: {exc.msg} (line {exc.lineno}, column {exc.colno})", 0
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f" (line {mark.line + 1})" if mark is not None else ""
         problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
-        return None, f"invalid YAML: {problem}{where}"
+        return None, f"invalid YAML: {problem}{where}", 0
     except RecursionError:
-        return None, "config nesting too deep"
+        return None, "config nesting too deep", 0
+    except (ValueError, TypeError, OverflowError) as exc:  # e.g. a YAML date 2020-13-45; never the whole run
+        kind = "YAML" if is_yaml else "JSON"
+        return (
+            None,
+            f"invalid {kind}: {str(exc).splitlines()[0][:200] if str(exc) else type(exc).__name__}",
+            0,
+        )
 
 
 def _same(a: Any, b: Any) -> bool:
@@ -143,10 +196,19 @@ def add_mapping(result: ConfigResult, data: Mapping[str, Any], source: str, pref
 
 def read_config_file(result: ConfigResult, path: Path, prefix: str = "") -> bool:
     """Read one config file into `result`; True if it contributed."""
-    data, problem = _load(path)
+    data, problem, too_long = _load_counting(path)
     if problem is not None:
         result.issues.append(IngestIssue(path=str(path), message=problem, level="warning"))
         return False
+    if too_long:
+        result.issues.append(
+            IngestIssue(
+                path=str(path),
+                message=f"{too_long} integer(s) with more than {_MAX_INT_DIGITS} digits read as infinity; "
+                "the rest of the file is used",
+                level="warning",
+            )
+        )
     if not isinstance(data, Mapping):
         kind = type(data).__name__
         result.issues.append(
@@ -175,6 +237,55 @@ def _dataset_metadata(result: ConfigResult, run_dir: Path) -> None:
                 return
         except OSError:
             continue
+
+
+#: Text summaries longer than this are not parsed for hyperparameters (they are notes, not configs).
+_MAX_TEXT_CONFIG_CHARS = 200_000
+
+
+def namespace_repr(text: str) -> dict[str, Any]:
+    """Hyperparameters from the repr of an argparse Namespace: `Namespace(gamma=0.99, seed=0, ...)`.
+
+    Why: scripts written from Tianshou's examples log `writer.add_text("args", str(args))` and no
+    config file, so gamma, batch size and the CQL settings live only in that text summary. Only
+    literal values are kept (numbers, strings, bools, None, lists/tuples of them); reprs of objects
+    (`alpha=<AutoAlpha ...>`, `np.float32(2.0)`) are skipped. Anything else gives {}. Never executes.
+    """
+    import ast
+
+    text = text.strip()
+    if not text.startswith("Namespace(") or len(text) > _MAX_TEXT_CONFIG_CHARS:
+        return {}
+    try:
+        node = ast.parse(text, mode="eval").body
+    except (SyntaxError, ValueError, RecursionError, MemoryError):
+        return {}
+    if not isinstance(node, ast.Call) or not isinstance(node.func, ast.Name) or node.func.id != "Namespace":
+        return {}
+    out: dict[str, Any] = {}
+    for kw in node.keywords:
+        if kw.arg is None:
+            continue
+        value_node = kw.value
+        # np.float32(2.0) / np.int64(3): numpy scalar reprs of numbers are kept as the number
+        if (
+            isinstance(value_node, ast.Call)
+            and isinstance(value_node.func, ast.Attribute)
+            and isinstance(value_node.func.value, ast.Name)
+            and value_node.func.value.id in ("np", "numpy")
+            and len(value_node.args) == 1
+            and not value_node.keywords
+        ):
+            value_node = value_node.args[0]
+        try:
+            value = ast.literal_eval(value_node)
+        except (ValueError, TypeError, SyntaxError, RecursionError, MemoryError):
+            continue
+        if isinstance(value, tuple):
+            value = list(value)
+        if value is None or isinstance(value, (bool, int, float, str, list)):
+            out[kw.arg] = value
+    return out
 
 
 def read_configs(

@@ -11,6 +11,7 @@ from __future__ import annotations
 import io
 import re
 import warnings
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -115,6 +116,18 @@ def _first_line(data: bytes) -> bytes:
     return data[start:] if end < 0 else data[start:end]
 
 
+def _unix_newlines(data: bytes) -> bytes:
+    """Lone `\r` (classic Mac OS, or mixed endings) -> `\n`, so the line scans below see the rows.
+
+    pandas splits on a lone `\r` itself, but the header/row checks here look for `\n` and read a
+    `\r`-only file as "header only" (issue 12, item 17). `\r\n` files are left alone (no copy).
+    """
+    n_cr = data.count(b"\r")
+    if n_cr == 0 or n_cr == data.count(b"\r\n"):
+        return data
+    return data.replace(b"\r\n", b"\n").replace(b"\r", b"\n")
+
+
 def _has_data_rows(data: bytes) -> bool:
     """Anything but whitespace after the first non-blank line (the header)?"""
     m = _NON_SPACE.search(data)
@@ -132,9 +145,12 @@ def _is_number(token: str) -> bool:
 
 
 def _parse(
-    data: bytes, path: Path, issues: list[IngestIssue], names: list[str] | None = None
+    data: bytes, path: Path, issues: list[IngestIssue], names: list[str] | None = None, as_text: bool = False
 ) -> pd.DataFrame | None:
-    """pandas C-engine parse; empty cells are missing, the words nan/inf stay values."""
+    """pandas C-engine parse; empty cells are missing, the words nan/inf stay values.
+
+    `as_text`: every cell as the file spells it (for exact huge integers; same rows as without).
+    """
     import pandas as pd  # lazy: event-file-only runs never pay pandas' import time
 
     kwargs: dict = {
@@ -148,6 +164,8 @@ def _parse(
     }
     if names is not None:
         kwargs.update(header=None, names=names, index_col=False)
+    if as_text:
+        kwargs["dtype"] = str
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         try:
@@ -190,19 +208,64 @@ def _numeric(col: pd.Series) -> tuple[np.ndarray, np.ndarray, int] | None:
     return values, present_raw & ok, int(garbage.sum())
 
 
-def _step_like(values: np.ndarray) -> np.ndarray:
-    """Values usable as a step: finite and within int64 (nan/inf/1e300 in a step column are damage)."""
+#: Above this magnitude float64 cannot tell neighbouring integers apart: such steps are re-read as text.
+_EXACT_FLOAT = 2.0**53
+_INT64_MIN, _INT64_MAX = -(2**63), 2**63 - 1
+
+
+def _step_column(
+    col: pd.Series, name: str, as_text: Callable[[], Sequence[object]], path: Path, issues: list[IngestIssue]
+) -> tuple[np.ndarray, np.ndarray] | None:
+    """(int64 steps, usable mask) of a step column, or None if it holds no numbers at all.
+
+    Steps stay exact int64 (issue 12): an integer column is taken as is; cells beyond 2**53 in a
+    column pandas read as floats (one empty cell is enough) are parsed again from `as_text()`,
+    the column as the file spells it. nan/inf and values outside int64 are not steps (damage).
+    """
+    import pandas as pd
+
+    if pd.api.types.is_signed_integer_dtype(col.dtype):
+        return col.to_numpy(dtype=np.int64), np.ones(len(col), dtype=bool)
+    parsed = _numeric(col)
+    if parsed is None:
+        return None
+    values, ok, _ = parsed
     with np.errstate(invalid="ignore"):
-        return np.isfinite(values) & (np.abs(values) < 2.0**62)
-
-
-def _steps(values: np.ndarray, name: str, path: Path, issues: list[IngestIssue]) -> np.ndarray:
-    rounded = np.rint(values)
-    if np.any(rounded != values):
+        ok = ok & np.isfinite(values) & (np.abs(values) <= 2.0**63)  # 2**63 - 1 reads as 2.0**63
+        in_range = ok & (values < 2.0**63)
+    steps = np.zeros(values.shape[0], dtype=np.int64)
+    rounded = np.rint(values[in_range])
+    if np.any(rounded != values[in_range]):
         issues.append(
             _issue(path, f"step column {name!r} has non-integer values; rounded to integers", "info")
         )
-    return rounded.astype(np.int64)
+    steps[in_range] = rounded.astype(np.int64)
+    with np.errstate(invalid="ignore"):
+        big = np.flatnonzero(ok & (np.abs(values) >= _EXACT_FLOAT))
+    if big.size:
+        text = col.to_numpy() if pd.api.types.is_object_dtype(col.dtype) else as_text()
+        for i in big.tolist():  # only the rare huge cells, so a Python loop is fine
+            try:
+                exact = int(str(text[i]).strip())
+            except (ValueError, IndexError):
+                exact = None  # "9.2e18" and the like: the float is all the file says
+            if exact is not None and _INT64_MIN <= exact <= _INT64_MAX:
+                steps[i] = exact
+            elif exact is not None or not in_range[i]:
+                ok[i] = False
+    return steps, ok
+
+
+def _text_of(
+    data: bytes, path: Path, position: int, names: list[str] | None = None
+) -> Callable[[], Sequence[object]]:
+    """Lazily re-parse `data` as text and return column `position` (rows as in the numeric parse)."""
+
+    def read() -> Sequence[object]:
+        df = _parse(data, path, [], names=names, as_text=True)
+        return df.iloc[:, position].to_numpy() if df is not None else ()
+
+    return read
 
 
 def _drop_truncated_tail(data: bytes, path: Path, issues: list[IngestIssue], n_fields: int) -> bytes:
@@ -253,6 +316,7 @@ def read_csv_log(path: Path, tag: str | None = None) -> CsvLog:
         level = "warning" if problem.startswith("empty") else "error"
         log.issues.append(_issue(path, problem, level))
         return log
+    data = _unix_newlines(data)
     first = _first_line(data).decode("utf-8", errors="replace").strip().lstrip("\ufeff")
     fields = [f.strip().strip('"') for f in first.split(",")]
     headerless = all(_is_number(f) for f in fields)
@@ -279,13 +343,14 @@ def _read_headerless(data: bytes, path: Path, log: CsvLog, fields: list[str], ta
     df = _parse(data, path, log.issues, names=names)
     if df is None:
         return log
-    step_num = _numeric(df["step"])
+    step_num = _step_column(
+        df["step"], "step", _text_of(data, path, names.index("step"), names), path, log.issues
+    )
     val_num = _numeric(df["value"])
     if step_num is None or val_num is None:
         log.issues.append(_issue(path, "no numeric step/value columns", "error"))
         return log
-    steps, step_ok, _ = step_num
-    step_ok = step_ok & _step_like(steps)
+    steps, step_ok = step_num
     values, val_ok, garbage = val_num
     ok = step_ok & val_ok
     if garbage or (~step_ok).any():
@@ -296,7 +361,7 @@ def _read_headerless(data: bytes, path: Path, log: CsvLog, fields: list[str], ta
         log.issues.append(_issue(path, "no data rows", "warning"))
         return log
     log.x_column = "step"
-    log.tags[tag] = Segment(_steps(steps[ok], "step", path, log.issues), values[ok], None, str(path))
+    log.tags[tag] = Segment(steps[ok], values[ok], None, str(path))
     return log
 
 
@@ -323,7 +388,7 @@ def _read_headered(data: bytes, path: Path, log: CsvLog, header: list[str]) -> C
         log.issues.append(_issue(path, "header only, no data rows"))
         return log
     if tag_col and value_col and (step_col or epoch_col):
-        return _read_long(df, path, log, tag_col, value_col, step_col or epoch_col)  # type: ignore[arg-type]
+        return _read_long(df, data, path, log, tag_col, value_col, step_col or epoch_col)  # type: ignore[arg-type]
     x_col = step_col or epoch_col
     if x_col is None and path.name != "progress.csv":
         # (a viskit progress.csv without a counter is still read: one row per logging iteration)
@@ -349,24 +414,24 @@ def _read_headered(data: bytes, path: Path, log: CsvLog, header: list[str]) -> C
         log.issues.append(
             _issue(path, "no step or epoch column; using the row number as the epoch", "warning")
         )
-        x_values = np.arange(len(df), dtype=np.float64)
+        x_steps = np.arange(len(df), dtype=np.int64)
         x_ok = np.ones(len(df), dtype=bool)
         log.x_unit = "epoch"
         log.x_column = None
     else:
-        parsed = _numeric(df[x_col])
-        if parsed is None:
+        as_text = _text_of(data, path, columns.index(x_col))
+        parsed_steps = _step_column(df[x_col], x_col, as_text, path, log.issues)
+        if parsed_steps is None:
             log.issues.append(_issue(path, f"step column {x_col!r} is not numeric", "error"))
             return log
-        x_values, x_ok, _ = parsed
-        x_ok = x_ok & _step_like(x_values)
+        x_steps, x_ok = parsed_steps
         if (~x_ok).any():
             log.issues.append(
                 _issue(path, f"dropped {int((~x_ok).sum())} row(s) without a usable value in {x_col!r}")
             )
         log.x_column = x_col
         log.x_unit = "epoch" if x_col in EPOCH_COLUMNS or x_col.lower() == "epoch" else "step"
-    steps = _steps(x_values[x_ok], x_col or "row", path, log.issues)
+    steps = x_steps[x_ok]
     wall_col = _pick_column([c for c in df.columns if c != x_col], WALL_TIME_COLUMNS)
     wall = None
     if wall_col is not None:
@@ -408,14 +473,15 @@ def _read_headered(data: bytes, path: Path, log: CsvLog, header: list[str]) -> C
 
 
 def _read_long(
-    df: pd.DataFrame, path: Path, log: CsvLog, tag_col: str, value_col: str, step_col: str
+    df: pd.DataFrame, data: bytes, path: Path, log: CsvLog, tag_col: str, value_col: str, step_col: str
 ) -> CsvLog:
     import pandas as pd
 
     log.layout = "long_csv"
     log.x_column = step_col
     log.x_unit = "epoch" if step_col.lower() == "epoch" else "step"
-    step_p = _numeric(df[step_col])
+    as_text = _text_of(data, path, list(df.columns).index(step_col))
+    step_p = _step_column(df[step_col], step_col, as_text, path, log.issues)
     val_p = _numeric(df[value_col])
     if step_p is None or val_p is None:
         log.issues.append(_issue(path, f"columns {step_col!r}/{value_col!r} are not numeric", "error"))
@@ -423,7 +489,7 @@ def _read_long(
     wall_col = _pick_column(list(df.columns), WALL_TIME_COLUMNS)
     wall_p = _numeric(df[wall_col]) if wall_col else None
     tags = df[tag_col].astype("string")
-    ok = step_p[1] & _step_like(step_p[0]) & val_p[1] & tags.notna().to_numpy()
+    ok = step_p[1] & val_p[1] & tags.notna().to_numpy()
     if (~ok).any():
         log.issues.append(
             _issue(path, f"dropped {int((~ok).sum())} row(s) with a missing tag, step or value")
@@ -438,7 +504,5 @@ def _read_long(
     for name, pos in groups.items():
         rows = idx[pos]
         wall = wall_p[0][rows] if wall_p is not None and wall_p[1][rows].all() else None
-        log.tags[str(name)] = Segment(
-            _steps(steps_all[rows], step_col, path, log.issues), val_p[0][rows], wall, str(path)
-        )
+        log.tags[str(name)] = Segment(steps_all[rows], val_p[0][rows], wall, str(path))
     return log

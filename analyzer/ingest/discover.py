@@ -57,9 +57,10 @@ class RunDir:
 
     path: Path  # run directory, or the log file itself when a single file was given
     id: str
-    kind: str = "dir"  # "dir", "file", "brac", "offlinerl_kit", "torchrl"
+    kind: str = "dir"  # "dir", "file", "brac", "offlinerl_kit", "torchrl", "wandb"
     event_files: list[EventSource] = field(default_factory=list)
     csv_files: list[CsvSource] = field(default_factory=list)
+    wandb_files: list[Path] = field(default_factory=list)  # W&B record logs (`run-<id>.wandb`)
 
     @property
     def config_dir(self) -> Path:
@@ -69,6 +70,42 @@ class RunDir:
 
 def is_event_file(name: str) -> bool:
     return name.startswith(EVENT_PREFIX) and not name.endswith((".tmp", ".lock"))
+
+
+#: W&B: `wandb/run-<time>-<id>/` or `wandb/offline-run-<time>-<id>/`, holding `run-<id>.wandb`
+_WANDB_RUN_FILE = re.compile(r"^run-[A-Za-z0-9_.-]+\.wandb$")
+_WANDB_RUN_DIR = re.compile(r"^(offline-)?run-")
+
+
+def is_wandb_run_file(name: str) -> bool:
+    return bool(_WANDB_RUN_FILE.match(name))
+
+
+def _wandb_runs(wandb_dir: Path, root: Path) -> list[RunDir]:
+    """Run folders inside a `wandb/` directory (which is otherwise skipped: media, synced copies).
+
+    Only folders with a `run-<id>.wandb` record log count; `latest-run` (a symlink to one of them)
+    is not followed, so no run is read twice.
+    """
+    runs: list[RunDir] = []
+    _, dirs, links = _scan_links(wandb_dir)
+    for name in dirs:
+        if name in links or not _WANDB_RUN_DIR.match(name):
+            continue
+        run = _wandb_group(wandb_dir / name, _scan(wandb_dir / name)[0], root)
+        if run is not None:
+            runs.append(run)
+    return runs
+
+
+def _wandb_group(d: Path, files: list[str], root: Path) -> RunDir | None:
+    """A W&B run folder: one run made of its `run-<id>.wandb` file(s)."""
+    logs = [d / f for f in files if is_wandb_run_file(f)]
+    if not logs:
+        return None
+    run = RunDir(d, _run_id(d, root), "wandb")
+    run.wandb_files.extend(logs)
+    return run
 
 
 def _scan_links(path: Path) -> tuple[list[str], list[str], set[str]]:
@@ -134,6 +171,9 @@ def _run_id(path: Path, root: Path) -> str:
 def _group(d: Path, files: list[str], dirs: list[str], root: Path) -> RunDir | None:
     """Recognise multi-directory layouts rooted at `d`; None if `d` is not such a root."""
     sub = set(dirs)
+    wandb_run = _wandb_group(d, files, root)
+    if wandb_run is not None:
+        return wandb_run  # its files/ and tmp/ hold media and synced copies, never separate runs
     record = d / "record"
     if "record" in sub and (record / "policy_training_progress.csv").is_file():
         # OfflineRL-Kit: seed_<s>&timestamp_<t>/record/{policy_training_progress.csv, tb/, hyper_param.json}
@@ -170,6 +210,8 @@ def single_file_run(path: Path) -> RunDir:
     run = RunDir(path, path.name, "file")
     if is_event_file(path.name):
         run.event_files.append(EventSource(path))
+    elif is_wandb_run_file(path.name):
+        run.wandb_files.append(path)
     else:
         run.csv_files.append(CsvSource(path))
     return run
@@ -218,6 +260,8 @@ def discover_runs(root: str | Path) -> list[RunDir]:
         # TensorBoard semantics: a sub-directory with its own event files is its own run
         children: list[tuple[Path, str]] = []
         for name in dirs:
+            if name == "wandb" and name not in links:
+                runs.extend(_wandb_runs(d / name, root))
             if name in SKIP_DIRS or name == absorbed:
                 continue
             if name not in links:

@@ -54,24 +54,26 @@ class Merged:
 
 
 def survivors(steps: np.ndarray, policy: str = "keep-last") -> np.ndarray:
-    """Boolean mask of the points that survive `policy`, for steps given in write order."""
+    """Boolean mask of the points that survive `policy`, for steps given in write order.
+
+    Compared as int64, never as float: distinct steps near +-2**63 (or any two steps above 2**53)
+    round to the same float64 and would be merged as duplicates (issue 12, item 12).
+    """
+    if policy not in DUPLICATE_POLICIES:
+        raise ValueError(f"unknown duplicate policy {policy!r}; use one of {', '.join(DUPLICATE_POLICIES)}")
+    steps = np.asarray(steps, dtype=np.int64)
     n = steps.shape[0]
-    if n == 0:
-        return np.zeros(0, dtype=bool)
+    keep = np.ones(n, dtype=bool)
+    if n < 2:
+        return keep
     if policy == "keep-last":
         # min over steps written strictly after each point; the last point always survives
-        later_min = np.empty(n, dtype=np.float64)
-        later_min[-1] = np.inf
-        if n > 1:
-            later_min[:-1] = np.minimum.accumulate(steps[::-1].astype(np.float64))[::-1][1:]
-        return steps < later_min
-    if policy == "keep-first":
-        earlier_max = np.empty(n, dtype=np.float64)
-        earlier_max[0] = -np.inf
-        if n > 1:
-            earlier_max[1:] = np.maximum.accumulate(steps.astype(np.float64))[:-1]
-        return steps > earlier_max
-    raise ValueError(f"unknown duplicate policy {policy!r}; use one of {', '.join(DUPLICATE_POLICIES)}")
+        later_min = np.minimum.accumulate(steps[::-1])[::-1][1:]
+        keep[:-1] = steps[:-1] < later_min
+    else:  # keep-first: max over steps written strictly before each point; the first always survives
+        earlier_max = np.maximum.accumulate(steps)[:-1]
+        keep[1:] = steps[1:] > earlier_max
+    return keep
 
 
 def merge_segments(segments: Sequence[Segment], policy: str = "keep-last") -> Merged:
@@ -92,7 +94,7 @@ def merge_segments(segments: Sequence[Segment], policy: str = "keep-last") -> Me
 
     keep = survivors(steps, policy)
     n_drop = int(steps.shape[0] - keep.sum())
-    regressions = int(np.count_nonzero(np.diff(steps) < 0)) if steps.shape[0] > 1 else 0
+    regressions = int(np.count_nonzero(steps[1:] < steps[:-1]))  # no np.diff: it wraps near 2**63
     dropped_files: tuple[str, ...] = ()
     if n_drop:
         dropped_files = tuple(segs[i].file for i in np.unique(file_idx[~keep]))
@@ -101,7 +103,7 @@ def merge_segments(segments: Sequence[Segment], policy: str = "keep-last") -> Me
     out_values = values[keep]
     out_wall = wall[keep] if wall is not None else None
     # survivors are strictly increasing by construction; keep the invariant explicit and cheap
-    if out_steps.shape[0] > 1 and not np.all(np.diff(out_steps) > 0):  # pragma: no cover - defensive
+    if not np.all(out_steps[1:] > out_steps[:-1]):  # pragma: no cover - defensive
         order = np.argsort(out_steps, kind="stable")
         out_steps, out_values = out_steps[order], out_values[order]
         out_wall = out_wall[order] if out_wall is not None else None

@@ -24,6 +24,7 @@ from typing import Any
 
 import numpy as np
 
+from analyzer.config import ConfigError, check_run_metadata
 from analyzer.metrics import CANONICAL_NAMES, TAG_PREFIX
 from analyzer.model import Capacity, IngestIssue, RawRun, Run, RunMetadata, Series
 
@@ -333,7 +334,9 @@ _CORL = Profile(
         "actor_loss",
     ),
     config_hints=("project", "group", "checkpoints_path", "eval_freq", "buffer_size", "cql_n_actions"),
-    layouts=("wandb_csv",),
+    # wandb_run: the `.wandb` record log of a W&B run folder (checked on fixtures/real/corl, written by
+    # CORL's cql.py through wandb 0.31: flat history keys exactly as in log_dict, config = TrainConfig)
+    layouts=("wandb_csv", "wandb_run"),
     aliases=(
         Alias("q_data", ("average_qf1",), note=_CRITIC1_NOTE),
         Alias(
@@ -645,12 +648,162 @@ _BRAC = Profile(
     default_algorithm="brac",
 )
 
+#: Tianshou 2.0 TensorboardLogger scopes: update/* at the update (gradient) step, test/* at env_step,
+#: info/* at the epoch (what a real run wrote: fixtures/real/tianshou/TRUTH.json).
+_TIANSHOU_EVAL_TAGS = ("test/returns_stat/mean", "test/reward", "test/rew")
+
+
+def _tianshou_critic_parts(raw: RawRun) -> tuple[Series, Series, Series, tuple[str, str, str]] | None:
+    tags = [find_tag(raw.tags, [t]) for t in ("critic1_loss", "critic2_loss", "cql_alpha_loss")]
+    if any(t is None for t in tags):
+        return None
+    c1, c2, la = (raw.tags[t] for t in tags)  # type: ignore[index]
+    return c1, c2, la, (tags[0], tags[1], tags[2])  # type: ignore[return-value]
+
+
+def _tianshou_td(raw: RawRun) -> Series | None:
+    """Tianshou CQL with Lagrange tuning: mean pure TD of both critics, exactly.
+
+    critic_i_loss = MSE_i + cql_i with cql_i = cql_alpha * (cql_weight * gap_i - threshold), and
+    cql_alpha_loss = -(cql_1 + cql_2) / 2 (tianshou/algorithm/imitation/cql.py, 2.0.1), all logged
+    from the same update. So (critic1_loss + critic2_loss) / 2 + cql_alpha_loss = (MSE_1 + MSE_2) / 2.
+    Without Lagrange tuning no cql_alpha_loss is logged and TD cannot be isolated.
+    """
+    parts = _tianshou_critic_parts(raw)
+    if parts is None:
+        return None
+    c1, c2, la, tags = parts
+    steps, total, wt = _combine(c1, c2, "add")
+    half = Series(name="half", steps=steps, values=total / 2.0, wall_time=wt)
+    steps, values, wt = _combine(half, la, "add")
+    if len(steps) == 0:
+        return None
+    return Series(
+        name="td_error",
+        steps=steps,
+        values=values,
+        wall_time=wt,
+        sources=tags,
+        files=tuple(dict.fromkeys(c1.files + c2.files + la.files)),
+        kind="derived",
+        note=f"mean TD MSE of both critics = ({tags[0]} + {tags[1]}) / 2 + {tags[2]} "
+        "(Tianshou adds cql_alpha * (cql_weight * gap - threshold) to each critic loss and logs "
+        "cql_alpha_loss = minus the mean of those terms)",
+    )
+
+
+def _tianshou_cql_term(raw: RawRun) -> Series | None:
+    """-cql_alpha_loss: the alpha-scaled, threshold-shifted CQL term, mean over both critics."""
+    tag = find_tag(raw.tags, ["cql_alpha_loss"])
+    if tag is None or find_tag(raw.tags, ["critic1_loss"]) is None:
+        return None
+    src = raw.tags[tag]
+    s = _copy_series(
+        src,
+        "cql_term",
+        sources=(tag,),
+        kind="derived",
+        note=f"-{tag} = cql_alpha * (cql_weight * gap - lagrange_threshold), mean over both critics",
+    )
+    s.values = -src.values
+    return s
+
+
+def _tianshou_cql_gap(raw: RawRun) -> Series | None:
+    """Raw gap T * logsumexp(Q / T) - Q(s, a_data) = (-cql_alpha_loss / cql_alpha + threshold) / cql_weight.
+
+    Needs cql_weight and lagrange_threshold from the config (Tianshou's examples log them only in
+    the `args` text summary, which the event reader turns into config keys)."""
+    la_tag, ca_tag = find_tag(raw.tags, ["cql_alpha_loss"]), find_tag(raw.tags, ["cql_alpha"])
+    w_hit = _config_get(raw.config, ["cql_weight"])
+    t_hit = _config_get(raw.config, ["lagrange_threshold"])
+    if la_tag is None or ca_tag is None or w_hit is None or t_hit is None:
+        return None
+    w, thr = _as_float(w_hit[1]), _as_float(t_hit[1])
+    if not w or thr is None:
+        return None
+    steps, ratio, wt = _combine(raw.tags[la_tag], raw.tags[ca_tag], "div")
+    if len(steps) == 0:
+        return None
+    return Series(
+        name="cql_gap",
+        steps=steps,
+        values=(-ratio + thr) / w,
+        wall_time=wt,
+        sources=(la_tag, ca_tag, f"config:{w_hit[0]}", f"config:{t_hit[0]}"),
+        files=raw.tags[la_tag].files,
+        kind="derived",
+        note=f"raw gap = (-cql_alpha_loss / cql_alpha + lagrange_threshold={thr:g}) / cql_weight={w:g}",
+    )
+
+
+def _tianshou_env_per_update(raw: RawRun, test_steps: np.ndarray) -> tuple[int | None, str]:
+    """How many env steps one update step counts on the test/ axis, and how that was found.
+
+    Tianshou's OfflineTrainer advances env_step by batch_size per update and logs test/* at
+    env_step, update/* at the update step (a 256x offset at the default batch size). Evidence, in
+    order: test/env_step (written at each test, value = env_step) against info/update_step (epoch ->
+    update step) at the same epoch; else the config's batch_size when every test step is a multiple
+    of it and the test axis runs far past the update axis.
+    """
+    env_tag, upd_tag = find_tag(raw.tags, ["test/env_step"]), find_tag(raw.tags, ["info/update_step"])
+    if env_tag is not None and upd_tag is not None:
+        env = np.sort(raw.tags[env_tag].steps)
+        env = env[env > 0]
+        upd = raw.tags[upd_tag]
+        n = min(len(env), len(upd))
+        if n:
+            u = upd.values[np.argsort(upd.steps)][:n]
+            with np.errstate(divide="ignore", invalid="ignore"):
+                ratios = env[:n] / u
+            if np.all(np.isfinite(ratios)) and np.all(ratios == ratios[0]) and ratios[0] >= 1:
+                b = int(ratios[0])
+                if b == ratios[0]:
+                    return b, f"{env_tag} / {upd_tag} at the same epoch = {b}"
+    hit = _config_get(raw.config, ["batch_size"])
+    b = _as_int(hit[1]) if hit is not None else None
+    update_tags = [t for t in raw.tags if t.startswith("update/")]
+    last_update = max((int(raw.tags[t].steps[-1]) for t in update_tags if len(raw.tags[t])), default=0)
+    if (
+        b
+        and b > 1
+        and len(test_steps)
+        and np.all(test_steps % b == 0)
+        and last_update
+        and test_steps[-1] > 2 * last_update
+    ):
+        return b, f"config {hit[0]}={b} (OfflineTrainer: env_step = update step x batch_size)"
+    return None, ""
+
+
+def _tianshou_eval_return(raw: RawRun) -> Series | None:
+    """test/returns_stat/mean moved from Tianshou's env_step axis onto the update-step axis."""
+    tag = find_tag(raw.tags, _TIANSHOU_EVAL_TAGS)
+    if tag is None:
+        return None
+    src = raw.tags[tag]
+    b, how = _tianshou_env_per_update(raw, src.steps)
+    if b is None or b == 1 or np.any(src.steps % b != 0):
+        return _copy_series(src, "eval_return", sources=(tag,))
+    return Series(
+        name="eval_return",
+        steps=src.steps // b,
+        values=src.values,
+        wall_time=src.wall_time,
+        sources=(tag,),
+        files=src.files,
+        kind="logged",
+        note=f"logged at env_step; update step = env_step / {b} ({how})",
+    )
+
+
 _TIANSHOU = Profile(
     name="tianshou",
     signature_tags=(
         "update/critic1_loss",
         "update/actor_loss",
         "update/cql_alpha",
+        "update/cql_alpha_loss",
         "update/loss/critic1",
         "test/returns_stat/mean",
         "update/update_step",
@@ -661,16 +814,21 @@ _TIANSHOU = Profile(
         Alias(
             "critic_loss",
             ("update/critic1_loss", "update/loss/critic1", "loss/critic1"),
-            note="Tianshou critic1_loss = TD MSE + scaled CQL term (not logged apart); critic 1",
+            note="Tianshou critic1_loss = TD MSE + cql_alpha * (cql_weight * gap - threshold); critic 1",
         ),
         Alias("policy_loss", ("update/actor_loss", "update/loss/actor", "loss/actor")),
-        Alias("alpha", ("update/cql_alpha",), note="Tianshou cql_alpha: Lagrange weight of the CQL term"),
-        Alias("temperature", ("update/alpha",)),
-        Alias("eval_return", ("test/returns_stat/mean", "test/reward", "test/rew")),
+        Alias(
+            "alpha",
+            ("update/cql_alpha",),
+            note="Tianshou cql_alpha: Lagrange weight of the CQL term (effective weight = cql_alpha x cql_weight)",
+        ),
+        Alias("temperature", ("update/alpha",), note="Tianshou 'alpha' is the SAC entropy temperature"),
     ),
-    td_unavailable="Tianshou logs critic1_loss = TD MSE + CQL term with no separate CQL term: TD error cannot be isolated",
+    td_unavailable="Tianshou logs critic1_loss = TD MSE + CQL term; without Lagrange tuning (no "
+    "update/cql_alpha_loss) the CQL term is not logged: TD error cannot be isolated",
     default_algorithm="cql",
     second_critic={"critic_loss": ("update/critic2_loss", "update/loss/critic2")},
+    custom=(_tianshou_td, _tianshou_cql_term, _tianshou_cql_gap, _tianshou_eval_return),
 )
 
 _TORCHRL = Profile(
@@ -950,19 +1108,27 @@ def _config_get(config: Mapping[str, Any], keys: Iterable[str]) -> tuple[str, An
     return None
 
 
-def _as_float(value: Any) -> float | None:
+def _as_float(value: Any, keep_inf: bool = False) -> float | None:
+    """A config value as a float; None when it is not a number (or, unless `keep_inf`, not finite).
+
+    An int too large for a float (a 1000-digit number in a config file) becomes +-inf, never an
+    OverflowError; `keep_inf` lets metadata validation report such values instead of ignoring them.
+    """
     if isinstance(value, bool):
         return None
     if isinstance(value, (int, float, np.integer, np.floating)):
-        f = float(value)
-        return f if math.isfinite(f) else None
-    if isinstance(value, str):
+        try:
+            f = float(value)
+        except OverflowError:
+            f = -math.inf if value < 0 else math.inf
+    elif isinstance(value, str):
         try:
             f = float(value.strip())
         except ValueError:
             return None
-        return f if math.isfinite(f) else None
-    return None
+    else:
+        return None
+    return f if keep_inf or math.isfinite(f) else None
 
 
 def _as_int(value: Any) -> int | None:
@@ -1413,7 +1579,7 @@ def _normalise_algorithm(value: Any) -> str | None:
     return _ALGO_NAMES.get(key, value.strip().lower())
 
 
-def _extract_metadata(raw: RawRun, profile: Profile, x_unit: str) -> RunMetadata:
+def _extract_metadata(raw: RawRun, profile: Profile, x_unit: str, issues: list[IngestIssue]) -> RunMetadata:
     cfg = raw.config
     md = RunMetadata(hyperparameters=dict(cfg))
 
@@ -1437,23 +1603,44 @@ def _extract_metadata(raw: RawRun, profile: Profile, x_unit: str) -> RunMetadata
                     f"profile {profile.name} default",
                 )
 
+    def checked(key: str, value: Any, *config_keys: str) -> Any:
+        """`value` through the CLI's and rules file's own validation; refused -> a warning naming file and key."""
+        try:
+            return check_run_metadata(key, value, "", "")
+        except ConfigError as exc:
+            why = str(exc).split(": expected ", 1)[-1]
+            for k in config_keys:
+                issues.append(
+                    IngestIssue(
+                        raw.config_sources.get(k, "config"), f"{k}: expected {why}; ignored", "warning"
+                    )
+                )
+            return None
+
+    def number(value: Any) -> Any:
+        """Numbers spelled as strings (hparams, argparse dumps) as floats; anything else unchanged."""
+        if isinstance(value, int) and not isinstance(value, bool):
+            return value  # exact, also beyond float range: the validation reports it
+        f = _as_float(value, keep_inf=True)
+        return value if f is None else f
+
     hit = _config_get(cfg, _GAMMA_KEYS)
-    if hit is not None and (g := _as_float(hit[1])) is not None and 0.0 < g <= 1.0:
+    if hit is not None and (g := checked("gamma", number(hit[1]), hit[0])) is not None:
         md.gamma, md.sources["gamma"] = g, src(hit[0])
 
     hit = _config_get(cfg, ("reward_range",))
-    rr = _as_list(hit[1]) if hit is not None else None
-    if hit is not None and rr is not None and len(rr) == 2:
-        lo, hi = _as_float(rr[0]), _as_float(rr[1])
-        if lo is not None and hi is not None and lo <= hi:
-            md.reward_range, md.sources["reward_range"] = (lo, hi), src(hit[0])
+    if hit is not None:
+        rr = _as_list(hit[1])
+        value = [number(x) for x in rr] if rr is not None else hit[1]
+        if (pair := checked("reward_range", value, hit[0])) is not None:
+            md.reward_range, md.sources["reward_range"] = pair, src(hit[0])
     if md.reward_range is None:
         lo_hit = _config_get(cfg, ("reward_min", "r_min", "min_reward"))
         hi_hit = _config_get(cfg, ("reward_max", "r_max", "max_reward"))
         if lo_hit and hi_hit:
-            lo, hi = _as_float(lo_hit[1]), _as_float(hi_hit[1])
-            if lo is not None and hi is not None and lo <= hi:
-                md.reward_range = (lo, hi)
+            pair = checked("reward_range", [number(lo_hit[1]), number(hi_hit[1])], lo_hit[0], hi_hit[0])
+            if pair is not None:
+                md.reward_range = pair
                 md.sources["reward_range"] = f"{src(lo_hit[0])}, {src(hi_hit[0])}"
 
     if md.reward_range is None:
@@ -1465,7 +1652,7 @@ def _extract_metadata(raw: RawRun, profile: Profile, x_unit: str) -> RunMetadata
         md.reward_mean, md.sources["reward_mean"] = mean_logged
 
     hit = _config_get(cfg, _HORIZON_KEYS)
-    if hit is not None and (h := _as_int(hit[1])) is not None and h > 0:
+    if hit is not None and (h := checked("horizon", number(hit[1]), hit[0])) is not None:
         md.horizon, md.sources["horizon"] = h, src(hit[0])
 
     hit = _config_get(cfg, _SEED_KEYS)
@@ -1670,7 +1857,7 @@ def resolve(raw: RawRun, mappings: Mapping[str, Any] | None = None) -> Run:
         issues=issues,
         x_unit=x_unit,
     )
-    run.metadata = _extract_metadata(raw, profile, x_unit)
+    run.metadata = _extract_metadata(raw, profile, x_unit, run.issues)
     _resolve_profile(profile, raw, run)
     _apply_canonical_fallback(raw, run)
     if mappings:

@@ -501,6 +501,8 @@ class _Collector:
             kind = v.WhichOneof("value")
             if plugin == "hparams":
                 self._hparams(v.metadata.plugin_data.content)
+            elif plugin == "text":
+                self._text_config(v.tensor)
             elif kind == "simple_value":
                 self.slow.setdefault(v.tag, []).append((rec, i, ev.step, v.simple_value, ev.wall_time, False))
             elif kind == "tensor":
@@ -512,6 +514,21 @@ class _Collector:
             else:
                 self.skip(plugin or kind or "empty_value")
         return True
+
+    def _text_config(self, tensor: Any) -> None:
+        """An argparse Namespace logged as text (`add_text("args", str(args))`) -> hparams.
+
+        Keys already set by an hparams summary win; other text summaries are skipped."""
+        from analyzer.ingest.configfiles import namespace_repr
+
+        if len(tensor.string_val) != 1:
+            self.skip("text")
+            return
+        params = namespace_repr(tensor.string_val[0].decode("utf-8", errors="replace"))
+        if not params:
+            self.skip("text")
+        for key, value in params.items():
+            self.hparams.setdefault(key, value)
 
     def _hparams(self, content: bytes) -> None:
         from tensorboard.plugins.hparams import plugin_data_pb2

@@ -1,29 +1,24 @@
 """`--format github`: GitHub Actions workflow commands, so findings show up as annotations.
 
 Syntax and escaping follow GitHub's "Workflow commands" documentation: `::warning file=F,title=T::msg`,
-with `%`, CR and LF escaped in the message, and additionally `:` and `,` in property values.
+with `%`, CR and LF escaped in the message, and additionally `:` and `,` in property values
+(analyzer.output.names: every value is also one line with no control character, so a run name
+can neither end a command early nor start a new one).
 """
 
 from __future__ import annotations
 
 from analyzer.output.common import display_path, log_file, summary_line
 from analyzer.output.failon import FailOn
+from analyzer.output.names import clean, github_data, github_property
 from analyzer.report import Report
 
 _COMMAND = {"error": "error", "warning": "warning", "info": "notice"}
 
 
-def _escape_data(text: str) -> str:
-    return text.replace("%", "%25").replace("\r", "%0D").replace("\n", "%0A")
-
-
-def _escape_property(text: str) -> str:
-    return _escape_data(text).replace(":", "%3A").replace(",", "%2C")
-
-
 def annotation(level: str, file: str, title: str, message: str) -> str:
     cmd = _COMMAND.get(level, "warning")
-    return f"::{cmd} file={_escape_property(file)},title={_escape_property(title)}::{_escape_data(message)}"
+    return f"::{cmd} file={github_property(file)},title={github_property(title)}::{github_data(message)}"
 
 
 def render_github(report: Report, fail_on: FailOn) -> str:
@@ -48,5 +43,5 @@ def render_github(report: Report, fail_on: FailOn) -> str:
             lines.append(annotation(i.level, display_path(i.path), f"ingest [{r.run.id}]", i.message))
     for e in report.errors:
         lines.append(annotation(e.level, display_path(e.path), "ingest", e.message))
-    lines.append(summary_line(report))
+    lines.append(clean(summary_line(report)))
     return "\n".join(lines) + "\n"

@@ -7,7 +7,6 @@ machine; it must render identically with no network and no sibling files.
 from __future__ import annotations
 
 import base64
-import html
 import re
 from datetime import datetime, timezone
 from pathlib import Path
@@ -15,6 +14,7 @@ from pathlib import Path
 from analyzer import __version__
 from analyzer.output.common import checkpoint_text, display_path, first_advice, summary_line
 from analyzer.output.failon import FailOn
+from analyzer.output.names import html_text
 from analyzer.report import Report, RunResult
 
 _CSS = """
@@ -47,7 +47,8 @@ a { color:#1565c0; text-decoration: none; }
 
 
 def _e(text: object) -> str:
-    return html.escape(str(text), quote=True)
+    """Every text of the page goes through here: escaped for HTML, one line, no control characters."""
+    return html_text(text)
 
 
 def _rich(text: object) -> str:

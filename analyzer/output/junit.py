@@ -2,6 +2,8 @@
 
 Why JUnit: every CI system (GitLab, Jenkins, Buildkite) renders it as a test report without plugins.
 Unreadable inputs become testcases with an `<error>`, so they are visible and counted.
+Every attribute and text passes through `names.xml_text` just before serialising, so a run name or
+message with a control character or an undecodable byte cannot make the file ill-formed.
 """
 
 from __future__ import annotations
@@ -10,6 +12,7 @@ import xml.etree.ElementTree as ET
 
 from analyzer.output.common import display_path, summary_line
 from analyzer.output.failon import FailOn
+from analyzer.output.names import clean, xml_text
 from analyzer.report import Report
 
 
@@ -55,5 +58,19 @@ def render_junit(report: Report, fail_on: FailOn) -> str:
         case = ET.SubElement(suite, "testcase", classname="ingest", name=display_path(e.path))
         ET.SubElement(case, "error", message=e.message, type="ingest")
     ET.SubElement(suite, "system-out").text = summary_line(report)
+    _xml_safe(suites)
     ET.indent(suites)
     return '<?xml version="1.0" encoding="UTF-8"?>\n' + ET.tostring(suites, encoding="unicode") + "\n"
+
+
+def _xml_safe(root: ET.Element) -> None:
+    """Make every attribute value and text of the tree XML 1.0 characters (in place).
+
+    Attributes (test names, messages) are one line, as names are in every other format; element
+    text keeps its line breaks.
+    """
+    for el in root.iter():
+        for key, value in list(el.attrib.items()):
+            el.set(key, clean(value))
+        if el.text is not None:
+            el.text = xml_text(el.text)

@@ -7,17 +7,21 @@
 3. the conservative regularizer (CQL gap/term) or the BRAC divergence.
 
 matplotlib is imported here only, lazily, with the Agg backend (no display, thread-safe `Figure`).
+Every text taken from the logs (run id, tag names, checkpoint file names) goes through
+`names.plot_text`: one line, undecodable bytes and control characters escaped, `$` not read as math.
 """
 
 from __future__ import annotations
 
 import io
 import re
+import warnings
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from analyzer.output.names import plot_text
 from analyzer.report import Report, RunResult
 
 WIDTH_IN, HEIGHT_IN, DPI = 10.0, 8.0, 100  # -> 1000 x 800 px, fixed (tests check the size)
@@ -113,7 +117,7 @@ def render_figure(result: RunResult) -> Any:
     q_name = "dataset Q"
     logged = run.series.get("q_data")
     if logged is not None and logged.kind != "logged":  # say what the curve really is
-        q_name = f"dataset Q ({logged.kind}: {', '.join(logged.sources) or logged.note})"
+        q_name = plot_text(f"dataset Q ({logged.kind}: {', '.join(logged.sources) or logged.note})")
     if q is None:  # proxies are labelled as such, never passed off as dataset Q
         for alt in ("q_policy", "q_target"):
             q = _series(result, alt)
@@ -149,7 +153,7 @@ def render_figure(result: RunResult) -> Any:
                     label=f"peak @ {result.peak_step}",
                 )
         if result.checkpoint is not None:
-            name = Path(result.checkpoint.path).name if result.checkpoint.path else "no file"
+            name = plot_text(Path(result.checkpoint.path).name) if result.checkpoint.path else "no file"
             ax_q.axvline(
                 result.checkpoint.step,
                 color="#2e7d32",
@@ -221,16 +225,19 @@ def render_figure(result: RunResult) -> Any:
         if ax.get_legend_handles_labels()[0]:
             ax.legend(loc="best", fontsize=7, framealpha=0.8)
     color = VERDICT_COLOR.get(result.verdict, "#000000")
-    fig.suptitle(f"{run.id} — {result.verdict}", color=color, fontsize=13, fontweight="bold")
+    fig.suptitle(f"{plot_text(run.id)} — {result.verdict}", color=color, fontsize=13, fontweight="bold")
     fig.tight_layout(rect=(0, 0, 1, 0.97))
     return fig
 
 
 def plot_png(result: RunResult) -> bytes:
     """The run's figure as PNG bytes (for embedding in the HTML report)."""
-    fig = render_figure(result)
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=DPI)
+    with warnings.catch_warnings():
+        # a run name in a script the font lacks (CJK, emoji) shows as boxes; not worth a warning per run
+        warnings.filterwarnings("ignore", message=r"Glyph \d+ .*missing from", category=UserWarning)
+        fig = render_figure(result)
+        buf = io.BytesIO()
+        fig.savefig(buf, format="png", dpi=DPI)
     return buf.getvalue()
 
 

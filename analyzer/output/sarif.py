@@ -2,15 +2,19 @@
 
 `tool.driver.rules` lists every rule the engine knows (`analyzer.rules.all_rules()`), so a
 dashboard can show rules that did not fire; each result points at the run's log file.
+Strings are JSON-safe as in `--format json` (undecodable bytes as `\\xNN`, analyzer.output.names).
 """
 
 from __future__ import annotations
 
 import json
+import os
 from typing import Any
+from urllib.parse import quote
 
 from analyzer import __version__
 from analyzer.output.common import display_path, log_file
+from analyzer.output.names import json_safe
 from analyzer.report import Report
 
 SARIF_SCHEMA = "https://json.schemastore.org/sarif-2.1.0.json"
@@ -51,7 +55,13 @@ def _known_rules() -> list[dict[str, Any]]:
     return rules
 
 
-def _location(uri: str) -> dict[str, Any]:
+def _location(path: str) -> dict[str, Any]:
+    """A SARIF location for a (display) path: a URI reference, so the path's bytes are %-encoded.
+
+    Why bytes: a space, `%` or `#` in a folder name would otherwise make an invalid or different
+    URI, and a name that is not UTF-8 is written back as the bytes it is on disk (`%FF`).
+    """
+    uri = quote(os.fsencode(path), safe="/")
     return {"physicalLocation": {"artifactLocation": {"uri": uri}}}
 
 
@@ -125,4 +135,4 @@ def _ingest_result(issue, rule_index, run_id: str | None) -> dict[str, Any]:
 
 
 def render_sarif(report: Report) -> str:
-    return json.dumps(sarif_dict(report), indent=2, allow_nan=False) + "\n"
+    return json.dumps(json_safe(sarif_dict(report)), indent=2, allow_nan=False) + "\n"

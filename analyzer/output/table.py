@@ -3,7 +3,9 @@
 Why this shape: a terminal of 100-120 columns must show every run's verdict, checkpoint, key
 numbers and first action without wrapping into a wall of text; the full sentences stay in the
 json/markdown/html outputs and under the table with `--verbose`.
-Every cell is a rich `Text`, never markup, so `[lo, hi]` or `[BRAC: ...]` in a message prints as is.
+Every cell is a rich `Text`, never markup, so `[lo, hi]` or `[BRAC: ...]` in a message prints as is,
+and every text from the logs passes `names.terminal` (`_t`): escape sequences, control characters and
+undecodable bytes in a run name are shown escaped, never sent to the terminal.
 """
 
 from __future__ import annotations
@@ -28,6 +30,7 @@ from analyzer.output.brief import (
 )
 from analyzer.output.common import display_path, summary_line
 from analyzer.output.failon import FailOn
+from analyzer.output.names import terminal as _t
 from analyzer.report import Report, RunResult
 
 VERDICT_STYLE = {
@@ -51,7 +54,7 @@ def build_table(report: Report, fail_on: FailOn, width: int = 120) -> Table:
     Framework/algorithm get their own column only from 150 columns on (else they are in `-v`).
     """
     id_w = run_id_width(width)
-    short = short_run_ids([r.run.id for r in report.runs], id_w)
+    short = short_run_ids([_t(r.run.id) for r in report.runs], id_w)
     show_log = width >= 150
     table = Table(box=box.SIMPLE_HEAD, header_style="bold", pad_edge=False, show_edge=False, expand=False)
     table.add_column("Run", no_wrap=True, max_width=id_w)
@@ -65,11 +68,11 @@ def build_table(report: Report, fail_on: FailOn, width: int = 120) -> Table:
         if fail_on.run_fails(r):
             verdict.append(" ✗", style="bold red")
         algo = r.run.metadata.algorithm
-        log = [Text(f"{r.run.framework}/{algo}" if algo else r.run.framework)] if show_log else []
-        cell = Text(short_evidence(r))
+        log = [Text(_t(f"{r.run.framework}/{algo}" if algo else r.run.framework))] if show_log else []
+        cell = Text(_t(short_evidence(r)))
         cell.append("\n→ ", style="cyan")
-        cell.append(short_advice(r), style="cyan")
-        table.add_row(Text(short[r.run.id]), *log, verdict, Text(checkpoint_cell(r)), cell)
+        cell.append(_t(short_advice(r)), style="cyan")
+        table.add_row(Text(short[_t(r.run.id)]), *log, verdict, Text(_t(checkpoint_cell(r))), cell)
     return table
 
 
@@ -85,16 +88,16 @@ def issue_lines(report: Report, width: int = 120) -> list[Text]:
         worst = "error" if any(i.level == "error" for i in issues) else "warning"
         line = Text()
         line.append(f"{worst}: ", style=LEVEL_STYLE[worst])
-        line.append(short_run_id(run_id, run_id_width(width)), style="bold")
+        line.append(short_run_id(_t(run_id), run_id_width(width)), style="bold")
         n = len(issues)
         first = issues[0]
         head = f": {n} ingest problem{'s' if n != 1 else ''}; first: " if n > 1 else ": "
-        line.append(clip(f"{head}{_where(first)}{first.message}", max(40, width - len(line) - 1)))
+        line.append(clip(_t(f"{head}{_where(first)}{first.message}"), max(40, width - len(line) - 1)))
         lines.append(line)
     for e in report.errors[:MAX_ERROR_LINES]:
         line = Text()
         line.append(f"{e.level}: ", style=LEVEL_STYLE.get(e.level, ""))
-        line.append(clip(f"{display_path(e.path)}: {e.message}", max(40, width - len(line) - 1)))
+        line.append(clip(_t(f"{display_path(e.path)}: {e.message}"), max(40, width - len(line) - 1)))
         lines.append(line)
     if len(report.errors) > MAX_ERROR_LINES:
         more = len(report.errors) - MAX_ERROR_LINES
@@ -112,26 +115,30 @@ def detail_lines(result: RunResult) -> list[Text]:
     """`--verbose`: everything about one run - reason, checkpoint, each finding, all advice."""
     r = result
     head = Text()
-    head.append(r.run.id, style="bold")
+    head.append(_t(r.run.id), style="bold")
     head.append(" — ")
     head.append(r.verdict, style=VERDICT_STYLE.get(r.verdict, ""))
     algo = r.run.metadata.algorithm
-    head.append(f"  ({r.run.framework}{'/' + algo if algo else ''}, {display_path(r.run.path)})", style="dim")
-    out = [head, Text(f"why: {r.verdict_reason}"), Text(f"metrics: {metrics_line(r)}")]
+    head.append(
+        _t(f"  ({r.run.framework}{'/' + algo if algo else ''}, {display_path(r.run.path)})"), style="dim"
+    )
+    out = [head, Text(_t(f"why: {r.verdict_reason}")), Text(_t(f"metrics: {metrics_line(r)}"))]
     if r.checkpoint is not None:
         where = display_path(r.checkpoint.path) if r.checkpoint.path else "no file"
-        out.append(Text(f"checkpoint: {r.run.x_unit} {r.checkpoint.step} ({where}): {r.checkpoint.reason}"))
+        out.append(
+            Text(_t(f"checkpoint: {r.run.x_unit} {r.checkpoint.step} ({where}): {r.checkpoint.reason}"))
+        )
     for f in r.findings:
         line = Text()
         line.append(f"{f.code} {f.level:<7}", style=LEVEL_STYLE.get(f.level, ""))
-        line.append(f" {f.message}")
+        line.append(_t(f" {f.message}"))
         out.append(line)
     for i, a in enumerate(r.advice, 1):
-        out.append(Text(f"advice {i}: {a}"))
+        out.append(Text(_t(f"advice {i}: {a}")))
     for issue in r.run.issues:
         line = Text()
         line.append(f"{issue.level}: ", style=LEVEL_STYLE.get(issue.level, ""))
-        line.append(f"{display_path(issue.path)}: {issue.message}")
+        line.append(_t(f"{display_path(issue.path)}: {issue.message}"))
         out.append(line)
     return out
 

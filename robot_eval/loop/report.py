@@ -41,24 +41,27 @@ def membership() -> dict[str, list[tuple[str, str, str | None]]]:
 
 
 def load_results(out: Path, reanalyze: bool = False) -> list[dict[str, Any]]:
-    """Finished trials; the DV001-off reading is computed (and cached beside result.json) where it is missing.
+    """Finished trials of OUT (a work dir or an exported corpus, see corpus.py), read-only.
 
-    `reanalyze`: run the installed analyzer again on every finished trial's logs (both readings) and store its
-    answers in the trial, so a changed analyzer is scored on the same runs without retraining anything."""
-    from robot_eval.loop.trial import NO_DV, analyze
+    `reanalyze`: run the installed analyzer again on every finished trial's logs (both readings) and score its
+    answers instead of the stored ones, so a changed analyzer is scored on the same runs without retraining. The
+    answers live only in memory (and in the tables written from them): nothing is written into a trial folder, so
+    a committed corpus stays as it was exported and a re-analysis never mixes with the trial's own record. A trial
+    stored without the DV001-off reading gets it the same way."""
+    from robot_eval.loop.corpus import finished_trials
+    from robot_eval.loop.trial import NO_DV, analyze_run
 
     res = []
-    for f in sorted((out / "trials").glob("*/result.json")):
+    for tdir in finished_trials(out):
         try:
-            r = json.loads(f.read_text())
+            r = json.loads((tdir / "result.json").read_text())
         except ValueError:
             continue
         if reanalyze:
-            r["analysis"], _ = analyze(f.parent, refresh=True)
-            r["analysis_nodv"], _ = analyze(f.parent, NO_DV, "analysis_nodv.json", refresh=True)
-            f.write_text(json.dumps(r, indent=1))
+            r["analysis"] = analyze_run(tdir / "run")
+            r["analysis_nodv"] = analyze_run(tdir / "run", NO_DV)
         elif "analysis_nodv" not in r:
-            r["analysis_nodv"], _ = analyze(f.parent, NO_DV, "analysis_nodv.json")
+            r["analysis_nodv"] = analyze_run(tdir / "run", NO_DV)
         res.append(r)
     return res
 

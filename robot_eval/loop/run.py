@@ -5,6 +5,9 @@ Layout of OUT (git-ignored work dir; holds datasets and checkpoints):
   trials/<key>/{spec.json, run/, eval/, eval.json, analysis.json, fqe.json, timing.json, result.json, trial.log}
   tables/*.csv, summary.md, figures/loop-*.png (or --results / --figures)
 A trial whose result.json exists (for the same spec) is skipped; a killed one resumes phase by phase.
+With `--export CORPUS` each trial is copied into the committed corpus (corpus.py: logs, config, rollout and FQE
+results, no weights) as soon as it finishes, a trial the corpus already holds is not run again (a later session
+needs no work dir), and the tables are made from the corpus.
 """
 
 from __future__ import annotations
@@ -14,7 +17,7 @@ import os
 import subprocess
 import sys
 import time
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
@@ -84,8 +87,12 @@ def run_loop(
     results_dir: Path | None = None,
     figures_dir: Path | None = None,
     log=print,
+    export_to: Path | None = None,
 ) -> dict[str, Any]:
-    """Run every trial of `scenario` (or 'all') under `preset`, then score all finished trials in OUT."""
+    """Run every trial of `scenario` (or 'all') under `preset`, then score all finished trials in OUT (or, with
+    `export_to`, export each finished trial there, skip the trials it already holds, and score the corpus)."""
+    from robot_eval.loop.corpus import export
+
     out = Path(out)
     trials = trials_for(scenario, preset, seeds)
     t_start = time.perf_counter()
@@ -96,34 +103,45 @@ def run_loop(
             datasets[t.data.name] = collect_dataset(t.data, out / "data", workers=max(1, jobs))
     todo: list[Path] = []
     seen: set[str] = set()
+    exported = 0
     for t in trials:
         tdir = out / "trials" / t.key
         if t.key in seen:
             continue
         seen.add(t.key)
         spec = _spec(t, datasets[t.data.name][0])
+        if export_to is not None and is_done(Path(export_to) / t.key, spec):
+            exported += 1
+            continue
         tdir.mkdir(parents=True, exist_ok=True)
         if is_done(tdir, spec):
+            if export_to is not None:
+                export(out, export_to, [tdir], log=log)
             continue
         (tdir / "spec.json").write_text(json.dumps(spec, indent=1, sort_keys=True))
         for stale in ("result.json",):
             (tdir / stale).unlink(missing_ok=True)
         todo.append(tdir)
     log(
-        f"{len(seen)} trials, {len(seen) - len(todo)} already finished, {len(todo)} to run with {jobs} job(s)"
+        f"{len(seen)} trials, {len(seen) - len(todo)} already finished"
+        + (f" ({exported} of them in {export_to})" if export_to is not None else "")
+        + f", {len(todo)} to run with {jobs} job(s)"
     )
     failed: list[str] = []
     with ThreadPoolExecutor(max_workers=max(1, jobs)) as pool:
-        for tdir, rc in pool.map(lambda d: run_one(d, 1, precision), todo):
+        for fut in as_completed([pool.submit(run_one, d, 1, precision) for d in todo]):
+            tdir, rc = fut.result()
             if rc != 0:
                 failed.append(f"{tdir.name} (exit {rc}, see {tdir / 'trial.log'})")
                 log(f"FAILED {tdir.name}")
-            else:
-                log(f"done {tdir.name}")
+                continue
+            log(f"done {tdir.name}")
+            if export_to is not None:
+                export(out, export_to, [tdir], log=log)
     from robot_eval.loop.report import write_report
 
     summary = write_report(
-        out,
+        Path(export_to) if export_to is not None else out,
         results_dir or out / "tables",
         figures_dir or out / "figures",
         {k: v[1] for k, v in datasets.items()},
@@ -162,6 +180,13 @@ def add_parser(sub) -> None:  # type: ignore[no-untyped-def]
         action="store_true",
         help="with --score-only: run the current analyzer again on every finished trial's logs before scoring",
     )
+    lp.add_argument(
+        "--export",
+        default=None,
+        metavar="CORPUS",
+        help="copy each finished trial's logs, config, rollout and FQE results (no weights) into CORPUS (e.g. "
+        "results/closed_loop/trials), skip trials CORPUS already holds, and score CORPUS",
+    )
     lp.add_argument("--format", choices=("text", "json"), default="text")
 
 
@@ -181,16 +206,29 @@ def command(a) -> dict[str, Any]:  # type: ignore[no-untyped-def]
             raise ValueError(f"--seeds must be comma-separated integers, got {a.seeds!r}") from None
     if a.reanalyze and not a.score_only:
         raise ValueError("--reanalyze re-scores finished trials: use it with --score-only")
+    export_to = Path(a.export) if a.export else None
     if a.score_only:
+        from robot_eval.loop.corpus import export, finished_trials, is_corpus
         from robot_eval.loop.report import write_report
 
         out = Path(a.out)
-        if not (out / "trials").is_dir():
-            raise ValueError(f"{out}: no trials/ folder to score")
+        if not out.is_dir() or not ((out / "trials").is_dir() or is_corpus(out)):
+            raise ValueError(f"{out}: no trials/ folder to score (and not an exported corpus)")
+        if export_to is not None:
+            ex = export(out, export_to, log=lambda m: print(m, file=sys.stderr))
+            print(
+                f"{len(ex['exported'])} trial(s) exported, {ex['already_exported']} already in {export_to}",
+                file=sys.stderr,
+            )
+            out = export_to
+        if not finished_trials(out):
+            raise ValueError(f"{out}: no finished trials (no */result.json) to score")
+        # a corpus is committed data: its tables go elsewhere unless asked for (out/ is git-ignored)
+        base = Path("out") / "corpus" if is_corpus(out) else out
         res = write_report(
             out,
-            Path(a.results) if a.results else out / "tables",
-            Path(a.figures) if a.figures else out / "figures",
+            Path(a.results) if a.results else base / "tables",
+            Path(a.figures) if a.figures else base / "figures",
             {},
             command=f"offrl-eval loop {a.scenario} --preset {a.preset} --jobs {a.jobs}"
             + (" (re-analyzed with --score-only --reanalyze)" if a.reanalyze else ""),
@@ -209,6 +247,7 @@ def command(a) -> dict[str, Any]:  # type: ignore[no-untyped-def]
         results_dir=Path(a.results) if a.results else None,
         figures_dir=Path(a.figures) if a.figures else None,
         log=lambda m: print(m, file=sys.stderr),
+        export_to=export_to,
     )
     res["files"] = [*res.get("figures", []), *([res["results_dir"]] if "results_dir" in res else [])]
     return res

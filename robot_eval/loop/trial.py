@@ -141,11 +141,12 @@ def analyze_run(run_dir: Path, ignore: tuple[str, ...] = ()) -> dict[str, Any]:
 
 
 def analyze(
-    tdir: Path, ignore: tuple[str, ...] = (), name: str = "analysis.json", refresh: bool = False
+    tdir: Path, ignore: tuple[str, ...] = (), name: str = "analysis.json"
 ) -> tuple[dict[str, Any], float]:
-    """Cached in `name`; `refresh` re-reads the logs with the installed analyzer and replaces the cache."""
+    """The trial's own reading, cached in `name` beside its result (a resumed trial does not redo it). Re-analysis
+    with a newer analyzer (`--score-only --reanalyze`) calls `analyze_run` instead and never writes here."""
     out = tdir / name
-    if out.exists() and not refresh:
+    if out.exists():
         return json.loads(out.read_text()), 0.0
     t0 = time.perf_counter()
     res = analyze_run(tdir / "run", ignore)
