@@ -1,8 +1,8 @@
 """Per-run diagnosis: shared signal analysis, rules, verdict, checkpoint pick (Guideline 3.1), advice.
 
 Verdict precedence (docs/diagnosis.md "Verdict logic"):
- 1. broken curves - non-finite dataset Q / TD error to the end (NF001 error) or divergence (DV001)
-    -> inconclusive: the workflow's readings assume a critic that tracks its objective;
+ 1. broken curves - non-finite dataset Q / TD error to the end (NF001 error) -> inconclusive; divergence of
+    any critic signal (DV001) -> diverged: the workflow's readings assume a critic that tracks its objective;
  2. underfitting - UF001 (TD x H spans the Q range), UF003 (more capacity fits better), or UF002
     (regularizer large and flat) when Q shows no peak-decline. Underfitting beats overfitting: when
     the critic cannot fit the Bellman objective, the dataset-Q curve is inside its own error bars
@@ -93,6 +93,8 @@ def effective_metadata(run: Run, ov: RunOverride | None = None) -> Effective:
         missing=tuple(missing),
         warm_start=ws,
         warm_start_source=ws_src,
+        reward_mean=md.reward_mean,
+        reward_mean_source=md.sources.get("reward_mean", ""),
     )
 
 
@@ -341,10 +343,7 @@ def decide_verdict(a: Analysis, findings: list[Finding]) -> tuple[str, str]:
         )
     div = _get(findings, "DV001")
     if div:
-        return (
-            "inconclusive",
-            f"Q diverges ({div[0].message}); fix stability before reading over/underfitting",
-        )
+        return "diverged", f"{div[0].message}; over- and underfitting cannot be read from a diverging critic"
 
     uf001 = [f for f in _get(findings, "UF001") if f.evidence.get("underfitting")]
     uf003 = [f for f in _get(findings, "UF003") if not f.evidence.get("inconclusive")]
@@ -368,6 +367,12 @@ def decide_verdict(a: Analysis, findings: list[Finding]) -> tuple[str, str]:
             "inconclusive",
             "no dataset-Q metric (q_data, q_target or q_policy): overfitting cannot be checked",
         )
+    ended = [f for f in _get(findings, "DQ004") if f.evidence.get("ended_in_warm_start")]
+    if ended:
+        return "inconclusive", ended[0].message
+    low = _get(findings, "CQ003")
+    if low:
+        return "inconclusive", f"CQ003: {low[0].message}{proxy}"
     if _get(findings, "DQ002"):
         return "inconclusive", _get(findings, "DQ002")[0].message
     if of:
@@ -415,6 +420,9 @@ def _candidates(run: Run, eff: Effective) -> tuple[list[tuple[int, str | None]],
         last = max((int(s.steps[-1]) for s in run.series.values() if len(s)), default=0)
         return [(k, None) for k in range(ci, last + 1, ci)], f"declared checkpoint_interval {ci}"
     q, _, _ = _pick_q(run)
+    q = q or next(
+        (s for n in ("critic_loss", "td_error") if (s := run.series.get(n)) is not None and len(s)), None
+    )
     if q is not None:
         # No checkpoint files next to the logs (rlkit keeps snapshots elsewhere, or none): the pick is still a
         # step the user can act on - the snapshot saved there, or where to stop training next time.
@@ -433,6 +441,16 @@ def _smoothed_q_at(a: Analysis, step: int) -> float:
     return float(np.interp(step, a.q.steps[m], a.q_smooth[m]))
 
 
+def diverged_at(findings: list[Finding]) -> int | None:
+    """Step at which the critic started to diverge (DV001), if it did."""
+    steps = [
+        int(f.evidence["first_step"])
+        for f in _get(findings, "DV001")
+        if f.evidence.get("first_step") is not None
+    ]
+    return min(steps) if steps else None
+
+
 def broken_at(findings: list[Finding]) -> int | None:
     """First step at which a training metric went NaN/Inf for good (NF001 at error level), if any."""
     steps = [
@@ -444,7 +462,11 @@ def broken_at(findings: list[Finding]) -> int | None:
 
 
 def pick_checkpoint(
-    a: Analysis, verdict: str, pick: str = "higher-q-around-peak", broken_step: int | None = None
+    a: Analysis,
+    verdict: str,
+    pick: str = "higher-q-around-peak",
+    broken_step: int | None = None,
+    diverged_step: int | None = None,
 ) -> CheckpointPick | None:
     """Guideline 3.1 for overfitting; the latest checkpoint otherwise (with the reason why).
 
@@ -472,6 +494,13 @@ def pick_checkpoint(
             f"training broke (non-finite values from {unit} {broken_step}): the last checkpoint before that, "
             "a restart point rather than a recommendation"
         )
+        return CheckpointPick(c[0], c[1], f"{why}; x-axis unit: {unit}; from {origin}")
+    if verdict == "diverged" and diverged_step is not None:
+        sound = [c for c in cands if c[0] < diverged_step]
+        if not sound:
+            return None
+        c = sound[-1]
+        why = f"the critic diverged from {unit} {diverged_step}: the last checkpoint before that"
         return CheckpointPick(c[0], c[1], f"{why}; x-axis unit: {unit}; from {origin}")
     if verdict == "overfitting" and a.peak is not None:
         pk = a.peak.step
@@ -536,6 +565,10 @@ ADVICE: dict[str, list[str]] = {
         "while dataset Q keeps rising or holding.",
     ],
     "inconclusive": [],
+    "diverged": [
+        "The critic diverged: deploy (or restart from) the last checkpoint before the divergence started; "
+        "later checkpoints hold a critic, and usually a policy, that no longer track the data.",
+    ],
 }
 
 
@@ -555,8 +588,11 @@ def advise(verdict: str, findings: list[Finding], a: Analysis) -> list[str]:
             "Q overestimation/divergence: raise CQL alpha (`offrl-train ... --cql-alpha 5`) or use "
             "CQL-Lagrange (`--cql-target-gap 5`); check the reward scale."
         )
-    if "CQ002" in codes:
-        out.append("Q collapse: lower CQL alpha (`offrl-train ... --cql-alpha 0.5`).")
+    if "CQ002" in codes or "CQ003" in codes:
+        out.append(
+            "Over-conservative critic (Q collapsed below what the data earn): lower CQL alpha "
+            "(`offrl-train ... --cql-alpha 0.5`) or use CQL-Lagrange (`--cql-target-gap 5`)."
+        )
     if "DQ001" in codes:
         out.append(
             "Log the missing metrics or map them: `mappings: {q_data: <tag>, td_error: <tag>}` in a rules file."
@@ -613,7 +649,9 @@ def diagnose_run(
 def finish(a: Analysis, findings: list[Finding], cfg: RulesConfig) -> RunResult:
     """Verdict, pick and advice from an analysis and its findings (re-run after cross-run rules)."""
     verdict, reason = decide_verdict(a, findings)
-    pick = pick_checkpoint(a, verdict, cfg.setting("checkpoint", "pick"), broken_at(findings))
+    pick = pick_checkpoint(
+        a, verdict, cfg.setting("checkpoint", "pick"), broken_at(findings), diverged_at(findings)
+    )
     smoothed = dict(a.smoothed)
     peak_step = a.peak.step if (a.peak is not None and verdict == "overfitting") else None
     res = RunResult(

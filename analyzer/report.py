@@ -16,9 +16,9 @@ from analyzer.model import IngestIssue, Run
 
 SCHEMA_VERSION = 1
 
-Verdict = Literal["overfitting", "underfitting", "healthy", "inconclusive"]
+Verdict = Literal["overfitting", "underfitting", "healthy", "inconclusive", "diverged"]
 Level = Literal["error", "warning", "info"]
-VERDICTS: tuple[str, ...] = ("overfitting", "underfitting", "healthy", "inconclusive")
+VERDICTS: tuple[str, ...] = ("overfitting", "underfitting", "healthy", "inconclusive", "diverged")
 LEVELS: tuple[str, ...] = ("info", "warning", "error")  # ascending severity
 
 

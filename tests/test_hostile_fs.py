@@ -6,12 +6,9 @@ Issue 12 items 1 and 15.
 from __future__ import annotations
 
 import os
-import shutil
 import subprocess
 import sys
 from pathlib import Path
-
-import pytest
 
 REPO = Path(__file__).resolve().parents[1]
 EVENT_FILE = REPO / "fixtures" / "demo" / "healthy" / "events.out.tfevents.1700000000.demo"
@@ -44,7 +41,11 @@ def test_closed_stdout_is_one_error_line_not_an_attribute_error(tmp_path):
 def test_closed_stdout_with_an_output_file_still_works(tmp_path):
     out = tmp_path / "r.json"
     p = subprocess.run(
-        ["bash", "-c", f'"{sys.executable}" -m analyzer "{DEMO}" --format json -o "{out}" -q --fail-on none >&-'],
+        [
+            "bash",
+            "-c",
+            f'"{sys.executable}" -m analyzer "{DEMO}" --format json -o "{out}" -q --fail-on none >&-',
+        ],
         stderr=subprocess.PIPE,
         env=_env(),
         cwd=tmp_path,

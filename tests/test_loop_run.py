@@ -8,6 +8,7 @@ import json
 import math
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from robot_eval.cli import main as eval_main
@@ -122,7 +123,9 @@ def test_reanalyze_replaces_stored_verdicts_with_the_current_analyzers(tmp_path)
     sr = make_curve("overfitting", seed=2, noise=0.02, n_points=120, log_interval=100)
     q, td = sr.run.series["q_data"], sr.run.series["td_error"]
     qv = q.values.copy()
-    qv[:30] = qv[30] - 60.0  # warm-start dip far below the feasible range
+    # warm-start dip far below the feasible range that recovers by the switch (a step of 60 at the switch would
+    # read as the switch's overshoot, OF001 max_switch_share)
+    qv[:30] = qv[30] - 60.0 * np.sin(np.linspace(0, np.pi, 30))
     run = tmp_path / "trials" / trial.key / "run"
     run.mkdir(parents=True)
     lines = ["step,offrl/q_data,offrl/td_error"] + [

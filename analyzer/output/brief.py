@@ -172,6 +172,9 @@ def _evidence(r: RunResult) -> str:
         return f"no Q decline{td}"
     if r.verdict == "inconclusive":
         return _inconclusive_evidence(r)
+    if r.verdict == "diverged":
+        div = _get(fs, "DV001")
+        return first_clause(div[0].message) if div else first_clause(r.verdict_reason)
     return first_clause(re.sub(r"^[A-Z]{2}\d{3}: ", "", r.verdict_reason))  # e.g. UF003's own sentence
 
 
@@ -219,6 +222,13 @@ def _advice(r: RunResult) -> str:
         )
     if r.verdict == "healthy":
         return f"keep {name} (latest)" if name else "keep the latest checkpoint"
+    if r.verdict == "diverged":
+        where = (
+            f"keep {name}"
+            if name
+            else (f"keep {_unit(r)} {pick.step}" if pick is not None else "no sound checkpoint")
+        )
+        return f"{where} (before it diverged); raise CQL alpha"
     if "NF001" in codes and "non-finite" in r.verdict_reason:
         return "restart from last finite checkpoint, lower Q lr"
     if "DV001" in codes:

@@ -45,7 +45,8 @@ def summary_line(report: Report) -> str:
     """E.g. `4 runs: 1 overfitting, 1 underfitting, 1 healthy, 1 inconclusive; 1 ingest problem`."""
     n = len(report.runs)
     counts = verdict_counts(report)
-    parts = [f"{counts.get(v, 0)} {v}" for v in VERDICTS]
+    # `diverged` (added in report schema 1.1) is listed when it occurs, so existing summaries read as before
+    parts = [f"{counts.get(v, 0)} {v}" for v in VERDICTS if v != "diverged" or counts.get(v)]
     text = f"{n} run{'s' if n != 1 else ''}: " + ", ".join(parts)
     problems = ingest_problem_count(report)
     if problems:

@@ -34,6 +34,7 @@ td code, li code { font-size: 12px; background:#f1f3f4; padding: 1px 4px; border
 .badge { display:inline-block; padding: 1px 8px; border-radius: 10px; color:#fff; font-size: 12px; font-weight:600; }
 .overfitting { background: var(--red); } .underfitting { background: var(--orange); }
 .healthy { background: var(--green); } .inconclusive { background: var(--grey); }
+.diverged { background: #6a1b9a; }
 .fails { color: var(--red); font-weight: 600; font-size: 12px; margin-left: 4px; }
 section.run { background:#fff; border:1px solid var(--line); border-radius: 6px; padding: 16px 20px; margin: 20px 0; }
 section.run h2 { margin: 0 0 6px; font-size: 17px; }

@@ -11,7 +11,7 @@ from analyzer.output.failon import FailOn
 from analyzer.output.names import markdown_cell, markdown_code, markdown_inline
 from analyzer.report import Report
 
-_ICON = {"overfitting": "🔴", "underfitting": "🟠", "healthy": "🟢", "inconclusive": "⚪"}
+_ICON = {"overfitting": "🔴", "underfitting": "🟠", "healthy": "🟢", "inconclusive": "⚪", "diverged": "🟣"}
 
 
 _cell = markdown_cell  # pipes and newlines would break the row

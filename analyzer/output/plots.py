@@ -30,6 +30,7 @@ VERDICT_COLOR = {
     "underfitting": "#ef6c00",
     "healthy": "#2e7d32",
     "inconclusive": "#616161",
+    "diverged": "#6a1b9a",
 }
 REGULARIZERS = ("cql_gap", "cql_term", "brac_divergence")
 _THRESHOLD_KEYS = ("td_threshold", "threshold_td", "threshold", "td_limit", "limit")

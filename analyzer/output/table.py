@@ -38,6 +38,7 @@ VERDICT_STYLE = {
     "underfitting": "bold yellow",
     "healthy": "green",
     "inconclusive": "dim",
+    "diverged": "bold magenta",
 }
 LEVEL_STYLE = {"error": "red", "warning": "yellow", "info": "cyan"}
 MAX_ERROR_LINES = 5  # unreadable paths listed under the table; the rest are counted

@@ -52,6 +52,8 @@ class Effective:
     missing: tuple[str, ...]  # metadata needed for the range checks and not known
     warm_start: int | None = None  # BC warm-start length (x-axis unit) after overrides; 0/None: none
     warm_start_source: str = ""
+    reward_mean: float | None = None  # mean per-step reward of the data, from the logs (no override)
+    reward_mean_source: str = ""
 
 
 @dataclass

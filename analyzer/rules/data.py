@@ -153,6 +153,22 @@ def warm_start_skipped(ctx: Context) -> list[Finding]:
     if not e.warm_start:
         return []
     src = e.warm_start_source or "config"
+    full = a.run.series.get(a.q_name or "")
+    if full is not None and len(full) and int(full.steps[-1]) <= e.warm_start:
+        return [
+            ctx.finding(
+                f"the run ended at {a.run.x_unit} {int(full.steps[-1])}, inside its BC warm start of {e.warm_start} "
+                f"({src}): the actor only imitated the data and no conservative Q-maximising update happened, "
+                "so there is nothing to judge yet",
+                evidence={
+                    "warm_start": e.warm_start,
+                    "source": src,
+                    "skipped": False,
+                    "ended_in_warm_start": True,
+                },
+                level="warning",
+            )
+        ]
     if a.read_after is None:
         if a.q is None:
             return []
@@ -164,7 +180,6 @@ def warm_start_skipped(ctx: Context) -> list[Finding]:
                 evidence={"warm_start": e.warm_start, "source": src, "skipped": False},
             )
         ]
-    full = a.run.series.get(a.q_name or "")
     extra = ""
     ev: dict = {"warm_start": e.warm_start, "source": src, "skipped": True}
     if full is not None:
@@ -183,15 +198,20 @@ def warm_start_skipped(ctx: Context) -> list[Finding]:
     ]
 
 
+#: rollout scores, not training metrics: NaN there means "not evaluated at that step"
+_EVAL_METRICS = ("eval_return", "eval_success")
+
+
 @rule(
     "NF001",
     "non-finite-values",
     "error",
     "NaN or Inf in training metrics (with the first bad step).",
     family="stability",
-    detects="Any NaN/Inf in a canonical metric. Error when the values stay non-finite to the end of "
+    detects="Any NaN/Inf in a canonical training metric. Error when the values stay non-finite to the end of "
     "the run or include +-Inf (training broke); a warning for NaN gaps the run recovers from "
-    "(a logger hiccup), which smoothing skips.",
+    "(a logger hiccup), which smoothing skips. NaN/empty evaluation columns (eval_return, eval_success) are "
+    "reported as 'not evaluated' (info): loggers write a row per update and leave the evaluation cell empty.",
     why="A critic that produced NaN/Inf has stopped learning; its curves after that step carry no "
     "information about over- or underfitting, so a verdict on them would be invented.",
     example="`NF001 non-finite-values: q_data non-finite from step 143000 to the end (57 of 200 points; "
@@ -205,6 +225,21 @@ def non_finite(ctx: Context) -> list[Finding]:
     for name, s in sorted(ctx.run.series.items()):
         bad = ~np.isfinite(s.values)
         if not bad.any():
+            continue
+        if name in _EVAL_METRICS:
+            what = "in every row" if bad.all() else f"at {int(bad.sum())} of {len(s)} steps"
+            out.append(
+                ctx.finding(
+                    f"{name} is empty/NaN {what}: read as 'not evaluated there', not as a training failure",
+                    evidence={
+                        "metric": name,
+                        "bad_points": int(bad.sum()),
+                        "points": len(s),
+                        "evaluation": True,
+                    },
+                    level="info",
+                )
+            )
             continue
         idx = np.flatnonzero(bad)
         first = int(idx[0])

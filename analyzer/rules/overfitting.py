@@ -45,6 +45,15 @@ from analyzer.signal import tail_level, tail_trend
             "every 100 steps, rise gradually (share < 10%) to peaks that are the right pick",
         ),
         Param(
+            "overshoot_window",
+            0.2,
+            "fraction",
+            "and the peak comes within this share of the run after the switch (an overshoot follows its step "
+            "within a few critic time constants; a peak long after it had a rise of its own)",
+            "real logs: the rlkit overshoot peaks at 7% of the post-switch run; our closed-loop peaks come at "
+            "25-40% of it after a gradual rise",
+        ),
+        Param(
             "min_after_fraction",
             0.1,
             "fraction",
@@ -112,7 +121,14 @@ def q_peak_decline(ctx: Context) -> list[Finding]:
     significant = p.drop >= float(ctx.params["min_drop_fraction"]) * p.rise and p.drop >= thr_noise
     if not significant:
         return []
-    overshoot = _switch_overshoot(a, p.value, float(ctx.params["max_switch_share"]), thr_noise)
+    overshoot = _switch_overshoot(
+        a,
+        p.step,
+        p.value,
+        float(ctx.params["max_switch_share"]),
+        float(ctx.params["overshoot_window"]),
+        thr_noise,
+    )
     if overshoot is not None:
         ev.update(overshoot)
         ev["sustained"] = False
@@ -181,7 +197,9 @@ def q_peak_decline(ctx: Context) -> list[Finding]:
     return [ctx.finding(msg, evidence=ev, steps=(p.step, int(a.q.steps[-1])))]
 
 
-def _switch_overshoot(a: Analysis, peak_value: float, max_share: float, noise: float) -> dict | None:
+def _switch_overshoot(
+    a: Analysis, peak_step: int, peak_value: float, max_share: float, window: float, noise: float
+) -> dict | None:
     """Evidence that the dataset-Q peak is the overshoot of a warm-start switch, or None.
 
     When the actor switches from behaviour cloning to maximising Q, the critic re-fits to the new policy;
@@ -196,7 +214,14 @@ def _switch_overshoot(a: Analysis, peak_value: float, max_share: float, noise: f
     jump = first - before
     if total <= 0 or jump <= max(noise, 0.0) or jump < max_share * total:
         return None
-    return {"switch_step": step, "switch_jump": jump, "rise_since_switch": total, "switch_share": jump / total}
+    if a.q is None or peak_step - step > window * (int(a.q.steps[-1]) - step):
+        return None  # a peak long after the switch followed a rise of its own: read it as Metric 3.1's
+    return {
+        "switch_step": step,
+        "switch_jump": jump,
+        "rise_since_switch": total,
+        "switch_share": jump / total,
+    }
 
 
 @rule(
@@ -282,7 +307,10 @@ def q_below_mc_return(ctx: Context) -> list[Finding]:
         ),
     ),
     detects="The smoothed dataset Q has no rise before its maximum (OF001 does not apply) and ends at least "
-    "`min_drop_noise` smoothed-noise sigmas and `min_drop_fraction` of its scale below its first value.",
+    "`min_drop_noise` smoothed-noise sigmas and `min_drop_fraction` of its scale below its first value. Not "
+    "when the rewards are negative (r_max <= 0 or a negative logged mean reward) and Q ends inside the feasible "
+    "range: a critic initialised near 0 falls to a negative true value by learning; nor when Q jumped up at a "
+    "warm-start switch and ends above its level before the switch: that is the jump's overshoot settling.",
     why="OF001 needs a rise before the decline, so a curve that only falls would otherwise read as 'held'. "
     "Metric 3.1 calls 'a low average data Q-value that decreases with more gradient steps' overfitting, "
     "but with no peak Guideline 3.1's pick has nothing to stand on; in our closed loop (docs/closed_loop.md) "
@@ -307,6 +335,14 @@ def q_falls_from_start(ctx: Context) -> list[Finding]:
         return []  # it rose first: OF001's reading applies
     first = float(v[finite][0])
     fall = first - p.end_value
+    e = a.eff
+    negative = (e.reward_range is not None and e.reward_range[1] <= 0) or (
+        e.reward_mean is not None and e.reward_mean < 0
+    )
+    if negative and (e.q_lo is None or p.end_value >= e.q_lo - 0.5 * (e.q_range or 0.0)):
+        return []  # rewards are negative: Q falling from its ~0 initialisation to a negative value is learning
+    if a.switch is not None and a.switch[2] > a.switch[1] and p.end_value >= a.switch[1]:
+        return []  # Q jumped at the warm-start switch and settles back, still above its level before it
     scale = float(np.nanmax(np.abs(v[finite])))
     big = (
         fall >= float(ctx.params["min_drop_noise"]) * sigma

@@ -8,97 +8,212 @@ from analyzer.report import Finding
 from analyzer.rules.base import Context, Param, fmt, rule
 from analyzer.signal import finite, tail_level, tail_trend
 
+#: critic signals whose growth by orders of magnitude means the critic diverged (the CQL Lagrange weight is
+#: left out: its dual ascent may legitimately grow it by orders of magnitude)
+_GROWTH_SIGNALS = ("critic_loss", "td_error", "temperature")
+
+
+def orders(ratio: float) -> str:
+    """A growth factor as a person reads it: `12x`, `3.4e5x` (never `12x` for 1e10)."""
+    if not np.isfinite(ratio):
+        return "infinitely"
+    if ratio < 1000:
+        return f"{ratio:.0f}x"
+    exp = int(np.floor(np.log10(ratio)))
+    mant = ratio / 10**exp
+    return f"{mant:.1f}e{exp}x"
+
+
+def _growth(steps: np.ndarray, values: np.ndarray) -> dict | None:
+    """How far |x| rose above its early level: baseline = median |x| over the first quarter (first point
+    left out: the first updates move every curve from its initialisation), peak = max |x| after it, onset =
+    first step where |x| exceeds 10x the baseline. None with too few points or a zero baseline."""
+    s, v = finite(steps, values)
+    n = s.size
+    if n < 8:
+        return None
+    a = np.abs(v)
+    base = float(np.median(a[1 : max(2, n // 4)]))
+    if not base > 0:
+        return None
+    i = int(np.argmax(a))
+    over = np.flatnonzero(a > 10.0 * base)
+    return {
+        "baseline": base,
+        "peak": float(v[i]),
+        "peak_step": int(s[i]),
+        "growth": float(a[i] / base),
+        "tail_growth": float(np.median(a[3 * n // 4 :]) / base),
+        "onset_step": int(s[over[0]]) if over.size else None,
+    }
+
 
 @rule(
     "DV001",
-    "q-divergence",
+    "critic-divergence",
     "error",
-    "Dataset Q leaves the feasible range by a wide margin, or grows explosively.",
+    "The critic diverges: dataset Q far outside what the rewards allow, or a critic signal grows by orders of "
+    "magnitude.",
     family="stability",
     params=(
         Param(
             "margin_fraction",
             0.5,
             "positive",
-            "how far beyond the feasible Q bounds (as a fraction of the Q range) counts as divergence",
+            "how far above the feasible maximum Q (as a fraction of the Q range) counts as divergence",
             "convention: function approximation overshoots a little; 50% of the whole range beyond "
             "a bound is not an estimation error any more",
+        ),
+        Param(
+            "below_range_factor",
+            10.0,
+            "positive",
+            "below the feasible minimum, divergence starts this many Q ranges beyond it (closer is "
+            "over-conservatism, CQ003)",
+            "real logs: diverged critics leave the range by 10^3-10^13x, an over-conservative CQL critic by "
+            "less than one range (docs/validation.md, Real logs)",
         ),
         Param(
             "growth_factor",
             10.0,
             "positive",
-            "without a known range: median |Q| over the last quarter vs the second quarter",
+            "without a known range: median |Q| over the last quarter vs the second quarter, still rising",
             "convention: an order of magnitude in half a run while still rising is exponential growth, "
             "not learning (a 1-exp rise gains far less after its first quarter)",
         ),
+        Param(
+            "signal_growth",
+            1000.0,
+            "positive",
+            "any critic signal (dataset Q, critic loss, TD error, SAC temperature): its largest |value| vs its "
+            "median over the first quarter of the run, and still at least a tenth of that at the end",
+            "three orders of magnitude: learning moves a loss or a temperature by one or two; the real diverged "
+            "runs grew by 10^4-10^23 (docs/validation.md, Real logs)",
+        ),
     ),
-    detects="With reward range and horizon/gamma known: the smoothed dataset Q goes beyond "
-    "[Q_lo - m, Q_hi + m], Q_lo/Q_hi = r_min/r_max x H (or one step), m = `margin_fraction` x range. "
-    "Without them: median |Q| of the last quarter >= `growth_factor` x that of the second quarter and "
-    "still rising.",
-    why="Q values no policy can attain mean the Bellman backups are diverging (deadly triad, too small "
-    "alpha, too large learning rate). Over/underfitting readings assume a critic that tracks its "
-    "objective, so the verdict is inconclusive until this is fixed.",
-    example="`DV001 q-divergence: q_data reaches 412 at step 180000, beyond the feasible maximum 30 (+15 margin)`",
-    remediation="Raise CQL alpha (`offrl-train ... --cql-alpha 5`), lower the critic learning rate "
-    "(`q_lr: 1e-4` in an `offrl-train --config` file), use a slower target update (tau 5e-3), check the reward scale.",
+    detects="(a) With reward range and horizon/gamma known: the smoothed dataset Q above Q_hi + m "
+    "(m = `margin_fraction` x Q range) or below Q_lo - `below_range_factor` x Q range, Q_lo/Q_hi = "
+    "r_min/r_max x H (or one step). (b) Without them: median |Q| of the last quarter >= `growth_factor` x "
+    "that of the second quarter and still rising. (c) Any critic signal whose largest |value| is >= "
+    "`signal_growth` x its early level and stays >= 10% of that growth to the end. The finding names the "
+    "step the divergence started (first point beyond 10x the early level, or beyond the bound).",
+    why="Q values no policy can attain, or losses/temperatures that explode, mean the Bellman backups are "
+    "diverging (deadly triad, too small alpha, too large learning rate). Over/underfitting readings assume a "
+    "critic that tracks its objective, so the run gets the verdict `diverged` and the checkpoint pick is the "
+    "last one before the divergence started.",
+    example="`DV001 critic-divergence: q_data grew 7.8e10x (from 387 early on to 3.0e13 at step 990001); it "
+    "first passed 10x its early level at step 160001`",
+    remediation="Deploy (or restart from) the last checkpoint before the divergence started. Raise CQL alpha "
+    "(`offrl-train ... --cql-alpha 5`), lower the critic learning rate (`q_lr: 1e-4` in an `offrl-train "
+    "--config` file), use a slower target update (tau 5e-3), check the reward scale.",
 )
 def q_divergence(ctx: Context) -> list[Finding]:
     a = ctx.analysis
-    if a.q is None or a.q_smooth is None:
+    unit = a.run.x_unit
+    if a.q is not None and a.q_smooth is not None:
+        s, v = finite(a.q.steps, a.q_smooth)
+        hit = _range_divergence(ctx, s, v) if s.size >= 4 else None
+        if hit is not None:
+            return [hit]
+        hit = _q_growth(ctx, s, v) if s.size >= 4 else None
+        if hit is not None:
+            return [hit]
+    limit = float(ctx.params["signal_growth"])
+    found: list[tuple[int, str, dict]] = []
+    for name in (a.q_name or "", *_GROWTH_SIGNALS):
+        series = a.q if name == a.q_name else a.run.series.get(name)
+        if not name or series is None:
+            continue
+        g = _growth(series.steps, series.values)
+        if g is None or g["growth"] < limit or g["tail_growth"] < 0.1 * limit:
+            continue
+        found.append((g["onset_step"] if g["onset_step"] is not None else g["peak_step"], name, g))
+    if not found:
         return []
-    s, v = finite(a.q.steps, a.q_smooth)
-    if s.size < 4:
-        return []
-    e = a.eff
+    onset, name, g = min(found, key=lambda f: f[0])
+    others = sorted({n for _, n, _ in found} - {name})
+    also = f"; also {', '.join(others)}" if others else ""
+    return [
+        ctx.finding(
+            f"{name} grew {orders(g['growth'])} (from {fmt(g['baseline'])} early on to {fmt(g['peak'])} at {unit} "
+            f"{g['peak_step']}); it first passed 10x its early level at {unit} {onset}{also}: the critic diverged",
+            evidence={
+                **g,
+                "signal": name,
+                "signals": [n for _, n, _ in found],
+                "first_step": onset,
+                "mode": "signal",
+            },
+            steps=(onset, int(g["peak_step"])),
+        )
+    ]
+
+
+def _range_divergence(ctx: Context, s: np.ndarray, v: np.ndarray) -> Finding | None:
+    a, e = ctx.analysis, ctx.analysis.eff
+    if e.q_lo is None or e.q_hi is None or not e.q_range:
+        return None
+    m = float(ctx.params["margin_fraction"]) * e.q_range
+    floor = e.q_lo - float(ctx.params["below_range_factor"]) * e.q_range
+    hi_idx = np.flatnonzero(v > e.q_hi + m)
+    lo_idx = np.flatnonzero(v < floor)
+    if not (hi_idx.size or lo_idx.size):
+        return None
+    first = int(min(hi_idx[0] if hi_idx.size else s.size, lo_idx[0] if lo_idx.size else s.size))
+    up = hi_idx.size and (not lo_idx.size or hi_idx[0] <= lo_idx[0])
+    ext = float(np.max(v)) if up else float(np.min(v))
+    bound, beyond = (e.q_hi, ext - e.q_hi) if up else (e.q_lo, e.q_lo - ext)
+    side = (
+        f"maximum {fmt(e.q_hi)} (+{fmt(m)} margin)"
+        if up
+        else f"minimum {fmt(e.q_lo)} (-{fmt(e.q_lo - floor)} margin)"
+    )
+    return ctx.finding(
+        f"{a.q_name} reaches {fmt(ext)}, {orders(beyond / e.q_range)} the Q range {fmt(e.q_range)} beyond the "
+        f"feasible {side}; first beyond it at {a.run.x_unit} {int(s[first])}: the critic diverged",
+        evidence={
+            "extreme": ext,
+            "first_step": int(s[first]),
+            "q_lo": e.q_lo,
+            "q_hi": e.q_hi,
+            "bound": bound,
+            "ranges_beyond": beyond / e.q_range,
+            "margin": m,
+            "mode": "range",
+        },
+        steps=(int(s[first]), int(s[-1])),
+    )
+
+
+def _q_growth(ctx: Context, s: np.ndarray, v: np.ndarray) -> Finding | None:
+    a, e = ctx.analysis, ctx.analysis.eff
     if e.q_lo is not None and e.q_hi is not None and e.q_range:
-        m = float(ctx.params["margin_fraction"]) * e.q_range
-        hi_idx = np.flatnonzero(v > e.q_hi + m)
-        lo_idx = np.flatnonzero(v < e.q_lo - m)
-        if hi_idx.size or lo_idx.size:
-            first = int(min(hi_idx[0] if hi_idx.size else s.size, lo_idx[0] if lo_idx.size else s.size))
-            ext = float(np.max(v)) if hi_idx.size else float(np.min(v))
-            side = f"maximum {fmt(e.q_hi)}" if hi_idx.size else f"minimum {fmt(e.q_lo)}"
-            return [
-                ctx.finding(
-                    f"{a.q_name} reaches {fmt(ext)} (first beyond the margin at {a.run.x_unit} {int(s[first])}), "
-                    f"beyond the feasible {side} (+-{fmt(m)} margin): Q is diverging",
-                    evidence={
-                        "extreme": ext,
-                        "first_step": int(s[first]),
-                        "q_lo": e.q_lo,
-                        "q_hi": e.q_hi,
-                        "margin": m,
-                        "mode": "range",
-                    },
-                    steps=(int(s[first]), int(s[-1])),
-                )
-            ]
-        return []
+        return None  # the range test above is the sharper one when the range is known
     n = s.size
     q2 = np.median(np.abs(v[n // 4 : n // 2])) if n >= 8 else np.nan
     q4 = np.median(np.abs(v[3 * n // 4 :]))
     tr = tail_trend(s, v, 0.25)
     if not np.isfinite(q2) or q2 <= 0 or tr is None:
-        return []
+        return None
     growth = float(q4 / q2)
     rising = tr.slope * np.sign(v[-1]) > 0
-    if growth >= float(ctx.params["growth_factor"]) and rising:
-        return [
-            ctx.finding(
-                f"|{a.q_name}| grew {growth:.0f}x from the second to the last quarter of the run and is still "
-                "growing: Q is diverging (no reward range known to check against)",
-                evidence={
-                    "growth": growth,
-                    "q_second_quarter": float(q2),
-                    "q_last_quarter": float(q4),
-                    "mode": "growth",
-                },
-                steps=(int(s[n // 4]), int(s[-1])),
-            )
-        ]
-    return []
+    if growth < float(ctx.params["growth_factor"]) or not rising:
+        return None
+    over = np.flatnonzero(np.abs(v) > 10.0 * q2)
+    onset = int(s[over[0]]) if over.size else int(s[n // 2])
+    return ctx.finding(
+        f"|{a.q_name}| grew {orders(growth)} from the second to the last quarter of the run and is still "
+        f"growing (past 10x the second quarter's level at {a.run.x_unit} {onset}): the critic diverged (no reward "
+        "range known to check against)",
+        evidence={
+            "growth": growth,
+            "q_second_quarter": float(q2),
+            "q_last_quarter": float(q4),
+            "first_step": onset,
+            "mode": "growth",
+        },
+        steps=(int(s[n // 4]), int(s[-1])),
+    )
 
 
 @rule(
@@ -220,3 +335,75 @@ def alpha_too_high(ctx: Context) -> list[Finding]:
         ev["gap_tail"] = None
         msg += " (no CQL gap logged to confirm)"
     return [ctx.finding(msg + ": Q collapsed, alpha too high", evidence=ev)]
+
+
+@rule(
+    "CQ003",
+    "q-below-rewards",
+    "warning",
+    "Over-conservatism: dataset Q settles far below what the logged rewards allow (CQL alpha too high).",
+    family="stability",
+    params=(
+        Param(
+            "margin_fraction",
+            0.05,
+            "fraction",
+            "Q must end below the reward floor by at least this share of the Q range (or of the floor's "
+            "magnitude plus the rise of Q, without a range), and by 3 smoothed-noise sigmas",
+            "convention: ignore gaps smaller than 5% of what Q can span",
+        ),
+    ),
+    detects="The tail level of the smoothed dataset Q is below the reward floor by the margin and not rising "
+    "(the last half's trend is flat or down). Reward floor: the feasible minimum Q_lo (r_min x H, or r_min) "
+    "and, when the logs give the data's mean reward and it is positive, that mean reward - the least a "
+    "dataset whose average step earns it can be worth. CQL only; divergence (DV001) is read first.",
+    why="CQL pushes Q down on actions outside the data and up on the data's; with alpha too high the push-down "
+    "wins everywhere and dataset Q settles far below what the data earn. The official CQL code on D4RL "
+    "halfcheetah-medium (min_q_weight 5) ends with dataset Q -137 while its logged rewards average +4 per "
+    "step: Q falls for good after the warm start, the policy is fine, and the Q-peak reading would pick the "
+    "first checkpoints after the switch (docs/validation.md, Real logs). That fall is conservatism, not "
+    "overfitting, so the Q-peak rule does not apply.",
+    example="`CQ003 q-below-rewards: q_data settles at -136, below the reward floor 3.95 (the logged mean "
+    "reward) by 140 and still falling: CQL is over-conservative`",
+    remediation="Lower CQL alpha (`offrl-train ... --cql-alpha 1`), or use CQL-Lagrange with a target gap "
+    "(`--cql-target-gap 5`); the dataset-Q curve can be read for over/underfitting again once Q sits where "
+    "the rewards put it.",
+)
+def q_below_rewards(ctx: Context) -> list[Finding]:
+    a = ctx.analysis
+    e = a.eff
+    if (
+        a.q is None
+        or a.q_smooth is None
+        or (a.run.metadata.algorithm or "cql").lower() not in ("cql", "calql")
+    ):
+        return []
+    floors: list[tuple[float, str]] = []
+    if e.q_lo is not None:
+        floors.append((e.q_lo, f"the feasible minimum {fmt(e.q_lo)}"))
+    if e.reward_mean is not None and e.reward_mean > 0:
+        floors.append(
+            (e.reward_mean, f"{fmt(e.reward_mean)}, the mean logged reward ({e.reward_mean_source})")
+        )
+    if not floors:
+        return []
+    floor, what = max(floors, key=lambda f: f[0])
+    level = tail_level(a.q.steps, a.q_smooth, a.tail_fraction)
+    if not np.isfinite(level):
+        return []
+    s, v = finite(a.q.steps, a.q_smooth)
+    scale = e.q_range if e.q_range else abs(floor) + float(np.ptp(v)) if v.size else 0.0
+    margin = max(3.0 * a.q_sigma_smooth, float(ctx.params["margin_fraction"]) * scale)
+    gap = floor - level
+    tr = tail_trend(a.q.steps, a.q_smooth, 0.5)
+    if gap < margin or tr is None or tr.slope > 0 and tr.relative > 0.05:
+        return []
+    trend = "still falling" if tr.slope < 0 else "flat"
+    return [
+        ctx.finding(
+            f"{a.q_name} settles at {fmt(level)}, below the reward floor {what} by {fmt(gap)}, {trend}: CQL is "
+            "over-conservative (alpha too high), so its dataset-Q curve is no overfitting signal",
+            evidence={"q_tail_level": level, "floor": floor, "gap": gap, "margin": margin, "trend": trend},
+            steps=(int(s[0]), int(s[-1])) if s.size else None,
+        )
+    ]
