@@ -526,7 +526,7 @@ def load_runs(
         if not exists:
             errors.append(IngestIssue(str(path), "path does not exist", "error"))
             continue
-        rds = discover_runs(path)
+        rds = discover_runs(path, issues=errors)  # unreadable sub-directories are errors, not skipped
         if not rds:
             errors.append(IngestIssue(str(path), _NO_LOGS, "error"))
             continue

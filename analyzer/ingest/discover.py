@@ -9,10 +9,14 @@ docs/ingestion.md.
 
 from __future__ import annotations
 
+import contextvars
+import errno
 import os
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
+
+from analyzer.model import IngestIssue
 
 EVENT_PREFIX = "events.out.tfevents."
 #: Directories whose contents are never logs: checkpoints, media, caches. Skipped while walking.
@@ -108,10 +112,31 @@ def _wandb_group(d: Path, files: list[str], root: Path) -> RunDir | None:
     return run
 
 
+#: Directories that could not be listed during the current `discover_runs` (None outside it).
+_UNREADABLE: contextvars.ContextVar[dict[str, IngestIssue] | None] = contextvars.ContextVar(
+    "offrl_unreadable_dirs", default=None
+)
+#: Errors of a probe for a folder that is not there (a run's optional `tb/`, `<run>_eval/`): silent.
+_ABSENT = (errno.ENOENT, errno.ENOTDIR)
+
+
+def _note_unreadable(path: Path, exc: OSError, what: str = "directory not readable") -> None:
+    """Record that `path` could not be read, so that discover_runs reports it instead of skipping it."""
+    seen = _UNREADABLE.get()
+    if seen is None or exc.errno in _ABSENT:
+        return
+    reason = exc.strerror or type(exc).__name__
+    seen.setdefault(
+        str(path),
+        IngestIssue(str(path), f"{what} ({reason}); logs inside it were not analysed", "error"),
+    )
+
+
 def _scan_links(path: Path) -> tuple[list[str], list[str], set[str]]:
     """(file names, sub-directory names, which of those are symlinks); hidden entries skipped.
 
-    An unreadable directory is empty (reading never raises)."""
+    An unreadable directory is empty (reading never raises); during `discover_runs` it is also
+    recorded, and reported as an error-level ingest issue."""
     files: list[str] = []
     dirs: list[str] = []
     links: set[str] = set()
@@ -128,9 +153,11 @@ def _scan_links(path: Path) -> tuple[list[str], list[str], set[str]]:
                         links.add(entry.name)
                     elif entry.is_file():
                         files.append(entry.name)
-                except OSError:
+                except OSError as exc:
+                    _note_unreadable(path / entry.name, exc, "cannot tell whether this is a directory")
                     continue
-    except OSError:
+    except OSError as exc:
+        _note_unreadable(path, exc)
         return [], [], set()
     files.sort()
     dirs.sort()
@@ -217,9 +244,25 @@ def single_file_run(path: Path) -> RunDir:
     return run
 
 
-def discover_runs(root: str | Path) -> list[RunDir]:
-    """Every run under `root`, sorted by id. A file path is a single-file run; a missing path gives []."""
-    root = Path(root)
+def discover_runs(root: str | Path, issues: list[IngestIssue] | None = None) -> list[RunDir]:
+    """Every run under `root`, sorted by id. A file path is a single-file run; a missing path gives [].
+
+    Directories under `root` that cannot be listed (permissions, I/O errors) are appended to
+    `issues` as error-level IngestIssues with path and reason: a run inside one is never skipped
+    silently (issue 12 item 1).
+    """
+    token = _UNREADABLE.set({})
+    try:
+        runs = _discover_runs(Path(root))
+        found = _UNREADABLE.get() or {}
+    finally:
+        _UNREADABLE.reset(token)
+    if issues is not None:
+        issues.extend(found[k] for k in sorted(found))
+    return runs
+
+
+def _discover_runs(root: Path) -> list[RunDir]:
     try:
         if root.is_file():
             return [single_file_run(root)]
