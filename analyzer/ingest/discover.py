@@ -36,6 +36,8 @@ SKIP_DIRS = frozenset(
         "node_modules",
     }
 )
+#: torch.utils.tensorboard add_hparams' default sub-run name: str(time.time()), e.g. 1796635312.435374
+_HPARAMS_SUBRUN = re.compile(r"^\d{9,11}\.\d+$")
 #: CSV files that are never training curves even though they sit in run directories.
 _IGNORED_CSV = frozenset({"dynamics_training_progress.csv"})
 
@@ -287,25 +289,28 @@ def _discover_runs(root: Path) -> list[RunDir]:
             continue  # the group owns its whole subtree
         events = [d / f for f in files if is_event_file(f)]
         csvs = [d / f for f in files if f.endswith(".csv") and f not in _IGNORED_CSV]
-        absorbed: str | None = None
+        absorbed: set[str] = set()
         if events or csvs:
             run = RunDir(d, _run_id(d, root), "dir")
             run.event_files.extend(EventSource(p) for p in events)
             run.csv_files.extend(CsvSource(p) for p in csvs)
-            if events and d.name in dirs:
-                # d3rlpy's TensorboardAdapter: add_hparams(name=<exp>) writes <exp>/<exp>/ event files
-                # with the hparams and a copy of the metrics; they belong to the <exp> run
-                hp_files = _events_in(d / d.name)
+            # add_hparams sub-runs belong to the run that called it: d3rlpy's TensorboardAdapter
+            # (name=<exp>) writes <exp>/<exp>/ with the hparams and a copy of the metrics; torch's
+            # SummaryWriter.add_hparams without run_name (TorchRL's TensorboardLogger.log_hparams)
+            # writes <run>/<time.time()>/ with the hparams only
+            hp_dirs = [n for n in dirs if n == d.name or _HPARAMS_SUBRUN.match(n)] if events else []
+            for name in hp_dirs:
+                hp_files = _events_in(d / name)
                 if hp_files:
                     run.event_files.extend(EventSource(p, hparams_only=True) for p in hp_files)
-                    absorbed = d.name
+                    absorbed.add(name)
             runs.append(run)
         # TensorBoard semantics: a sub-directory with its own event files is its own run
         children: list[tuple[Path, str]] = []
         for name in dirs:
             if name == "wandb" and name not in links:
                 runs.extend(_wandb_runs(d / name, root))
-            if name in SKIP_DIRS or name == absorbed:
+            if name in SKIP_DIRS or name in absorbed:
                 continue
             if name not in links:
                 children.append((d / name, os.path.join(real, name)))
