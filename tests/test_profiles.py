@@ -27,12 +27,15 @@ RTOL, ATOL = 1e-5, 1e-4  # event files store float32; derived values subtract tw
 def _truth_cases() -> list[Any]:
     cases = []
     for group in ("formats", "real"):
-        for truth_path in sorted((FIXTURES / group).glob("*/TRUTH.json")):
+        # nested folders too: fixtures/real/d3rlpy/actor_critic/ holds more d3rlpy runs
+        for truth_path in sorted((FIXTURES / group).glob("**/TRUTH.json")):
             truth = json.loads(truth_path.read_text())
             for entry in truth["runs"]:
                 cases.append(
                     pytest.param(
-                        truth_path.parent, entry, id=f"{group}/{truth_path.parent.name}:{entry['path']}"
+                        truth_path.parent,
+                        entry,
+                        id=f"{group}/{truth_path.parent.relative_to(FIXTURES / group).as_posix()}:{entry['path']}",
                     )
                 )
     return cases

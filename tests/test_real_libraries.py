@@ -36,7 +36,7 @@ RUN_SIZE_BUDGET = 300_000  # bytes per committed run folder
 def _truths() -> list[tuple[Path, dict[str, Any]]]:
     """TRUTH.json files that describe one library's real runs (they name the library)."""
     out = []
-    for p in sorted(REAL.glob("*/TRUTH.json")):
+    for p in sorted(REAL.glob("**/TRUTH.json")):
         t = json.loads(p.read_text())
         if "library" in t:
             out.append((p.parent, t))
@@ -45,7 +45,7 @@ def _truths() -> list[tuple[Path, dict[str, Any]]]:
 
 TRUTHS = _truths()
 RUN_CASES = [
-    pytest.param(folder, entry, id=f"{folder.name}:{entry['path']}")
+    pytest.param(folder, entry, id=f"{folder.relative_to(REAL).as_posix()}:{entry['path']}")
     for folder, truth in TRUTHS
     for entry in truth["runs"]
 ]
@@ -70,9 +70,9 @@ def _run(folder: Path, entry: dict) -> tuple[RawRun, Run]:
 def test_real_library_fixtures_exist() -> None:
     """The libraries issue 11 asks for are all here (each with its generating script)."""
     names = {t["library"]["name"] for _, t in TRUTHS}
-    assert {"tianshou"} <= names
+    assert {"tianshou", "torchrl"} <= names
     for folder, truth in TRUTHS:
-        assert (folder / f"make_{folder.name}.py").is_file() or truth.get("script"), folder
+        assert (folder / f"make_{folder.name}.py").is_file(), folder
         assert truth["library"]["version"], folder
 
 
@@ -118,7 +118,9 @@ def test_resolved_metrics_match_truth(folder: Path, entry: dict) -> None:
             assert math.isclose(float(s.values[i[0]]), value, rel_tol=1e-5, abs_tol=1e-4), (name, step)
 
 
-@pytest.mark.parametrize(("folder", "truth"), [pytest.param(f, t, id=f.name) for f, t in TRUTHS])
+@pytest.mark.parametrize(
+    ("folder", "truth"), [pytest.param(f, t, id=f.relative_to(REAL).as_posix()) for f, t in TRUTHS]
+)
 def test_cli_reads_the_library_folder(folder: Path, truth: dict) -> None:
     """`offrl-analyze fixtures/real/<library>` finds every run, names the framework, resolves the metrics."""
     result = CliRunner().invoke(app, [str(folder), "--format", "json", "-q", "--exit-zero"])
@@ -198,3 +200,46 @@ def test_namespace_repr_keeps_literals_only() -> None:
     assert namespace_repr("gamma=0.99") == {}
     assert namespace_repr("Namespace(__import__('os').system('x'))") == {}
     assert namespace_repr("Namespace(x=__import__('os'))") == {}
+
+
+def _torchrl() -> tuple[dict[str, tuple[RawRun, Run]], dict]:
+    (folder, truth) = next((f, t) for f, t in TRUTHS if t["library"]["name"] == "torchrl")
+    runs = {e["path"].split("/")[0]: _run(folder, e) for e in truth["runs"]}
+    return runs, truth
+
+
+def test_torchrl_csv_and_tensorboard_loggers_agree() -> None:
+    """One training loop wrote both loggers: same keys (less none), same steps, same values."""
+    runs, _ = _torchrl()
+    (csv_raw, csv_run), (tb_raw, tb_run) = runs["csv"], runs["tensorboard"]
+    assert set(csv_raw.tags) == set(tb_raw.tags)
+    for name, s in csv_run.series.items():
+        t = tb_run.series[name]
+        np.testing.assert_array_equal(s.steps, t.steps)
+        np.testing.assert_allclose(s.values, t.values, rtol=1e-6)  # TB stores float32
+
+
+def test_torchrl_critic_loss_is_td_plus_cql() -> None:
+    """q_loss (the critic loss the example optimises) = loss_qvalue + loss_cql; TD and CQL per critic = / 2."""
+    runs, _ = _torchrl()
+    raw, run = runs["csv"]
+    np.testing.assert_allclose(
+        raw.tags["q_loss"].values,
+        raw.tags["loss_qvalue"].values + raw.tags["loss_cql"].values,
+        rtol=1e-5,
+    )
+    np.testing.assert_allclose(run.series["td_error"].values, raw.tags["loss_qvalue"].values / 2)
+    assert run.series["critic_loss"].sources == ("q_loss",)
+
+
+def test_torchrl_hparams_are_config_not_runs() -> None:
+    """log_hparams: CSV texts/hparams0.txt and the TensorBoard `<time.time()>/` sub-run are config."""
+    runs, truth = _torchrl()
+    assert len(truth["layout"]["hparams_subdirs"]) == 1
+    for kind, (_raw, run) in runs.items():
+        assert run.metadata.gamma == truth["gamma"]
+        src = run.metadata.sources["gamma"]
+        assert ("hparams0.txt" in src) if kind == "csv" else ("events.out.tfevents" in src), src
+        assert run.metadata.warm_start == truth["config"]["optim.policy_eval_start"]
+    folder = next(f for f, t in TRUTHS if t["library"]["name"] == "torchrl")
+    assert len(_loaded(folder)) == 2  # the hparams sub-folder is not a run of its own

@@ -204,6 +204,9 @@ def _extra_config_files(rd: RunDir, d3rlpy_tb: bool) -> list[Path]:
     extra: list[Path] = []
     if rd.kind == "offlinerl_kit":
         extra.append(rd.path / "record" / "hyper_param.json")
+    if rd.kind == "torchrl":
+        # CSVLogger.log_hparams writes sorted `key: value` lines (YAML) to texts/hparams0.txt
+        extra.append(rd.path / "texts" / "hparams0.txt")
     if d3rlpy_tb and len(rd.path.parents) >= 3:
         # tensorboard_logs/runs/<exp>/ pairs with d3rlpy_logs/<exp>/params.json (same experiment name)
         extra.append(rd.path.parents[2] / "d3rlpy_logs" / rd.path.name / "params.json")
@@ -526,7 +529,7 @@ def load_runs(
         if not exists:
             errors.append(IngestIssue(str(path), "path does not exist", "error"))
             continue
-        rds = discover_runs(path)
+        rds = discover_runs(path, issues=errors)  # unreadable sub-directories are errors, not skipped
         if not rds:
             errors.append(IngestIssue(str(path), _NO_LOGS, "error"))
             continue

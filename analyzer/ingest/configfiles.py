@@ -136,7 +136,7 @@ def _load_counting(path: Path) -> tuple[Any, str | None, int]:
     if not text.strip():
         return None, "empty config file", 0
     numbers = _Numbers()
-    is_yaml = path.suffix in (".yaml", ".yml")
+    is_yaml = path.suffix in (".yaml", ".yml", ".txt")  # .txt: TorchRL's `key: value` hparams text
     try:
         if is_yaml:
             return yaml.load(text, Loader=_yaml_loader(numbers)), None, numbers.too_long  # noqa: S506 - SafeLoader

@@ -9,10 +9,14 @@ docs/ingestion.md.
 
 from __future__ import annotations
 
+import contextvars
+import errno
 import os
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
+
+from analyzer.model import IngestIssue
 
 EVENT_PREFIX = "events.out.tfevents."
 #: Directories whose contents are never logs: checkpoints, media, caches. Skipped while walking.
@@ -32,6 +36,8 @@ SKIP_DIRS = frozenset(
         "node_modules",
     }
 )
+#: torch.utils.tensorboard add_hparams' default sub-run name: str(time.time()), e.g. 1796635312.435374
+_HPARAMS_SUBRUN = re.compile(r"^\d{9,11}\.\d+$")
 #: CSV files that are never training curves even though they sit in run directories.
 _IGNORED_CSV = frozenset({"dynamics_training_progress.csv"})
 
@@ -108,10 +114,31 @@ def _wandb_group(d: Path, files: list[str], root: Path) -> RunDir | None:
     return run
 
 
+#: Directories that could not be listed during the current `discover_runs` (None outside it).
+_UNREADABLE: contextvars.ContextVar[dict[str, IngestIssue] | None] = contextvars.ContextVar(
+    "offrl_unreadable_dirs", default=None
+)
+#: Errors of a probe for a folder that is not there (a run's optional `tb/`, `<run>_eval/`): silent.
+_ABSENT = (errno.ENOENT, errno.ENOTDIR)
+
+
+def _note_unreadable(path: Path, exc: OSError, what: str = "directory not readable") -> None:
+    """Record that `path` could not be read, so that discover_runs reports it instead of skipping it."""
+    seen = _UNREADABLE.get()
+    if seen is None or exc.errno in _ABSENT:
+        return
+    reason = exc.strerror or type(exc).__name__
+    seen.setdefault(
+        str(path),
+        IngestIssue(str(path), f"{what} ({reason}); logs inside it were not analysed", "error"),
+    )
+
+
 def _scan_links(path: Path) -> tuple[list[str], list[str], set[str]]:
     """(file names, sub-directory names, which of those are symlinks); hidden entries skipped.
 
-    An unreadable directory is empty (reading never raises)."""
+    An unreadable directory is empty (reading never raises); during `discover_runs` it is also
+    recorded, and reported as an error-level ingest issue."""
     files: list[str] = []
     dirs: list[str] = []
     links: set[str] = set()
@@ -128,9 +155,11 @@ def _scan_links(path: Path) -> tuple[list[str], list[str], set[str]]:
                         links.add(entry.name)
                     elif entry.is_file():
                         files.append(entry.name)
-                except OSError:
+                except OSError as exc:
+                    _note_unreadable(path / entry.name, exc, "cannot tell whether this is a directory")
                     continue
-    except OSError:
+    except OSError as exc:
+        _note_unreadable(path, exc)
         return [], [], set()
     files.sort()
     dirs.sort()
@@ -217,9 +246,25 @@ def single_file_run(path: Path) -> RunDir:
     return run
 
 
-def discover_runs(root: str | Path) -> list[RunDir]:
-    """Every run under `root`, sorted by id. A file path is a single-file run; a missing path gives []."""
-    root = Path(root)
+def discover_runs(root: str | Path, issues: list[IngestIssue] | None = None) -> list[RunDir]:
+    """Every run under `root`, sorted by id. A file path is a single-file run; a missing path gives [].
+
+    Directories under `root` that cannot be listed (permissions, I/O errors) are appended to
+    `issues` as error-level IngestIssues with path and reason: a run inside one is never skipped
+    silently (issue 12 item 1).
+    """
+    token = _UNREADABLE.set({})
+    try:
+        runs = _discover_runs(Path(root))
+        found = _UNREADABLE.get() or {}
+    finally:
+        _UNREADABLE.reset(token)
+    if issues is not None:
+        issues.extend(found[k] for k in sorted(found))
+    return runs
+
+
+def _discover_runs(root: Path) -> list[RunDir]:
     try:
         if root.is_file():
             return [single_file_run(root)]
@@ -244,25 +289,28 @@ def discover_runs(root: str | Path) -> list[RunDir]:
             continue  # the group owns its whole subtree
         events = [d / f for f in files if is_event_file(f)]
         csvs = [d / f for f in files if f.endswith(".csv") and f not in _IGNORED_CSV]
-        absorbed: str | None = None
+        absorbed: set[str] = set()
         if events or csvs:
             run = RunDir(d, _run_id(d, root), "dir")
             run.event_files.extend(EventSource(p) for p in events)
             run.csv_files.extend(CsvSource(p) for p in csvs)
-            if events and d.name in dirs:
-                # d3rlpy's TensorboardAdapter: add_hparams(name=<exp>) writes <exp>/<exp>/ event files
-                # with the hparams and a copy of the metrics; they belong to the <exp> run
-                hp_files = _events_in(d / d.name)
+            # add_hparams sub-runs belong to the run that called it: d3rlpy's TensorboardAdapter
+            # (name=<exp>) writes <exp>/<exp>/ with the hparams and a copy of the metrics; torch's
+            # SummaryWriter.add_hparams without run_name (TorchRL's TensorboardLogger.log_hparams)
+            # writes <run>/<time.time()>/ with the hparams only
+            hp_dirs = [n for n in dirs if n == d.name or _HPARAMS_SUBRUN.match(n)] if events else []
+            for name in hp_dirs:
+                hp_files = _events_in(d / name)
                 if hp_files:
                     run.event_files.extend(EventSource(p, hparams_only=True) for p in hp_files)
-                    absorbed = d.name
+                    absorbed.add(name)
             runs.append(run)
         # TensorBoard semantics: a sub-directory with its own event files is its own run
         children: list[tuple[Path, str]] = []
         for name in dirs:
             if name == "wandb" and name not in links:
                 runs.extend(_wandb_runs(d / name, root))
-            if name in SKIP_DIRS or name == absorbed:
+            if name in SKIP_DIRS or name in absorbed:
                 continue
             if name not in links:
                 children.append((d / name, os.path.join(real, name)))

@@ -497,7 +497,8 @@ _D3RLPY = Profile(
         Alias(
             "critic_loss",
             ("critic_loss",),
-            note="d3rlpy critic_loss as logged: sum over n_critics of TD MSE + conservative_loss (not per critic)",
+            note="d3rlpy critic_loss as logged, summed over n_critics (not per critic): CQL TD MSE + "
+            "conservative_loss; IQL q_loss + v_loss; TD3+BC, AWAC, SAC, BEAR ...: TD MSE only",
         ),
         Alias(
             "cql_term",
@@ -833,13 +834,21 @@ _TIANSHOU = Profile(
 
 _TORCHRL = Profile(
     name="torchrl",
-    signature_tags=("loss_qvalue", "loss_cql", "loss_actor", "loss_alpha_prime", "evaluation_reward"),
-    path_patterns=(r"[/\\]scalars([/\\]|$)",),
+    signature_tags=(
+        "loss_qvalue",
+        "loss_cql",
+        "loss_actor",
+        "loss_actor_bc",
+        "loss_alpha_prime",
+        "evaluation_reward",
+    ),
+    path_patterns=(r"[/\\]scalars([/\\]|$)", r"CQL-offline_"),
+    config_hints=("loss.min_q_weight", "loss.lagrange_thresh", "optim.policy_eval_start"),
     layouts=("torchrl_csv",),
     aliases=(
         Alias(
             "td_error",
-            ("loss_qvalue", "q_loss"),
+            ("loss_qvalue",),
             note="TorchRL CQLLoss loss_qvalue: TD loss (no CQL term) summed over n critics; per-critic = / n",
             per_critic_keys=("loss.num_qvalue_nets", "num_qvalue_nets"),
             default_critics=2,
@@ -851,9 +860,33 @@ _TORCHRL = Profile(
             per_critic_keys=("loss.num_qvalue_nets", "num_qvalue_nets"),
             default_critics=2,
         ),
-        Alias("temperature", ("alpha",)),
+        Alias(
+            "critic_loss",
+            ("q_loss",),
+            note="TorchRL cql_offline.py q_loss = loss_qvalue + loss_cql (TD + CQL term, summed over critics)",
+        ),
+        Alias("temperature", ("alpha",), note="TorchRL CQLLoss 'alpha' is the SAC entropy temperature"),
         Alias("policy_loss", ("loss_actor", "actor_loss")),
         Alias("eval_return", ("evaluation_reward", "eval/reward", "eval_reward")),
+    ),
+    derivations=(
+        Derivation(
+            "cql_gap",
+            "div",
+            ("loss_cql",),
+            b_config=("loss.min_q_weight", "min_q_weight"),
+            note="raw gap per critic = loss_cql / (n_critics * min_q_weight) (loss_cql is not scaled by alpha')",
+            per_critic_keys=("loss.num_qvalue_nets", "num_qvalue_nets"),
+            default_critics=2,
+        ),
+        Derivation(
+            "alpha",
+            "const",
+            ("loss_cql",),
+            b_config=("loss.min_q_weight", "min_q_weight"),
+            note="CQL weight on the critic = min_q_weight (config); TorchRL's Lagrange alpha' only trains "
+            "log_alpha_prime and never scales loss_cql",
+        ),
     ),
     default_algorithm="cql",
 )

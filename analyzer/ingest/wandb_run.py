@@ -11,7 +11,8 @@ file is a record log in LevelDB's framing:
 * each record chunk: CRC (uint32 LE), length (uint16 LE), type (1 FULL, 2 FIRST, 3 MIDDLE, 4 LAST),
   then `length` bytes. Unlike LevelDB and TFRecord, the CRC is the *unmasked* IEEE CRC-32 (zlib)
   of the type byte followed by the data (read from files wandb 0.31 wrote; every chunk checks);
-* the assembled record is a `wandb_internal_pb2.Record` (history, config, summary, run, ...).
+* the assembled record is a `wandb_internal_pb2.Record` (history, config, summary, run, ...); history
+  rows, the run record and config records are read (summary records only repeat the last row).
 
 The framing is checked here without wandb (so a damaged file is reported with its byte offset);
 only decoding the records needs wandb's protobuf module, imported lazily when a run file is read,
@@ -41,8 +42,10 @@ __all__ = [
     "INSTALL_HINT",
     "TESTED_WANDB",
     "WandbRunData",
+    "installed_wandb_version",
     "iter_records",
     "read_wandb_run",
+    "tested_range",
     "wandb_problem",
 ]
 
@@ -54,9 +57,10 @@ BLOCK = 32768
 CHUNK = struct.Struct("<IHB")  # crc, length, type
 CHUNK_LEN = CHUNK.size  # 7
 FULL, FIRST, MIDDLE, LAST = 1, 2, 3, 4
-#: wandb releases whose protobuf module this reader was tested with (lower inclusive, upper exclusive);
-#: keep in step with the `wandb` extra in pyproject.toml.
-TESTED_WANDB = ((0, 22), (0, 32))
+#: wandb releases whose protobuf module this reader was tested with (lower inclusive, upper exclusive):
+#: 0.20.1, 0.22.3 and 0.31.0, each reading files written by each of them. Keep in step with the
+#: `wandb` extra in pyproject.toml.
+TESTED_WANDB = ((0, 20), (0, 32))
 INSTALL_HINT = 'pip install "offrl-workflow[wandb]"'
 #: history keys wandb adds to every row: the x-axis, wall time and run time (not training curves)
 _STEP_KEY, _TIME_KEY = "_step", "_timestamp"
@@ -81,7 +85,6 @@ class WandbRunData:
     path: str
     scalars: dict[str, WandbScalars] = field(default_factory=dict)
     config: dict[str, Any] = field(default_factory=dict)
-    summary: dict[str, Any] = field(default_factory=dict)
     #: run identity: run_id, project, entity, display_name, group, job_type, producer (wandb version)
     run: dict[str, Any] = field(default_factory=dict)
     records: int = 0  # records decoded
@@ -104,21 +107,30 @@ def _version_tuple(text: str) -> tuple[int, ...]:
     return tuple(parts)
 
 
+def installed_wandb_version() -> str | None:
+    """The installed wandb distribution's version, or None when it is not installed."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("wandb")
+    except PackageNotFoundError:
+        return None
+
+
+def tested_range() -> str:
+    lo, hi = TESTED_WANDB
+    return f">={'.'.join(map(str, lo))},<{'.'.join(map(str, hi))}"
+
+
 def wandb_problem() -> str | None:
     """Why wandb's protobuf module cannot be used here (one line that says what to do), or None."""
     lo, hi = TESTED_WANDB
-    rng = f">={'.'.join(map(str, lo))},<{'.'.join(map(str, hi))}"
-    try:
-        from importlib.metadata import PackageNotFoundError, version
-
-        try:
-            installed = version("wandb")
-        except PackageNotFoundError:
-            return f"reading W&B run files needs the wandb package ({rng}): {INSTALL_HINT}"
-    except ImportError:  # pragma: no cover - importlib.metadata is stdlib on >= 3.8
-        installed = ""
+    rng = tested_range()
+    installed = installed_wandb_version()
+    if installed is None:
+        return f"reading W&B run files needs the wandb package (wandb{rng}): {INSTALL_HINT}"
     v = _version_tuple(installed)
-    if installed and not (lo <= v[: len(lo)] < hi):
+    if not (lo <= v[: len(lo)] < hi):
         return (
             f"wandb {installed} is installed; this reader is tested with wandb{rng}: {INSTALL_HINT} "
             f'(or pip install "wandb{rng}")'
@@ -145,6 +157,7 @@ class _Damage:
     offset: int
     message: str
     lost: int | None = None
+    resumed_at: int | None = None  # where reading went on after skipping
 
 
 def iter_records(buf: bytes, damage: list[_Damage]):  # type: ignore[no-untyped-def]
@@ -200,6 +213,7 @@ def iter_records(buf: bytes, damage: list[_Damage]):  # type: ignore[no-untyped-
                     f"damaged record at byte {off} ({bad}); skipped to the next block at byte {nxt} "
                     f"({nxt - off} bytes)",
                     lost,
+                    resumed_at=nxt,
                 )
             )
             pending = []
@@ -221,7 +235,12 @@ def iter_records(buf: bytes, damage: list[_Damage]):  # type: ignore[no-untyped-
             pending, pending_at = [data], off
         elif not pending:
             # MIDDLE/LAST without FIRST: the tail of a record whose head was in a damaged block
-            damage.append(_Damage(off, f"record fragment at byte {off} without its first part; dropped", 1))
+            if damage and damage[-1].resumed_at == off:
+                damage[-1].lost = (damage[-1].lost or 0) + 1  # same damage: its record's tail
+            else:
+                damage.append(
+                    _Damage(off, f"record fragment at byte {off} without its first part; dropped", 1)
+                )
         elif kind == MIDDLE:
             pending.append(data)
         else:
@@ -268,11 +287,11 @@ def _item_key(item: Any) -> str:
     return ".".join(str(k) for k in item.nested_key)
 
 
-def _set_nested(target: dict[str, Any], item: Any, value: Any) -> None:
-    if item.key:
-        target[str(item.key)] = value
-        return
-    keys = [str(k) for k in item.nested_key]
+def _path(item: Any) -> tuple[str, ...]:
+    return (str(item.key),) if item.key else tuple(str(k) for k in item.nested_key)
+
+
+def _set_path(target: dict[str, Any], keys: tuple[str, ...], value: Any) -> None:
     if not keys:
         return
     node = target
@@ -284,8 +303,12 @@ def _set_nested(target: dict[str, Any], item: Any, value: Any) -> None:
     node[keys[-1]] = value
 
 
+def _set_nested(target: dict[str, Any], item: Any, value: Any) -> None:
+    _set_path(target, _path(item), value)
+
+
 def _del_nested(target: dict[str, Any], item: Any) -> None:
-    keys = [str(item.key)] if item.key else [str(k) for k in item.nested_key]
+    keys = _path(item)
     node: Any = target
     for k in keys[:-1]:
         node = node.get(k) if isinstance(node, dict) else None
@@ -413,11 +436,8 @@ def read_wandb_run(path: str | Path) -> WandbRunData:
             _read_run_record(rec.run, out)
         elif kind == "config":
             _apply_config(out.config, rec.config)
-        elif kind == "summary":
-            for item in rec.summary.update:
-                _set_nested(out.summary, item, _json(item.value_json))
-            for item in rec.summary.remove:
-                _del_nested(out.summary, item)
+        # `summary` records (one per logged step, the last value of each key) repeat the history's
+        # last row: not read (they cost a third of the reading time)
         elif kind == "header":
             producer = rec.header.version_info.producer
             if producer:
@@ -454,6 +474,16 @@ def read_wandb_run(path: str | Path) -> WandbRunData:
                 "info",
             )
         )
+    producer = _version_tuple(out.run.get("producer", ""))
+    if producer and producer[:2] >= TESTED_WANDB[1]:
+        out.issues.append(
+            _issue(
+                spath,
+                f"written by wandb {out.run['producer'].split('+')[0]}, newer than the versions this reader "
+                f"was tested with (wandb{tested_range()}); fields added since may be missed",
+                "info",
+            )
+        )
     if out.exit_code not in (None, 0):
         out.issues.append(_issue(spath, f"the run exited with code {out.exit_code}", "info"))
     out.history_rows = history.rows
@@ -475,6 +505,3 @@ def _read_run_record(run: Any, out: WandbRunData) -> None:
             out.run[name] = str(value)
     if run.HasField("config"):
         _apply_config(out.config, run.config)
-    if run.HasField("summary"):
-        for item in run.summary.update:
-            _set_nested(out.summary, item, _json(item.value_json))
