@@ -6,9 +6,12 @@ Issue 12 items 1 and 15.
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
+
+import pytest
 
 REPO = Path(__file__).resolve().parents[1]
 EVENT_FILE = REPO / "fixtures" / "demo" / "healthy" / "events.out.tfevents.1700000000.demo"
