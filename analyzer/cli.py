@@ -206,15 +206,16 @@ def load_rules(
     """Load the rules config (or defaults) and apply command-line overrides; ConfigError -> CliError."""
     from analyzer.config import ConfigError, load_config
 
-    if rules_file is not None and not rules_file.is_file():
-        raise CliError(f"--rules: {rules_file}: no such file")
-    try:
+    try:  # a missing file, a FIFO, a device or a folder: load_config says which, in one line
         rules = load_config(rules_file)
-        overrides = {
-            k: v
-            for k, v in (("gamma", gamma), ("reward_range", reward_range), ("horizon", horizon))
-            if v is not None
-        }
+    except ConfigError as e:
+        raise CliError(f"--rules: {e}") from None
+    overrides = {
+        k: v
+        for k, v in (("gamma", gamma), ("reward_range", reward_range), ("horizon", horizon))
+        if v is not None
+    }
+    try:
         if overrides:
             rules = rules.with_overrides(**overrides)
     except ConfigError as e:

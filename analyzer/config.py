@@ -16,8 +16,11 @@ Shape (rules/default.yaml is the annotated reference; every threshold lives ther
               checkpoint_interval: 5, warm_start: 10000, capacity_group: widths, mappings: {q_data: my/q}}]
     mappings: {framework: rlkit, q_data: "trainer/Q1 Predictions Mean", td_error: {tag: "x/td", scale: 1.0}}
 
-Every problem raises ConfigError naming the file, the YAML path and what was expected; the CLI
-turns it into exit code 2. Only `yaml.safe_load` is used.
+Every problem raises ConfigError naming the file, the line and YAML path, and what was expected;
+the CLI turns it into exit code 2. Only a `yaml.SafeLoader` is used. A rules file (given with
+`--rules` or reached by `extends:`) must be a regular file of at most 256 KiB, nested at most 32
+levels, with at most 100,000 values after YAML aliases; errors never quote the file's content
+beyond a short value (docs/reliability.md).
 """
 
 from __future__ import annotations
@@ -25,6 +28,8 @@ from __future__ import annotations
 import copy
 import fnmatch
 import math
+import os
+import stat
 import sys
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -316,38 +321,222 @@ def load_config(path: str | Path | None) -> RulesConfig:
 # loading
 
 
-def _load(path: Path, seen: tuple[Path, ...]) -> RulesConfig:
-    import yaml
+#: Largest rules file read (bytes). rules/default.yaml, every threshold with its comment, is 13 KB;
+#: the pure-Python YAML parser (no C stack to overflow on deep nesting) reads 256 KiB in ~3 s.
+MAX_RULES_BYTES = 256 * 1024
+#: Deepest nesting accepted (the deepest real path, runs[i].mappings.<metric>.tag, is 5 levels).
+MAX_DEPTH = 32
+#: Most values a rules file may hold, counting each use of a YAML alias (an alias bomb stays small
+#: on disk and in memory, but validating it value by value would not end).
+MAX_VALUES = 100_000
+#: Longest string value or key (a tag, glob or path); longer is not a rules file.
+MAX_STRING = 10_000
 
-    where = str(path)
+
+def _file_kind(mode: int) -> str:
+    for test, name in (
+        (stat.S_ISDIR, "a directory"),
+        (stat.S_ISFIFO, "a FIFO"),
+        (stat.S_ISCHR, "a character device"),
+        (stat.S_ISBLK, "a block device"),
+        (stat.S_ISSOCK, "a socket"),
+    ):
+        if test(mode):
+            return name
+    return "not a regular file"
+
+
+def read_rules_text(path: Path, where: str) -> str:
+    """The text of a rules file: a regular file of at most MAX_RULES_BYTES, UTF-8.
+
+    Why so strict: `--rules` and `extends:` name any path. A device (`/dev/zero`) would be read
+    without end, a FIFO would block for ever, and a secret file must not end up in an error line:
+    the file type is checked before opening (opening some devices has effects), again on the
+    open descriptor (the path may have been swapped), and at most MAX_RULES_BYTES + 1 bytes are
+    read. Errors name the file and the reason, never the content.
+    """
     try:
-        resolved = path.resolve()
-    except OSError as exc:
-        raise ConfigError(f"{where}: cannot resolve path ({exc})") from None
-    if resolved in seen:
-        chain = " -> ".join(str(p) for p in (*seen, resolved))
-        raise ConfigError(f"{where}: extends: circular chain {chain}")
-    try:
-        text = path.read_text(encoding="utf-8")
+        st = os.stat(path)
     except FileNotFoundError:
         raise ConfigError(f"{where}: rules file not found") from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise ConfigError(f"{where}: cannot read rules file ({exc})") from None
+    except OSError as exc:
+        raise ConfigError(f"{where}: cannot read rules file ({exc.strerror or type(exc).__name__})") from None
+    if not stat.S_ISREG(st.st_mode):
+        raise ConfigError(f"{where}: cannot read rules file: {_file_kind(st.st_mode)}, not a regular file")
+    if st.st_size > MAX_RULES_BYTES:
+        raise ConfigError(f"{where}: rules file too large ({st.st_size} bytes; at most {MAX_RULES_BYTES})")
     try:
-        doc = yaml.safe_load(text)
+        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_CLOEXEC", 0))
+        with os.fdopen(fd, "rb") as f:
+            mode = os.fstat(f.fileno()).st_mode
+            if not stat.S_ISREG(mode):
+                raise ConfigError(f"{where}: cannot read rules file: {_file_kind(mode)}, not a regular file")
+            data = f.read(MAX_RULES_BYTES + 1)
+    except OSError as exc:
+        raise ConfigError(f"{where}: cannot read rules file ({exc.strerror or type(exc).__name__})") from None
+    if len(data) > MAX_RULES_BYTES:
+        raise ConfigError(f"{where}: rules file too large (more than {MAX_RULES_BYTES} bytes)")
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise ConfigError(
+            f"{where}: not a UTF-8 text file (undecodable byte at offset {exc.start})"
+        ) from None
+
+
+class _Map(dict):
+    """A YAML mapping that remembers the line of each key, so errors can say where."""
+
+    lines: dict[Any, int]
+
+
+def _yaml_loader() -> type:
+    import yaml
+
+    class Loader(yaml.SafeLoader):
+        """`yaml.SafeLoader` whose mappings are `_Map`s (no other change: no tag executes code)."""
+
+    def construct_map(loader: Any, node: Any) -> Any:
+        data = _Map()
+        data.lines = {}
+        yield data
+        data.update(loader.construct_mapping(node))
+        for key_node, _ in node.value:  # flattened by construct_mapping (merge keys included)
+            try:
+                data.lines.setdefault(loader.construct_object(key_node), key_node.start_mark.line + 1)
+            except TypeError:  # unhashable key: construct_mapping has refused it already
+                continue
+
+    Loader.add_constructor("tag:yaml.org,2002:map", construct_map)
+    return Loader
+
+
+def parse_rules_yaml(text: str, where: str) -> Any:
+    """YAML text -> document, or ConfigError naming the file, the line and what is wrong.
+
+    Never quotes the document: a YAML error's snippet of the offending line is left out.
+    """
+    import yaml
+
+    try:
+        doc = yaml.load(text, Loader=_yaml_loader())  # noqa: S506 - a SafeLoader subclass
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
         loc = f"line {mark.line + 1}, column {mark.column + 1}: " if mark is not None else ""
-        raise ConfigError(f"{where}: YAML syntax error: {loc}{exc.problem or exc}") from None
+        raise ConfigError(
+            f"{where}: YAML syntax error: {loc}{_clip(exc.problem or 'invalid YAML')}"
+        ) from None
     except yaml.YAMLError as exc:
-        raise ConfigError(f"{where}: YAML error: {exc}") from None
+        raise ConfigError(f"{where}: YAML error: {_clip(str(exc))}") from None
+    except RecursionError:
+        raise ConfigError(f"{where}: nested too deeply to read (at most {MAX_DEPTH} levels)") from None
+    except (ValueError, OverflowError) as exc:  # a date like 2020-99-99, an int of > 4300 digits
+        why = "an integer with more than 4300 digits" if "integer string conversion" in str(exc) else str(exc)
+        raise ConfigError(f"{where}: a value cannot be read: {_clip(why)}") from None
+    _check_shape(doc, where)
+    return doc
+
+
+def _check_shape(doc: Any, where: str) -> None:
+    """Refuse documents too deep, too large once aliases are expanded, self-referencing, or with huge strings.
+
+    Why before validation: validation and `copy.deepcopy` walk the document; a 5,000-level nesting
+    or a self-referencing alias would end in RecursionError, an alias bomb in a walk that never
+    ends. Iterative, and each mapping or list is measured once however many aliases point at it.
+    """
+    done: dict[int, tuple[int, int]] = {}  # id -> (height, values below, capped)
+    open_: set[int] = set()
+    stack: list[tuple[Any, str, int, bool]] = [(doc, "", 0, False)]
+    while stack:
+        node, ypath, depth, leaving = stack.pop()
+        if isinstance(node, str) and len(node) > MAX_STRING:
+            raise ConfigError(
+                f"{where}: {ypath or 'top level'}: a string of {len(node)} characters (at most {MAX_STRING})"
+            )
+        if not isinstance(node, (dict, list)):
+            continue
+        key = id(node)
+        kids = [*node.keys(), *node.values()] if isinstance(node, dict) else list(node)
+        if leaving:
+            open_.discard(key)
+            inner = [done[id(c)] for c in kids if isinstance(c, (dict, list))]
+            height = 1 + max((h for h, _ in inner), default=0)
+            values = min(MAX_VALUES + 1, len(kids) + sum(n for _, n in inner))
+            done[key] = (height, values)
+            if values > MAX_VALUES:
+                raise ConfigError(f"{where}: more than {MAX_VALUES} values once YAML aliases are expanded")
+            continue
+        if key in done:
+            if depth + done[key][0] > MAX_DEPTH:
+                raise ConfigError(f"{where}: {ypath}: nested more than {MAX_DEPTH} levels deep")
+            continue
+        if key in open_:
+            raise ConfigError(
+                f"{where}: {ypath or 'top level'}: a YAML alias refers to a value containing it"
+            )
+        if depth >= MAX_DEPTH:
+            raise ConfigError(f"{where}: {_clip(ypath, 80)}: nested more than {MAX_DEPTH} levels deep")
+        open_.add(key)
+        stack.append((node, ypath, depth, True))
+        if isinstance(node, dict):
+            items = [(f"{ypath}.{_key(k)}" if ypath else _key(k), c) for k, c in node.items()]
+            items += [(ypath, k) for k in node]
+        else:
+            items = [(f"{ypath}[{i}]", c) for i, c in enumerate(node)]
+        for child_path, child in items:
+            if isinstance(child, (dict, list, str)):
+                stack.append((child, child_path, depth + 1, False))
+
+
+def _clip(text: str, limit: int = 120) -> str:
+    """One line, no control characters, at most `limit` characters: for parser messages in errors."""
+    from analyzer.output.names import clean
+
+    one = clean(" ".join(str(text).split()))
+    return one if len(one) <= limit else one[: limit - 1] + "…"
+
+
+def _key(k: Any) -> str:
+    """A mapping key as shown in a YAML path (`runs[0].gamma`): short, one line."""
+    return _clip(k if isinstance(k, str) else _tname(k), 60)
+
+
+def _at(doc: Any, key: Any) -> str:
+    """`line N: ` for a key of a mapping read from YAML, else empty."""
+    line = getattr(doc, "lines", {}).get(key) if isinstance(doc, dict) else None
+    return f"line {line}: " if line else ""
+
+
+def _unknown_key(where: str, doc: Any, key: Any, ypath: str, expected: tuple[str, ...] | Any) -> ConfigError:
+    """`x.yaml: line 3: unknown key 'colour' in runs[0]; expected one of: match, gamma, ...`."""
+    inside = f" in {ypath}" if ypath else " at the top level"
+    shown = repr(_key(key)) if isinstance(key, str) else _tname(key)
+    return ConfigError(
+        f"{where}: {_at(doc, key)}unknown key {shown}{inside}; expected one of: {', '.join(expected)}"
+    )
+
+
+def _load(path: Path, seen: tuple[Path, ...], via: str = "") -> RulesConfig:
+    """Read one rules file (and what it extends). `via`: `a.yaml: extends: ` when reached from a.yaml."""
+    where = str(path)
+    try:
+        resolved = path.resolve()
+    except (OSError, RuntimeError) as exc:  # RuntimeError: a symlink loop on older Pythons
+        raise ConfigError(f"{where}: cannot resolve path ({_clip(str(exc))})") from None
+    if resolved in seen:
+        chain = " -> ".join(str(p) for p in (*seen, resolved))
+        raise ConfigError(f"{where}: extends: circular chain {chain}")
+    doc = parse_rules_yaml(read_rules_text(path, via + where), where)
     if doc is None:
         doc = {}
     if not isinstance(doc, dict):
-        raise ConfigError(f"{where}: expected a mapping at the top level, got {_tname(doc)}")
+        # never the value itself: `extends: /etc/passwd` parses as one long string
+        raise ConfigError(
+            f"{where}: expected a mapping at the top level (is this a rules file?), got {_kind_only(doc)}"
+        )
     for k in doc:
         if k not in TOP_KEYS:
-            raise ConfigError(f"{where}: {k}: unknown key; expected one of {', '.join(TOP_KEYS)}")
+            raise _unknown_key(where, doc, k, "", TOP_KEYS)
 
     ext = doc.get("extends")
     if ext is None:
@@ -358,9 +547,13 @@ def _load(path: Path, seen: tuple[Path, ...]) -> RulesConfig:
         target = Path(ext)
         if not target.is_absolute():
             target = path.parent / target
+        if len(ext) > 4096 or "\0" in ext:
+            raise ConfigError(f"{where}: extends: not a usable path ({len(ext)} characters)")
         if not target.exists():
-            raise ConfigError(f"{where}: extends: target {ext!r} not found (looked for {target})")
-        base = _load(target, (*seen, resolved))
+            raise ConfigError(
+                f"{where}: extends: target {_clip(repr(ext), 200)} not found (looked for {_clip(str(target), 300)})"
+            )
+        base = _load(target, (*seen, resolved), via=f"{where}: extends: ")
     else:
         raise ConfigError(f"{where}: extends: expected 'default' or a path, got {_tname(ext)}")
 
@@ -401,15 +594,35 @@ def _load(path: Path, seen: tuple[Path, ...]) -> RulesConfig:
 
 
 def _tname(v: Any) -> str:
+    """A value as an error line shows it: short scalars quoted, anything long by its kind only."""
     if isinstance(v, str):
+        if len(v) > 40 or not v.isprintable():
+            return f"a string of {len(v)} characters"
         return repr(v)
     if v is None:
         return "nothing (null)"
     if isinstance(v, bool):
         return f"boolean {v}"
+    if isinstance(v, int) and abs(v) >= 10**30:  # str() of a 5,000-digit int raises ValueError
+        return "a number with more than 30 digits"
     if isinstance(v, (int, float)):
         return f"number {v}"
-    return {"dict": "a mapping", "list": "a list"}.get(type(v).__name__, type(v).__name__)
+    return _kind_only(v)
+
+
+def _kind_only(v: Any) -> str:
+    """What a value is, without any of its content."""
+    if isinstance(v, str):
+        return f"a string of {len(v)} characters"
+    if isinstance(v, bool):
+        return "a boolean"
+    if isinstance(v, (int, float)):
+        return "a number"
+    if v is None:
+        return "nothing (null)"
+    return {"dict": "a mapping", "_Map": "a mapping", "list": "a list"}.get(
+        type(v).__name__, type(v).__name__
+    )
 
 
 def _num(v: Any) -> bool:
@@ -456,7 +669,7 @@ def _check_section(doc: Any, section: str, where: str) -> dict[str, Any]:
     out = {}
     for k, v in doc.items():
         if k not in specs:
-            raise ConfigError(f"{where}: {section}.{k}: unknown key; expected one of {', '.join(specs)}")
+            raise _unknown_key(where, doc, k, section, tuple(specs))
         out[k] = check_param(specs[k], v, where, f"{section}.{k}")
     return out
 
@@ -473,7 +686,7 @@ def _check_codes(doc: Any, where: str, key: str) -> list[str]:
         c = c.upper()
         if not any(code.startswith(c) for code in REGISTRY):
             raise ConfigError(
-                f"{where}: {key}[{i}]: {c!r} matches no rule; known: {', '.join(sorted(REGISTRY))}"
+                f"{where}: {key}[{i}]: {_tname(c)} matches no rule; known: {', '.join(sorted(REGISTRY))}"
             )
         out.append(c)
     return out
@@ -481,7 +694,9 @@ def _check_codes(doc: Any, where: str, key: str) -> list[str]:
 
 def _check_code(code: Any, where: str, ypath: str) -> str:
     if not isinstance(code, str) or code.upper() not in REGISTRY:
-        raise ConfigError(f"{where}: {ypath}: unknown rule {code!r}; known: {', '.join(sorted(REGISTRY))}")
+        raise ConfigError(
+            f"{where}: {ypath}: unknown rule {_tname(code)}; known: {', '.join(sorted(REGISTRY))}"
+        )
     return code.upper()
 
 
@@ -564,12 +779,15 @@ def check_run_metadata(key: str, v: Any, where: str, ypath: str) -> Any:
 
 
 def _short(v: Any) -> str:
-    """repr of a value for an error line, cut short (a config value can be arbitrarily large)."""
+    """repr of a value for an error line when short and printable, else its kind only.
+
+    A config value can be arbitrarily large, and a rules file reached by `extends:` may be a file
+    that must not be quoted (issue 12 item 9)."""
     try:
         text = repr(v)
-    except ValueError:  # an int beyond Python's digit limit for str()
-        return "a number with too many digits"
-    return text if len(text) <= 60 else text[:57] + "..."
+    except (ValueError, RecursionError):  # an int beyond Python's digit limit for str(); deep nesting
+        return _kind_only(v)
+    return text if len(text) <= 40 and text.isprintable() else _kind_only(v)
 
 
 def _check_int(v: Any, where: str, ypath: str) -> int:
@@ -601,7 +819,7 @@ def _check_mappings(doc: Any, where: str, ypath: str, allow_framework: bool) -> 
             if extra or not isinstance(v.get("tag"), str):
                 raise ConfigError(
                     f"{where}: {ypath}.{k}: expected a tag string or {{tag: <str>, scale: <number>, kind: "
-                    f"logged|derived|proxy, note: <str>}}, got {v!r}"
+                    f"logged|derived|proxy, note: <str>}}, got {_short(v)}"
                 )
             if "scale" in v and not _num(v["scale"]):
                 raise ConfigError(f"{where}: {ypath}.{k}.scale: expected a number, got {_tname(v['scale'])}")
@@ -627,7 +845,7 @@ def _check_runs(doc: Any, where: str) -> list[RunOverride]:
             raise ConfigError(f"{where}: {yp}: expected a mapping, got {_tname(r)}")
         for k in r:
             if k not in RUN_KEYS:
-                raise ConfigError(f"{where}: {yp}.{k}: unknown key; expected one of {', '.join(RUN_KEYS)}")
+                raise _unknown_key(where, r, k, yp, RUN_KEYS)
         m = r.get("match", "*")
         if not isinstance(m, str) or not m:
             raise ConfigError(f"{where}: {yp}.match: expected a glob on the run id, got {_tname(m)}")

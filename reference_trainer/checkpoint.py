@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 import random
 import re
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -16,6 +17,8 @@ import numpy as np
 import torch
 
 CKPT_RE = re.compile(r"^ckpt_(\d+)\.pt$")
+#: What `save_atomic` writes before the rename: `.ckpt_<step>.pt.<pid>.tmp`.
+TMP_RE = re.compile(r"^\.ckpt_\d+\.pt\.\d+\.tmp$")
 FORMAT_VERSION = 1
 
 
@@ -46,14 +49,53 @@ def save_atomic(payload: dict[str, Any], path: Path) -> None:
     os.replace(tmp, path)
 
 
+def remove_stale_tmp(log_dir: Path) -> list[Path]:
+    """Delete the temp files of checkpoint writes that never finished; returns what was removed.
+
+    A SIGKILL between `torch.save` and `os.replace` leaves `.ckpt_<n>.pt.<pid>.tmp` behind (issue 12,
+    item 21). Called on `--resume`, when no other trainer may write into this run (one run, one
+    trainer): every such file is an orphan, whichever process wrote it.
+    """
+    folder = checkpoint_dir(log_dir)
+    removed: list[Path] = []
+    if not folder.is_dir():
+        return removed
+    for p in folder.iterdir():
+        if TMP_RE.match(p.name) and p.is_file():
+            try:
+                p.unlink()
+            except FileNotFoundError:
+                continue
+            removed.append(p)
+    return sorted(removed)
+
+
+def _reason(exc: BaseException) -> str:
+    """One short line for why torch.load failed (torch's own messages run to five lines of advice)."""
+    text = str(exc)
+    name = type(exc).__name__
+    if "central directory" in text or "zip archive" in text or isinstance(exc, EOFError):
+        return "truncated or corrupt file (not a complete PyTorch zip archive)"
+    if "Weights only load failed" in text or name == "UnpicklingError":
+        detail = text.split("WeightsUnpickler error:", 1)[1] if "WeightsUnpickler error:" in text else ""
+        detail = " ".join(detail.split("Check the documentation")[0].split())
+        return "refused by the safe loader: holds objects other than tensors" + (
+            f" ({detail})" if detail else ""
+        )
+    first = " ".join(text.split("\n", 1)[0].split())
+    return f"{name}: {first[:200]}" if first else name
+
+
 def read_checkpoint(path: Path, device: str | torch.device = "cpu") -> dict[str, Any]:
     """torch.load with weights_only=True (plain tensors and containers only); ValueError if unusable."""
     try:
-        payload = torch.load(path, map_location=device, weights_only=True)
+        with warnings.catch_warnings():  # e.g. "Detected pickle protocol 4": noise next to the real reason
+            warnings.simplefilter("ignore")
+            payload = torch.load(path, map_location=device, weights_only=True)
     except FileNotFoundError:
         raise ValueError(f"{path}: checkpoint not found") from None
     except Exception as exc:  # torch raises many types for truncated/corrupt zip files
-        raise ValueError(f"{path}: unreadable checkpoint ({type(exc).__name__}: {exc})") from None
+        raise ValueError(f"{path}: unreadable checkpoint: {_reason(exc)}") from None
     if not isinstance(payload, dict) or "actor" not in payload or "config" not in payload:
         raise ValueError(f"{path}: not an offrl-train checkpoint (missing 'actor'/'config')")
     return payload

@@ -1,7 +1,8 @@
 """`offrl-train`: train CQL or BRAC on an offline dataset, logging what `offrl-analyze` reads.
 
 Flags mirror `TrainConfig` fields; `--config FILE` (YAML with the same keys) is read first and
-flags given on the command line override it. Bad input exits with code 2 and one message.
+flags given on the command line override it. Bad input exits with code 2 and one message; a run
+stopped by a NaN/Inf loss exits with code 1 and one message (its last finite checkpoint is kept).
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ from typing import Annotated, Any
 
 import typer
 
-from reference_trainer.config import ConfigError, load_yaml_config, resolve_config
+from reference_trainer.config import ConfigError, NonFiniteLoss, load_yaml_config, resolve_config
 from reference_trainer.data import DatasetError
 
 app = typer.Typer(add_completion=False, pretty_exceptions_enable=False)
@@ -85,6 +86,9 @@ def run(
     except (ConfigError, DatasetError) as exc:
         typer.echo(f"offrl-train: error: {exc}", err=True)
         raise typer.Exit(2) from None
+    except NonFiniteLoss as exc:  # the run itself failed (not the input): exit 1
+        typer.echo(f"offrl-train: error: {exc}", err=True)
+        raise typer.Exit(1) from None
     except OSError as exc:  # unwritable log dir, disk full, ...
         typer.echo(f"offrl-train: error: {exc.filename or ''}: {exc.strerror or exc}", err=True)
         raise typer.Exit(2) from None

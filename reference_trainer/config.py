@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -33,6 +34,13 @@ DEFAULT_BC_STEPS = 10_000  # authors: 10K steps of BC warm start (examples/cql_w
 
 class ConfigError(ValueError):
     """A bad flag or config file value; the CLI turns it into a message and exit code 2."""
+
+
+class NonFiniteLoss(RuntimeError):
+    """Training produced a NaN/Inf loss and was stopped; the CLI prints one line and exits with code 1.
+
+    Defined here (no torch import) so the CLI can catch it before torch is loaded.
+    """
 
 
 def default_threads() -> int:
@@ -122,6 +130,7 @@ class TrainConfig:
 
     def validate(self) -> None:
         """Raise ConfigError naming the first bad value."""
+        self._check_finite()
         checks: list[tuple[bool, str]] = [
             (self.algo in ALGOS, f"--algo must be one of {ALGOS}, got {self.algo!r}"),
             (self.encoder in ENCODERS, f"--encoder must be one of {ENCODERS}, got {self.encoder!r}"),
@@ -165,6 +174,17 @@ class TrainConfig:
         for ok, message in checks:
             if not ok:
                 raise ConfigError(message)
+
+    def _check_finite(self) -> None:
+        """Every float knob must be a finite number: `--cql-alpha inf` used to be clamped to 1e6 in silence
+        and written as `Infinity` into config.json, which strict JSON parsers reject (issue 12, item 20).
+        Runs before the range checks, so the message says "finite" rather than a misleading range."""
+        for f in dataclasses.fields(self):
+            value = getattr(self, f.name)
+            items = value if f.name == "reward_range" and value is not None else (value,)
+            for v in items:
+                if isinstance(v, float) and not math.isfinite(v):
+                    raise ConfigError(f"--{f.name.replace('_', '-')} must be a finite number, got {v}")
 
     def to_json_dict(self) -> dict[str, Any]:
         """config.json content: every field plus the keys the analyzer reads (hidden, depth, encoder...)."""
@@ -265,6 +285,19 @@ def save_config_json(cfg: TrainConfig, log_dir: Path) -> Path:
     log_dir.mkdir(parents=True, exist_ok=True)
     path = log_dir / "config.json"
     tmp = path.with_suffix(".json.tmp")
-    tmp.write_text(json.dumps(cfg.to_json_dict(), indent=2, sort_keys=True))
+    # strict JSON: a non-finite number (e.g. an overflowed dataset MC return) is written as null, never as
+    # Infinity/NaN, which other JSON parsers refuse
+    tmp.write_text(json.dumps(_finite_or_null(cfg.to_json_dict()), indent=2, sort_keys=True, allow_nan=False))
     os.replace(tmp, path)
     return path
+
+
+def _finite_or_null(value: Any) -> Any:
+    """`value` with every non-finite float (nested in dicts/lists/tuples) replaced by None."""
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, dict):
+        return {k: _finite_or_null(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_finite_or_null(v) for v in value]
+    return value

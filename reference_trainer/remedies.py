@@ -2,7 +2,8 @@
 
 Overfitting remedies (Guideline 4.1): dropout (inside the networks), VIB, L1, L2 (Adam weight
 decay, as in the authors' code). Underfitting remedies (Guideline 4.2): DR3 and bigger / ResNet
-encoders (capacity flags). Formulas follow the authors' code (see /work/shared/notes/paper-code.md).
+encoders (capacity flags). Formulas follow the authors' code (github.com/Asap7772/OfflineRlWorkflow,
+rlkit-based; docs/trainer.md "Remedies").
 """
 
 from __future__ import annotations

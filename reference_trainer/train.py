@@ -7,6 +7,7 @@ the window average every `log_every` steps -> checkpoint every `ckpt_every` step
 
 from __future__ import annotations
 
+import math
 import random
 import time
 from collections.abc import Callable
@@ -23,6 +24,7 @@ from reference_trainer.checkpoint import (
     checkpoint_path,
     latest_valid,
     list_checkpoints,
+    remove_stale_tmp,
     rng_state,
     save_atomic,
     set_rng_state,
@@ -31,12 +33,14 @@ from reference_trainer.config import (
     DEFAULT_GAMMA,
     DEFAULT_HORIZON,
     ConfigError,
+    NonFiniteLoss,
     TrainConfig,
     default_threads,
     save_config_json,
 )
 from reference_trainer.cql import CQLAgent
 from reference_trainer.data import OfflineDataset, load_dataset
+from reference_trainer.limits import check_batch_size
 from reference_trainer.logger import MetricLogger
 
 #: Fields that must match between a checkpoint and the resuming command (the rest, e.g. steps,
@@ -118,9 +122,16 @@ def train(cfg: TrainConfig, echo: Callable[[str], None] = print) -> Path:
 
     ds = load_dataset(cfg.dataset, device=cfg.device, gamma=cfg.gamma)
     resolve_against_dataset(cfg, ds)
+    check_batch_size(cfg, ds.size, str(ds.path), device)  # before any memory is spent on the agent
     seed_everything(cfg.seed)
     agent = make_agent(cfg, device)
 
+    if cfg.resume:
+        removed = remove_stale_tmp(log_dir)
+        if removed:
+            echo(
+                f"removed {len(removed)} unfinished checkpoint write(s): {', '.join(p.name for p in removed)}"
+            )
     start_step, logger_state = 0, None
     found = latest_valid(log_dir) if cfg.resume else None
     if cfg.resume and found is None:
@@ -150,18 +161,68 @@ def train(cfg: TrainConfig, echo: Callable[[str], None] = print) -> Path:
         log_dir, agent.metric_names, device, resume_state=logger_state, start_step=start_step
     )
     t0, last = time.perf_counter(), start_step
+    guard = _FiniteGuard(log_dir, start_step, found[1] if found is not None else None)
     try:
         for step in range(start_step + 1, cfg.steps + 1):
             batch = ds.sample(cfg.batch_size)
             logger.accumulate(agent.update(batch, step))
             if step % cfg.log_every == 0 or step == cfg.steps:
-                means = logger.write(step)
+                means = logger.write(step)  # the window with the NaN is logged: the analyzer should see it
+                guard.check(means, step)
                 rate = (step - last) / max(time.perf_counter() - t0, 1e-9)
                 t0, last = time.perf_counter(), step
                 shown = ", ".join(f"{k}={means[k]:.4g}" for k in ("q_data", "td_error") if k in means)
                 echo(f"step {step}/{cfg.steps}  {shown}  ({rate:.1f} steps/s)")
             if step % cfg.ckpt_every == 0 or step == cfg.steps:
-                save_atomic(_checkpoint_payload(agent, cfg, step, logger), checkpoint_path(log_dir, step))
+                guard.check_window(logger, step)  # never save weights a NaN step has touched
+                path = checkpoint_path(log_dir, step)
+                save_atomic(_checkpoint_payload(agent, cfg, step, logger), path)
+                guard.saved(path, step)
     finally:
         logger.close()
     return log_dir
+
+
+class _FiniteGuard:
+    """Stops training at the first non-finite metric (issue 12, item 19).
+
+    Why checked only where the host reads values anyway (each log write) and before each checkpoint:
+    one `.item()` per step would cost more than the step for small networks. The logger's window sums
+    carry any NaN/Inf of a step forward (NaN + x = NaN), so nothing slips through between checks, and a
+    checkpoint is written only when every step since the last check was finite: the newest checkpoint
+    on disk is always the last finite one.
+    """
+
+    def __init__(self, log_dir: Path, start_step: int, last_ckpt: Path | None) -> None:
+        self.log_dir = log_dir
+        self.checked = start_step  # every step up to here was finite
+        self.last_ckpt = last_ckpt
+
+    def saved(self, path: Path, step: int) -> None:
+        self.last_ckpt, self.checked = path, step
+
+    def check(self, means: dict[str, float], step: int) -> None:
+        bad = [k for k, v in means.items() if not math.isfinite(v)]
+        if bad:
+            self._stop(step, {k: means[k] for k in bad})
+        self.checked = step
+
+    def check_window(self, logger: MetricLogger, step: int) -> None:
+        if logger.count == 0:
+            return
+        sums = logger.acc.tolist()
+        bad = {n: v for n, v in zip(logger.names, sums, strict=True) if not math.isfinite(v)}
+        if bad:
+            self._stop(step, bad)
+
+    def _stop(self, step: int, bad: dict[str, float]) -> None:
+        shown = ", ".join(f"{k}={v}" for k, v in list(bad.items())[:4])
+        kept = (
+            f"the last finite checkpoint is {self.last_ckpt}"
+            if self.last_ckpt is not None
+            else "no checkpoint was written"
+        )
+        raise NonFiniteLoss(
+            f"non-finite loss between steps {self.checked + 1} and {step} ({shown}); training stopped, "
+            f"{kept} (lower the learning rates or check the dataset's value ranges)"
+        )

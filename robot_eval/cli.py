@@ -1,7 +1,8 @@
 """`offrl-eval`: collect scripted datasets, score a trainer run's checkpoints, render task frames.
 
 Every user error (missing run dir, no checkpoints, unknown task, bad option) is one line on stderr and exit
-code 2 — never a traceback. Progress bars go to stderr, so `--format json` on stdout stays machine-readable.
+code 2 — never a traceback. `checkpoints` exits 1 when some checkpoint could not be read (one line each, naming
+the file and the reason); the others are still scored and written. Progress bars go to stderr, so `--format json` on stdout stays machine-readable.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-EXIT_OK, EXIT_USAGE = 0, 2
+EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 
 
 class CliError(Exception):
@@ -190,8 +191,8 @@ def _cmd_checkpoints(a: argparse.Namespace, loader=None) -> dict[str, Any]:
     finally:
         if bar:
             bar[0].stop()
-    for line in errors:
-        print(f"offrl-eval: warning: {line}", file=sys.stderr)
+    for line in errors:  # one line per unreadable checkpoint: file and reason
+        print(f"offrl-eval: error: {line}", file=sys.stderr)
     if not scores:
         raise CliError(f"{run_dir}: no checkpoint could be evaluated ({len(errors)} failed)")
     result = EvalResult(
@@ -298,6 +299,8 @@ def main(argv: list[str] | None = None, *, policy_loader=None) -> int:
         print(json.dumps(res, indent=2, sort_keys=True, default=str))
     else:
         _print_text(args.command, res)
+    if args.command == "checkpoints" and res["errors"]:
+        return EXIT_FAILED  # the others were scored and written; an unreadable checkpoint fails the command
     return EXIT_OK
 
 

@@ -234,7 +234,17 @@ def _eval_chunk(
     except EvalError:
         raise
     except Exception as exc:  # noqa: BLE001 - reported per checkpoint, the others are still scored
-        return ckpt, [], f"{ckpt}: {type(exc).__name__}: {exc}"
+        return ckpt, [], error_line(ckpt, exc)
+
+
+def error_line(ckpt: str, exc: BaseException) -> str:
+    """`<checkpoint>: <reason>` on one line, the path once (loaders already name it), at most ~300 chars."""
+    text = " ".join(str(exc).split())
+    if text.startswith(f"{ckpt}: "):
+        text = text[len(ckpt) + 2 :]
+    elif not isinstance(exc, ValueError) or not text:
+        text = f"{type(exc).__name__}: {text}" if text else type(exc).__name__
+    return f"{ckpt}: {text[:300]}"
 
 
 _IN_WORKER = False

@@ -81,7 +81,7 @@ def test_extends_path_chain_and_runs_overrides(tmp_path):
 @pytest.mark.parametrize(
     ("text", "fragments"),
     [
-        ("bogus: 1\n", ["bogus: unknown key", "expected one of"]),
+        ("bogus: 1\n", ["line 1: unknown key 'bogus' at the top level", "expected one of: extends, "]),
         (
             "params: {OF001: {min_drop: 0.2}}\n",
             ["params.OF001.min_drop: unknown parameter of OF001", "min_drop_fraction"],
@@ -100,7 +100,10 @@ def test_extends_path_chain_and_runs_overrides(tmp_path):
         ),
         ("runs: [{match: '*', reward_range: [1, 0]}]\n", ["runs[0].reward_range: expected [r_min, r_max]"]),
         ("runs: [{match: '*', horizon: 2.5}]\n", ["runs[0].horizon: expected an integer >= 1"]),
-        ("runs: [{match: '*', colour: red}]\n", ["runs[0].colour: unknown key"]),
+        (
+            "runs: [{match: '*', colour: red}]\n",
+            ["line 1: unknown key 'colour' in runs[0]; expected one of: match"],
+        ),
         ("mappings: {q_dataa: x}\n", ["mappings.q_dataa: unknown canonical metric"]),
         (
             "mappings: {q_data: {tag: x, scale: big}}\n",
@@ -115,7 +118,7 @@ def test_extends_path_chain_and_runs_overrides(tmp_path):
         ("verdict: {precedence: bogus}\n", ["verdict.precedence: expected one of overfitting-first"]),
         ("analysis: {skip_warm_start: maybe}\n", ["analysis.skip_warm_start: expected true or false"]),
         ("runs: [{match: '*', warm_start: 1.5}]\n", ["runs[0].warm_start: expected an integer >= 0"]),
-        ("- a\n- b\n", ["expected a mapping at the top level, got a list"]),
+        ("- a\n- b\n", ["expected a mapping at the top level (is this a rules file?), got a list"]),
         ("extends: 3\n", ["extends: expected 'default' or a path"]),
     ],
 )

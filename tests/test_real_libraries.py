@@ -70,7 +70,7 @@ def _run(folder: Path, entry: dict) -> tuple[RawRun, Run]:
 def test_real_library_fixtures_exist() -> None:
     """The libraries issue 11 asks for are all here (each with its generating script)."""
     names = {t["library"]["name"] for _, t in TRUTHS}
-    assert {"tianshou", "torchrl"} <= names
+    assert {"tianshou", "torchrl", "d3rlpy"} <= names
     for folder, truth in TRUTHS:
         assert (folder / f"make_{folder.name}.py").is_file(), folder
         assert truth["library"]["version"], folder
@@ -243,3 +243,30 @@ def test_torchrl_hparams_are_config_not_runs() -> None:
         assert run.metadata.warm_start == truth["config"]["optim.policy_eval_start"]
     folder = next(f for f, t in TRUTHS if t["library"]["name"] == "torchrl")
     assert len(_loaded(folder)) == 2  # the hparams sub-folder is not a run of its own
+
+
+def test_d3rlpy_pure_td_critics_give_td_error_without_a_cql_term() -> None:
+    """IQL (q_loss), TD3+BC and AWAC (critic_loss) critics are pure TD: TD = loss / n_critics, no refusal."""
+    folder, truth = next((f, t) for f, t in TRUTHS if t["library"]["name"] == "d3rlpy")
+    seen = set()
+    for entry in truth["runs"]:
+        raw, run = _run(folder, entry)
+        algo = entry["metadata"]["algorithm"]
+        seen.add(algo)
+        assert run.metadata.algorithm == algo
+        assert not any("cannot be isolated" in i.message for i in run.issues), run.issues
+        prefix = "metrics/" if entry["x_unit"] == "epoch" else ""
+        td_tag = prefix + ("q_loss" if algo == "iql" else "critic_loss")
+        assert run.series["td_error"].sources == (td_tag,)
+        np.testing.assert_allclose(run.series["td_error"].values, raw.tags[td_tag].values / 2)
+        if algo == "iql":  # d3rlpy's IQL critic_loss = q_loss + v_loss
+            np.testing.assert_allclose(
+                raw.tags[prefix + "critic_loss"].values,
+                raw.tags[prefix + "q_loss"].values + raw.tags[prefix + "v_loss"].values,
+                rtol=1e-5,
+            )
+        if (
+            entry["x_unit"] == "epoch"
+        ):  # TensorBoard run: config from the paired d3rlpy_logs/<exp>/params.json
+            assert "d3rlpy_logs" in run.metadata.sources["algorithm"], run.metadata.sources
+    assert seen == {"iql", "td3bc", "awac"}

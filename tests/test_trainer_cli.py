@@ -122,6 +122,8 @@ def test_yaml_config_with_flag_override_and_existing_run_guard(tmp_path):
             "3",
             "--threads",
             "1",
+            "--batch-size",  # the default 256 is more than the 200 rows: refused (issue 12, item 8)
+            "32",
         ]
     )
     assert res.exit_code == 0, res.output

@@ -4,8 +4,8 @@ Readers produce a `RawRun` (tags exactly as logged); `resolve` turns it into a `
 carry canonical names (analyzer/metrics.py). Why one table per implementation: the same word means
 different things across codebases ("qf1_loss" is pure TD in CORL but TD + CQL term in JaxCQL;
 "alpha" is the SAC temperature in rlkit but the CQL Lagrange weight in d3rlpy), so a tag can only
-be read correctly once the framework is known. Sources: /work/shared/notes/log-formats.md (read
-from each project's source code) and docs/formats.md, which documents every row below.
+be read correctly once the framework is known. Source: each project's source code, as
+docs/formats.md documents for every row below (with the upstream repository of each).
 
 Every series says how far to trust it: `logged` (read as-is), `derived` (computed from logged tags,
 formula in `note`), `proxy` (a nearby quantity standing in, reason in `note`).
