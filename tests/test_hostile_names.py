@@ -124,7 +124,7 @@ def test_non_utf8_run_name_on_a_strict_utf8_stdout(tmp_path):
     # PYTHONPATH: this checkout's analyzer, whatever the cwd; PYTHONIOENCODING: a strict UTF-8 stdout
     env = {**os.environ, "PYTHONIOENCODING": "utf-8", "PYTHONPATH": str(REPO)}
     env.pop("GITHUB_ACTIONS", None)
-    for fmt in ("github", "markdown"):
+    for fmt in ("github",):  # markdown/junit/table: test_non_utf8_run_name_does_not_kill_the_output
         p = subprocess.run(
             [
                 sys.executable,
@@ -316,7 +316,7 @@ def check_every_format(report: Report, name: str) -> None:
     assert want in "".join(parser.texts)
 
 
-_FAST = settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+_FAST = settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 
 
 @_FAST
@@ -331,7 +331,7 @@ def test_any_unicode_name_renders_safely_in_every_format(tmp_path, name):
     check_every_format(hostile_report(tmp_path, name), name)
 
 
-@settings(max_examples=6, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(max_examples=4, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(raw=_fs_names())
 def test_any_name_renders_in_the_plots(tmp_path, raw):
     from analyzer.output.plots import plot_png
