@@ -110,3 +110,60 @@ def test_export_refuses_unfinished_trials_and_oversized_files(tmp_path):
     assert not (tmp_path / "corpus" / tdir.name).exists()
     with pytest.raises(ValueError, match="other than the work dir"):
         export(tmp_path / "out2", tmp_path / "out2")
+
+
+def test_run_with_export_exports_each_trial_and_a_later_session_skips_them(tmp_path, monkeypatch):
+    """`offrl-eval loop --export CORPUS`: each finished trial lands in CORPUS; a later session with an empty work
+    dir trains nothing the corpus already holds, and its tables come from the corpus. The trial process is stood in
+    for (training is what is being skipped); everything else is the real orchestration."""
+    import robot_eval.loop.run as R
+
+    def fake_collect(data, out_dir, workers=1):
+        out_dir.mkdir(parents=True, exist_ok=True)
+        (out_dir / f"{data.name}.npz").write_bytes(b"\0")
+        (out_dir / f"{data.name}.json").write_text(json.dumps({"seconds": 2.0}))
+        return out_dir / f"{data.name}.npz", 2.0
+
+    ran: list[str] = []
+
+    def fake_trial(tdir, threads, precision):
+        spec = json.loads((tdir / "spec.json").read_text())
+        (tdir / "run" / "checkpoints").mkdir(parents=True)
+        (tdir / "run" / "checkpoints" / "ckpt_10.pt").write_bytes(b"w")
+        (tdir / "run" / "progress.csv").write_text(
+            "step,offrl/q_data,offrl/td_error\n10,1.0,0.5\n20,0.5,0.4\n"
+        )
+        succ = {"10": 0.5, "20": 0.0}
+        pick = {"verdict": "overfitting", "pick_step": 10, "peak_step": 10}
+        (tdir / "result.json").write_text(
+            json.dumps(
+                {
+                    "spec": spec,
+                    "timing": {"train": 1.0},
+                    "success": succ,
+                    "analysis": pick,
+                    "analysis_nodv": pick,
+                    "fqe": {"10": 1.0, "20": 0.0},
+                    "logs": {"q_data": {"10": 1.0, "20": 0.5}, "td_error": {"10": 0.5, "20": 0.4}},
+                }
+            )
+        )
+        ran.append(tdir.name)
+        return tdir, 0
+
+    monkeypatch.setattr(R, "collect_dataset", fake_collect)
+    monkeypatch.setattr(R, "run_one", fake_trial)
+    corpus = tmp_path / "corpus"
+    kw = {"log": lambda m: None, "export_to": corpus}
+    res = R.run_loop(
+        "size", "smoke", tmp_path / "out1", jobs=1, seeds=(0, 1), results_dir=tmp_path / "t1", **kw
+    )
+    assert res["runs"] == len(ran) == 2 and not res["failed"]
+    assert sorted(t.name for t in finished_trials(corpus)) == sorted(ran)
+    assert not list(corpus.rglob("*.pt")) and (corpus / "data").is_dir()
+    ran.clear()
+    res = R.run_loop(
+        "size", "smoke", tmp_path / "out2", jobs=1, seeds=(0, 1), results_dir=tmp_path / "t2", **kw
+    )
+    assert ran == [] and res["runs"] == 2  # nothing retrained; scored from the corpus
+    assert (tmp_path / "t2" / "runs.csv").read_text() == (tmp_path / "t1" / "runs.csv").read_text()
