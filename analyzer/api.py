@@ -7,6 +7,7 @@ runs (Metric 3.2, second form), which can turn a run's verdict into underfitting
 
 from __future__ import annotations
 
+import fnmatch
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
@@ -115,4 +116,26 @@ def analyze_runs(
         for i, (a, findings) in enumerate(analyses):
             if a.run.id in extra:
                 results[i] = finish(a, findings + extra[a.run.id], cfg)
-    return Report(runs=results, errors=list(errors or []))
+    return Report(runs=results, errors=list(errors or []) + unmatched_run_patterns(cfg, [r.id for r in runs]))
+
+
+def unmatched_run_patterns(cfg: RulesConfig, run_ids: list[str]) -> list[IngestIssue]:
+    """A warning for every `runs:` entry whose pattern matches none of the runs read.
+
+    Why: an entry that silently applies to nothing leaves the user believing a reward range or warm start
+    was given; the usual cause is matching against the wrong text, so the warning shows what ids look like.
+    """
+    out = []
+    for i, entry in enumerate(cfg.runs):
+        if run_ids and not any(fnmatch.fnmatchcase(rid, entry.match) for rid in run_ids):
+            example = min(run_ids, key=len)
+            out.append(
+                IngestIssue(
+                    "rules file",
+                    f"runs[{i}].match {entry.match!r} matches no run; patterns are matched against the run id, "
+                    f"the run's path relative to the folder given on the command line (e.g. {example!r}; "
+                    "use '*' for any characters, '**/' is not special)",
+                    level="warning",
+                )
+            )
+    return out

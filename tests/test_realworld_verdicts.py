@@ -228,3 +228,13 @@ def test_an_all_nan_evaluation_column_does_not_block_the_pick():
     assert res.checkpoint.step == clean.checkpoint.step
     (nf,) = [f for f in res.findings if f.code == "NF001"]
     assert nf.level == "info" and "not evaluated" in nf.message
+
+
+def test_a_runs_pattern_that_matches_no_run_is_a_warning_that_says_what_ids_look_like(tmp_path):
+    rules = tmp_path / "r.yaml"
+    rules.write_text("extends: default\nruns:\n  - match: 'd4rl/hopper*'\n    horizon: 100\n  - match: '*'\n    gamma: 0.9\n")
+    rep = analyze([RLKIT], rules=rules)
+    (w,) = [e for e in rep.errors if "matches no run" in e.message]
+    assert w.level == "warning" and "runs[0].match 'd4rl/hopper*'" in w.message
+    assert "relative to the folder given on the command line" in w.message
+    assert "runs[1]" not in " ".join(e.message for e in rep.errors)
