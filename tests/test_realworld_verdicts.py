@@ -141,7 +141,12 @@ def test_every_real_run_gets_a_pick_that_is_a_step_when_no_checkpoint_file_exist
 def test_the_table_shows_the_folder_that_tells_a_sweep_apart():
     ids = [r.run.id for r in analyze([REAL]).runs]
     short = short_run_ids(ids, 40)
-    for env in ("hopper-expert-v0", "halfcheetah-medium-v0", "halfcheetah-medium-expert-v0", "walker2d-medium-v0"):
+    for env in (
+        "hopper-expert-v0",
+        "halfcheetah-medium-v0",
+        "halfcheetah-medium-expert-v0",
+        "walker2d-medium-v0",
+    ):
         (rid,) = [i for i in ids if f"/{env}/" in i]
         assert short[rid].startswith(env) or env[:12] in short[rid], short[rid]
 
@@ -197,7 +202,11 @@ def _curve_run(q: np.ndarray, **meta) -> object:
     }
     series.update(meta.pop("extra", {}))
     return Run(
-        id="r", path=Path("r"), framework="offrl", series=series, metadata=RunMetadata(algorithm="cql", **meta)
+        id="r",
+        path=Path("r"),
+        framework="offrl",
+        series=series,
+        metadata=RunMetadata(algorithm="cql", **meta),
     )
 
 
@@ -232,9 +241,54 @@ def test_an_all_nan_evaluation_column_does_not_block_the_pick():
 
 def test_a_runs_pattern_that_matches_no_run_is_a_warning_that_says_what_ids_look_like(tmp_path):
     rules = tmp_path / "r.yaml"
-    rules.write_text("extends: default\nruns:\n  - match: 'd4rl/hopper*'\n    horizon: 100\n  - match: '*'\n    gamma: 0.9\n")
+    rules.write_text(
+        "extends: default\nruns:\n  - match: 'd4rl/hopper*'\n    horizon: 100\n  - match: '*'\n    gamma: 0.9\n"
+    )
     rep = analyze([RLKIT], rules=rules)
     (w,) = [e for e in rep.errors if "matches no run" in e.message]
     assert w.level == "warning" and "runs[0].match 'd4rl/hopper*'" in w.message
     assert "relative to the folder given on the command line" in w.message
     assert "runs[1]" not in " ".join(e.message for e in rep.errors)
+
+
+def test_series_logged_against_different_x_axes_are_reported_not_silently_aligned():
+    """Eval at environment steps, updates at gradient steps (256x apart) in one run."""
+    run = resolve(
+        _raw(
+            {
+                "q_data": (list(range(0, 1000, 100)), [1.0] * 10),
+                "eval_return": (list(range(0, 256000, 25600)), [1.0] * 10),
+            }
+        )
+    )
+    (w,) = [i for i in run.issues if "different x-axes" in i.message]
+    assert "256x apart" in w.message and "eval_return" in w.message and "q_data" in w.message
+    same = resolve(
+        _raw({"q_data": (list(range(0, 1000, 100)), [1.0] * 10), "eval_return": ([0, 500, 900], [1.0] * 3)})
+    )
+    assert not [i for i in same.issues if "different x-axes" in i.message]
+
+
+@pytest.mark.parametrize("layout", ["beside", "checkpoints-tree"])
+def test_checkpoints_in_a_sibling_folder_named_after_the_run_are_found(tmp_path, layout):
+    from analyzer.ingest.discover import find_checkpoints
+
+    run = tmp_path / "logs" / "cql_s0"
+    run.mkdir(parents=True)
+    (tmp_path / "logs" / "cql_s1").mkdir()
+    side = (
+        tmp_path / "logs" / "cql_s0_checkpoints"
+        if layout == "beside"
+        else tmp_path / "checkpoints" / "cql_s0"
+    )
+    side.mkdir(parents=True)
+    for k in (1000, 2000):
+        (side / f"checkpoint_{k}.pt").write_bytes(b"")
+    other = tmp_path / "checkpoints" / "cql_s1"  # another run's weights are never borrowed
+    other.mkdir(parents=True, exist_ok=True)
+    (other / "checkpoint_5.pt").write_bytes(b"")
+    assert [c.step for c in find_checkpoints(run)] == [1000, 2000]
+    assert all(c.path.parent == side for c in find_checkpoints(run))
+    assert [c.step for c in find_checkpoints(tmp_path / "logs" / "cql_s1")] == [
+        5
+    ]  # its own, found the same way

@@ -392,5 +392,40 @@ def find_checkpoints(run_dir: Path) -> list[CheckpointFile]:
             b = _BARE_RE.match(name)
             if b:
                 found.append(CheckpointFile(int(b.group(1)), run_dir / sub / name, sub == "model_pkl"))
+    if not found:
+        for side in sibling_checkpoint_dirs(run_dir):
+            for name in _scan(side)[0]:
+                m = _CKPT_RE.match(name) or _BARE_RE.match(name)
+                if m:
+                    n = m.group(2) if m.re is _CKPT_RE else m.group(1)
+                    epoch = m.re is _CKPT_RE and m.group(1) in EPOCH_CKPT_PREFIXES
+                    found.append(CheckpointFile(int(n), side / name, epoch))
+            if found:
+                break
     found.sort(key=lambda c: (c.step, str(c.path)))
     return found
+
+
+#: suffixes of a sibling folder that holds a run's checkpoints (`runs/cql_s0/` + `runs/cql_s0_checkpoints/`)
+_SIBLING_SUFFIXES = ("_checkpoints", "-checkpoints", "_ckpt", "_ckpts", "-ckpt", "_models")
+
+
+def sibling_checkpoint_dirs(run_dir: Path) -> list[Path]:
+    """Folders outside the run named after it that may hold its checkpoints, nearest first.
+
+    Why: trainers keep logs and weights apart - CORL writes `checkpoints_path/<run name>/`, many scripts
+    `<logdir>/<run>` plus `<ckptdir>/<run>` or `<run>_checkpoints/` beside the run. Only folders whose name
+    is the run's own name are considered, so another run's checkpoints are never borrowed.
+    """
+    name, parent = run_dir.name, run_dir.parent
+    cands = [parent / f"{name}{s}" for s in _SIBLING_SUFFIXES]
+    for up in (parent, parent.parent):
+        cands += [up / d / name for d in CHECKPOINT_DIRS]
+    out = []
+    for c in cands:
+        try:
+            if c != run_dir and c.is_dir():
+                out.append(c)
+        except OSError:
+            continue
+    return out

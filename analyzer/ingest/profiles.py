@@ -1458,6 +1458,38 @@ def _apply_canonical_fallback(raw: RawRun, run: Run) -> None:
         )
 
 
+#: how far apart the last steps of two series of one run may be before they cannot share an x-axis
+_AXIS_RATIO = 20.0
+
+
+def _check_shared_axis(run: Run) -> None:
+    """Warn when a run's series end at steps orders of magnitude apart.
+
+    Why: trainers log updates at gradient steps and evaluation at environment steps (Tianshou's test/* at
+    update step x batch size: 256x) into one file; read as one axis, an evaluation 'at step 1e6' lands far
+    beyond the last update and every comparison across the two is wrong. The reader cannot know the factor,
+    so it says so and names the series.
+    """
+    ends = {name: int(s.steps[-1]) for name, s in run.series.items() if len(s) >= 3 and int(s.steps[-1]) > 0}
+    if len(ends) < 2:
+        return
+    lo_name, lo = min(ends.items(), key=lambda kv: kv[1])
+    hi_name, hi = max(ends.items(), key=lambda kv: kv[1])
+    if hi < _AXIS_RATIO * lo:
+        return
+    far = sorted(n for n, e in ends.items() if e >= hi / _AXIS_RATIO**0.5)
+    near = sorted(n for n, e in ends.items() if e < hi / _AXIS_RATIO**0.5)
+    run.issues.append(
+        IngestIssue(
+            str(run.path),
+            f"series end {hi / lo:.0f}x apart ({', '.join(far)} at {run.x_unit} {hi}; {', '.join(near)} at {lo}): "
+            "logged against different x-axes (e.g. environment steps vs gradient steps); they are not aligned, so "
+            "read each group on its own axis or rescale one with a mapping `scale`",
+            level="warning",
+        )
+    )
+
+
 def _apply_proxies(run: Run) -> None:
     """Dataset-Q proxies, used only when nothing better exists (each says why it is a proxy)."""
     if "q_data" in run.series:
@@ -1899,6 +1931,7 @@ def resolve(raw: RawRun, mappings: Mapping[str, Any] | None = None) -> Run:
     _apply_proxies(run)
     for s in run.series.values():
         s.x_unit = x_unit
+    _check_shared_axis(run)
     run.metadata.sources["framework"] = reason
     if x_note:
         run.metadata.sources["x_unit"] = x_note
