@@ -8,7 +8,7 @@ Target (docs/performance.md): 1,000 runs x 20k steps in < 60 s on 2 cores.
     python benchmarks/analyze.py --runs 100 --steps 5000
     python benchmarks/analyze.py --dir /tmp/corpus --keep   # reuse a generated corpus
 
-The corpus is written with the fast event writer (analyzer.ingest.tfwriter) into a temporary
+The corpus is written with the fast event writer (analyzer.tfevents.EventWriter) into a temporary
 directory (never into a log directory of yours) and removed afterwards unless --keep.
 """
 
@@ -30,7 +30,7 @@ TAGS = ("q_data", "td_error", "cql_gap", "cql_term", "alpha", "critic_loss", "po
 
 def make_run(out: Path, i: int, steps: int, log_every: int, ckpt_every: int) -> str:
     """One run: a third overfit (peak at a random step), a third healthy, a third underfit."""
-    from analyzer.ingest.tfwriter import EventWriter
+    from analyzer.tfevents import EventWriter
 
     rng = np.random.default_rng(i)
     t = np.arange(0, steps + 1, log_every, dtype=np.int64)

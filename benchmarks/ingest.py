@@ -29,8 +29,8 @@ from pathlib import Path
 
 import numpy as np
 
-from analyzer.ingest.tfrecord import read_event_file
-from analyzer.ingest.tfwriter import EventWriter
+from analyzer.tfevents import read_event_file
+from analyzer.tfevents import EventWriter
 
 
 def generate(root: Path, runs: int, tags: int, steps: int, as_tensor: bool, seed: int = 0) -> list[Path]:
@@ -78,7 +78,7 @@ def time_tbparse(run_dirs: list[Path], root: Path, all_runs: bool) -> tuple[floa
 
 _RSS_CHILD = """
 import sys
-from analyzer.ingest.tfrecord import read_event_file
+from analyzer.tfevents import read_event_file
 from tbparse import SummaryReader
 
 def status(key):

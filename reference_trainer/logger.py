@@ -14,46 +14,14 @@ import csv
 import io
 import os
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
 
 import torch
 
 from analyzer.metrics import trainer_tag
+from analyzer.tfevents import EventWriter
 
 EVENT_GLOB = "events.out.tfevents.*"
-
-
-class ScalarWriter(Protocol):
-    def add_scalar(self, tag: str, value: float, step: int) -> None: ...
-    def flush(self) -> None: ...
-    def close(self) -> None: ...
-
-
-class _SummaryWriterAdapter:
-    """Fallback when analyzer.ingest.tfwriter is unavailable: tensorboard's writer via torch."""
-
-    def __init__(self, log_dir: Path, suffix: str) -> None:
-        from torch.utils.tensorboard import SummaryWriter
-
-        self._w = SummaryWriter(str(log_dir), filename_suffix=suffix)
-
-    def add_scalar(self, tag: str, value: float, step: int) -> None:
-        self._w.add_scalar(tag, value, step)
-
-    def flush(self) -> None:
-        self._w.flush()
-
-    def close(self) -> None:
-        self._w.close()
-
-
-def make_event_writer(log_dir: Path, suffix: str) -> ScalarWriter:
-    """The project's fast EventWriter when present, else tensorboard's SummaryWriter."""
-    try:
-        from analyzer.ingest.tfwriter import EventWriter
-    except ImportError:
-        return _SummaryWriterAdapter(log_dir, suffix)
-    return EventWriter(str(log_dir), filename_suffix=suffix)
 
 
 class MetricLogger:
@@ -86,7 +54,7 @@ class MetricLogger:
             if existing != header:
                 raise ValueError(f"{self.csv_path}: existing header differs from this run's metrics")
         self._csv = self.csv_path.open("a", newline="")
-        self._events = make_event_writer(log_dir, suffix=f".{os.getpid()}.s{start_step}")
+        self._events = EventWriter(log_dir, filename_suffix=f".{os.getpid()}.s{start_step}")
 
     def _restore_files(self, sizes: dict[str, int]) -> None:
         """Cut every log file back to its size at the checkpoint; drop event files made after it."""

@@ -330,7 +330,7 @@ def check_out_dir(run_dir: Path, out_dir: Path, into_run: bool) -> None:
 
 def write_outputs(result: EvalResult) -> dict[str, str]:
     """eval.csv, eval.json and a TensorBoard event file (eval/success_rate, eval/return) in `out_dir`."""
-    from robot_eval.tbwrite import ScalarWriter
+    from analyzer.tfevents import EventWriter
 
     out = Path(result.out_dir)
     out.mkdir(parents=True, exist_ok=True)
@@ -360,13 +360,10 @@ def write_outputs(result: EvalResult) -> dict[str, str]:
     # re-evaluating into the same output folder replaces, rather than duplicates, the curves
     for old in tb_dir.glob("events.out.tfevents.*") if tb_dir.is_dir() else ():
         old.unlink()
-    writer = ScalarWriter(tb_dir)
-    try:
+    with EventWriter(tb_dir, filename_suffix=".offrl-eval") as writer:
         for s in result.scores:
-            writer.add("eval/success_rate", s.success_rate, s.step)
-            writer.add("eval/return", s.return_mean, s.step)
-    finally:
-        writer.close()
+            writer.add_scalar("eval/success_rate", float(s.success_rate), int(s.step))
+            writer.add_scalar("eval/return", float(s.return_mean), int(s.step))
     return {"csv": str(csv_path), "json": str(json_path), "tensorboard": str(tb_dir)}
 
 

@@ -3,19 +3,16 @@
 from __future__ import annotations
 
 import json
-import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from analyzer.api import analyze, analyze_runs  # noqa: E402
-from analyzer.config import ConfigError, default_config  # noqa: E402
-from analyzer.diagnose import diagnose_run  # noqa: E402
-from analyzer.model import Checkpoint, RunMetadata  # noqa: E402
-from fixtures.synthetic import KINDS, capacity_family, make_curve, overfitting_q  # noqa: E402
+from analyzer.api import analyze, analyze_runs
+from analyzer.config import ConfigError, default_config
+from analyzer.diagnose import diagnose_run
+from analyzer.model import Checkpoint, RunMetadata
+from fixtures.synthetic import KINDS, capacity_family, make_curve, overfitting_q
 
 ROOT = Path(__file__).resolve().parents[1]
 

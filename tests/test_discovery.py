@@ -20,7 +20,7 @@ from tensorboard.summary.writer.event_file_writer import EventFileWriter
 from analyzer.ingest import discover_runs, load_runs, read_raw_run
 from analyzer.ingest.discover import find_checkpoints
 
-pytest.importorskip("analyzer.ingest.tfrecord")
+pytest.importorskip("analyzer.tfevents")
 
 
 def write_events(
@@ -591,7 +591,7 @@ def test_yaml_alias_bomb_is_refused_not_expanded(tmp_path):
 
 
 def test_robot_eval_output_is_attached_to_its_run_not_a_run_of_its_own(tmp_path):
-    from analyzer.ingest.tfwriter import EventWriter
+    from analyzer.tfevents import EventWriter
 
     run = tmp_path / "runs" / "cql-s0"
     with EventWriter(run) as w:

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import math
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -23,7 +22,7 @@ from analyzer.ingest import discover_runs, load_runs, read_raw_run
 from analyzer.ingest.configfiles import read_configs
 from analyzer.ingest.csvlogs import read_csv_log
 from analyzer.ingest.merge import Segment, merge_segments, survivors
-from analyzer.ingest.tfwriter import EventWriter
+from analyzer.tfevents import EventWriter
 
 INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1
 PROPERTY = settings(
@@ -74,12 +73,8 @@ def test_distinct_steps_near_2_63_are_not_merged_as_duplicates(tmp_path):
 
 def test_checkpoint_step_near_2_63_is_picked_exactly(tmp_path):
     """The demo overfitting run shifted to steps near 2**63: peak and checkpoint are the exact steps."""
-    sys.path.insert(0, str(ROOT / "fixtures" / "demo"))
-    try:
-        import make_demo
-    finally:
-        sys.path.pop(0)
     from analyzer import analyze
+    from fixtures.demo import make_demo
 
     off = INT64_MAX - 30_000
     run = tmp_path / "big" / "overfit"

@@ -114,9 +114,6 @@ def test_cli_bad_input_exits_2(tmp_path, capsys):
 def test_reanalyze_replaces_stored_verdicts_with_the_current_analyzers(tmp_path):
     """A finished trial whose logs are a known overfitting curve after a warm-start dip; its stored analysis is
     stale. `--score-only --reanalyze` must re-read the logs (not retrain) and store the new answer."""
-    import sys
-
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
     from fixtures.synthetic import make_curve
 
     trial = trials_for("size", "quick")[0]

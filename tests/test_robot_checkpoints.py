@@ -261,19 +261,24 @@ def test_no_best_checkpoint_when_nothing_succeeds(tmp_path, dataset, capsys):
     assert json.loads((tmp_path / "run_eval" / "eval.json").read_text())["best_step"] is None
 
 
-@pytest.mark.parametrize("prefer_analyzer", [True, False])
-def test_both_event_writers_are_readable(tmp_path, prefer_analyzer):
+def test_eval_event_file_is_read_by_tensorboard_and_the_analyzer(tmp_path):
+    """write_outputs' tb/ event file (the shared analyzer.tfevents writer) reads back the same
+    scores in tbparse and in the analyzer's reader."""
     from tbparse import SummaryReader
 
-    from robot_eval.tbwrite import ScalarWriter
+    from analyzer.tfevents import read_event_file
+    from robot_eval.evaluate import CheckpointScore, EvalResult, write_outputs
 
-    w = ScalarWriter(tmp_path, prefer_analyzer=prefer_analyzer)
-    for step, v in [(10, 0.25), (20, 0.5)]:
-        w.add("eval/success_rate", v, step)
-    w.close()
-    df = SummaryReader(str(tmp_path)).scalars
-    assert list(df.step) == [10, 20] and list(df.value) == [0.25, 0.5]
-    assert all(p.name.endswith(".offrl-eval") for p in tmp_path.iterdir())
+    scores = [CheckpointScore(step, rate, 2.0 * rate, 0.1, 8, 0.0, 1.0) for step, rate in [(10, 0.25), (20, 0.5)]]
+    res = EvalResult(str(tmp_path / "run"), str(tmp_path / "run_eval"), "pickplace", {}, 8, 0, scores)
+    paths = write_outputs(res)
+    files = list(Path(paths["tensorboard"]).iterdir())
+    assert len(files) == 1 and files[0].name.endswith(".offrl-eval")
+    df = SummaryReader(paths["tensorboard"]).scalars
+    got = {t: list(zip(g.step, g.value)) for t, g in df.groupby("tag")}
+    assert got == {"eval/return": [(10, 0.5), (20, 1.0)], "eval/success_rate": [(10, 0.25), (20, 0.5)]}
+    data = read_event_file(files[0])
+    assert not data.issues and list(data.scalars["eval/success_rate"].values) == [0.25, 0.5]
 
 
 @pytest.mark.slow

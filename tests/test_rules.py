@@ -2,20 +2,17 @@
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from analyzer.config import default_config  # noqa: E402
-from analyzer.diagnose import analyze_signals, diagnose_run, run_rules  # noqa: E402
-from analyzer.model import Capacity, Run, RunMetadata, Series  # noqa: E402
-from analyzer.rules import REGISTRY, all_rules, compare_capacity, rule_doc  # noqa: E402
-from analyzer.rules.underfitting import scaled_td_error  # noqa: E402
-from fixtures.synthetic import capacity_family, make_curve  # noqa: E402
+from analyzer.config import default_config
+from analyzer.diagnose import analyze_signals, diagnose_run, run_rules
+from analyzer.model import Capacity, Run, RunMetadata, Series
+from analyzer.rules import REGISTRY, all_rules, compare_capacity, rule_doc
+from analyzer.rules.underfitting import scaled_td_error
+from fixtures.synthetic import capacity_family, make_curve
 
 
 def findings_for(run, cfg=None):

@@ -14,8 +14,8 @@ import numpy as np
 import pytest
 from tensorboard.compat.proto import event_pb2, tensor_pb2, types_pb2
 
-from analyzer.ingest.tfrecord import _TABLES, EventFileData, read_event_file
-from analyzer.ingest.tfwriter import EventWriter, encode_record, scalar_event_bytes
+from analyzer.tfevents import EventFileData, EventWriter, encode_record, read_event_file, scalar_event_bytes
+from analyzer.tfevents.crc import TABLES
 
 WALL0 = 1.7e9
 
@@ -95,7 +95,7 @@ def test_vectorised_crc_matches_c_crc32c() -> None:
     rng = np.random.default_rng(1)
     for n in (1, 8, 37, 200):
         mat = rng.integers(0, 256, (50, n), dtype=np.uint8)
-        got = _TABLES.rows(mat)
+        got = TABLES.rows(mat)
         assert [int(x) for x in got] == [crc32c.crc32c(r.tobytes()) for r in mat]
 
 

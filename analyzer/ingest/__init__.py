@@ -30,7 +30,9 @@ from analyzer.ingest.discover import (
 )
 from analyzer.ingest.merge import DUPLICATE_POLICIES, Merged, Segment, merge_segments
 from analyzer.ingest.pool import run_in_pool
-from analyzer.model import Checkpoint, IngestIssue, RawRun, Run, RunMetadata, Series
+from analyzer.ingest.profiles import resolve
+from analyzer.model import Checkpoint, IngestIssue, RawRun, Run, Series
+from analyzer.tfevents import EventFileData, read_event_file
 
 __all__ = [
     "DUPLICATE_POLICIES",
@@ -52,18 +54,11 @@ _D3RLPY_EXP_RE = re.compile(r"_\d{14}$")
 # --------------------------------------------------------------------------------------------------
 
 
-def _read_event_file(path: Path) -> Any:
-    """`tfrecord.read_event_file`, imported lazily so CSV-only use never loads protobufs."""
-    from analyzer.ingest.tfrecord import read_event_file
-
-    return read_event_file(path)
-
-
-def _event_first_wall(path: Path, data: Any) -> float:
+def _event_first_wall(path: Path, data: EventFileData) -> float:
     """Earliest wall time in the file; else the writer's creation time from the file name."""
     firsts = [
         float(td.wall_time[0])
-        for td in getattr(data, "scalars", {}).values()
+        for td in data.scalars.values()
         if td.wall_time is not None and len(td.wall_time)
     ]
     if firsts:
@@ -78,21 +73,16 @@ def _read_events(
     """Event-file tags as write-ordered segments, hparams per file, and the files read."""
     if not sources:
         return {}, [], []
-    loaded: list[tuple[float, str, EventSource, Any]] = []
+    loaded: list[tuple[float, str, EventSource, EventFileData]] = []
     for src in sources:
         try:
-            data = _read_event_file(src.path)
-        except ImportError as exc:
-            issues.append(
-                IngestIssue(str(src.path), f"event-file reader unavailable ({exc}); file skipped", "error")
-            )
-            continue
+            data = read_event_file(src.path)
         except Exception as exc:  # the reader promises not to raise; a bug there must not lose the run
             issues.append(
                 IngestIssue(str(src.path), f"event file unreadable: {type(exc).__name__}: {exc}", "error")
             )
             continue
-        issues.extend(getattr(data, "issues", []) or [])
+        issues.extend(data.issues)
         loaded.append((_event_first_wall(src.path, data), src.path.name, src, data))
     # restarts: files in order of (first wall time, name) -- docs/ingestion.md
     loaded.sort(key=lambda t: (t[0], t[1]))
@@ -101,12 +91,11 @@ def _read_events(
     files: list[str] = []
     for _, _, src, data in loaded:
         files.append(str(src.path))
-        hp = getattr(data, "hparams", None)
-        if hp:
-            hparams.append((str(src.path), dict(hp)))
+        if data.hparams:
+            hparams.append((str(src.path), dict(data.hparams)))
         if src.hparams_only:
             continue
-        for tag, td in getattr(data, "scalars", {}).items():
+        for tag, td in data.scalars.items():
             seg = Segment(np.asarray(td.steps), np.asarray(td.values), td.wall_time, str(src.path))
             tags.setdefault(src.prefix + tag, []).append(seg)
     return tags, hparams, files
@@ -400,37 +389,6 @@ def read_raw_run(rd: RunDir, duplicate_policy: str = "keep-last", use_cache: boo
 # --------------------------------------------------------------------------------------------------
 
 
-def _fallback_resolve(raw: RawRun, mappings: Mapping[str, Any] | None = None) -> Run:
-    """Used only if the alias profiles cannot be imported: canonical names and `offrl/` tags map 1:1."""
-    from analyzer.metrics import CANONICAL_NAMES, TAG_PREFIX
-
-    series: dict[str, Series] = {}
-    for tag, s in raw.tags.items():
-        name = tag[len(TAG_PREFIX) :] if tag.startswith(TAG_PREFIX) else tag
-        if name in CANONICAL_NAMES and name not in series:
-            series[name] = s
-    meta = RunMetadata(hyperparameters=dict(raw.config), sources=dict(raw.config_sources))
-    return Run(
-        id=raw.id,
-        path=raw.path,
-        framework="generic",
-        metadata=meta,
-        series=series,
-        raw=dict(raw.tags),
-        checkpoints=list(raw.checkpoints),
-        issues=list(raw.issues),
-        x_unit=raw.x_unit,
-    )
-
-
-def _resolve(raw: RawRun, mappings: Mapping[str, Any] | None) -> Run:
-    try:
-        from analyzer.ingest.profiles import resolve
-    except ImportError:
-        return _fallback_resolve(raw, mappings)
-    return resolve(raw, dict(mappings) if mappings else None)
-
-
 _NO_LOGS = (
     "no training logs found (no events.out.tfevents.* files or CSV training logs in this directory tree)"
 )
@@ -462,7 +420,7 @@ def _load_one(
             return None, []  # only CSVs that are not training logs (e.g. a results table): not a run
         return None, [IngestIssue(str(rd.path), _no_run_message(raw), "error")]
     try:
-        return _resolve(raw, mappings), []
+        return resolve(raw, dict(mappings) if mappings else None), []
     except Exception as exc:
         return None, [
             IngestIssue(

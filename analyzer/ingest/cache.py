@@ -61,7 +61,8 @@ def code_version() -> str:
     for name in (
         "__init__.py",
         "csvlogs.py",
-        "tfrecord.py",
+        "../tfevents/reader.py",
+        "../tfevents/crc.py",
         "merge.py",
         "discover.py",
         "cache.py",

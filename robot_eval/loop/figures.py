@@ -12,7 +12,7 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
-from robot_eval.loop.report import METHOD_TITLES, METHODS  # noqa: E402
+from robot_eval.loop.score import METHOD_TITLES, METHODS  # noqa: E402
 
 COLORS = ["#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e", "#8c564b"]
 

@@ -16,16 +16,8 @@ from typing import Any
 
 from robot_eval.loop import score as S
 from robot_eval.loop.scenarios import ORDER, PRESETS, trials_for
+from robot_eval.loop.score import METHOD_TITLES, METHODS
 
-METHODS = ("workflow", "workflow_nodv", "last", "random", "lowest_td", "fqe")
-METHOD_TITLES = {
-    "workflow": "workflow (offrl-analyze defaults, logs only)",
-    "workflow_nodv": "workflow, DV001 guard off",
-    "last": "last checkpoint",
-    "random": "uniform random (expected)",
-    "lowest_td": "lowest logged TD error",
-    "fqe": "FQE V(s0)",
-}
 REGULARIZER_TAGS = ("cql_gap", "brac_divergence", "vib_term", "dr3_term")
 
 
@@ -370,7 +362,7 @@ def write_report(
     _write_csv(results_dir / "timings.csv", tim)
     _write_csv(results_dir / "curves.csv", curve_rows(results))
     (results_dir / "summary.md").write_text(summary_markdown(agg, acc, rows, tim, command, versions()))
-    from robot_eval.loop.figures import write_figures
+    from robot_eval.loop.figures import write_figures  # matplotlib: loaded only when figures are drawn
 
     figs = write_figures(results, rows, agg, figures_dir)
     log(f"scored {len(results)} runs -> {results_dir}, {len(figs)} figure(s) -> {figures_dir}")

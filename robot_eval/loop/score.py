@@ -23,6 +23,17 @@ OVERFIT_DROP = 0.2
 UNDERFIT_GAIN = 0.2
 SMOOTH = 3
 
+#: The checkpoint-pick methods the loop scores, in table order, and how tables and figures title them.
+METHODS = ("workflow", "workflow_nodv", "last", "random", "lowest_td", "fqe")
+METHOD_TITLES = {
+    "workflow": "workflow (offrl-analyze defaults, logs only)",
+    "workflow_nodv": "workflow, DV001 guard off",
+    "last": "last checkpoint",
+    "random": "uniform random (expected)",
+    "lowest_td": "lowest logged TD error",
+    "fqe": "FQE V(s0)",
+}
+
 
 @dataclass(frozen=True)
 class PickScore:

@@ -19,7 +19,7 @@ from typing import Any
 
 import numpy as np
 
-from analyzer.ingest.tfrecord import _TABLES, _mask, masked_crc32c
+from analyzer.tfevents.crc import TABLES, mask_array, masked_crc32c
 
 __all__ = ["EventWriter", "encode_record", "scalar_event_bytes"]
 
@@ -318,7 +318,7 @@ class EventWriter:
             rec = np.empty((m, L + 16), dtype=np.uint8)
             rec[:, :12] = np.frombuffer(head, dtype=np.uint8)
             rec[:, 12 : 12 + L] = mat
-            rec[:, 12 + L :] = _mask(_TABLES.rows(mat)).astype("<u4").view(np.uint8).reshape(m, 4)
+            rec[:, 12 + L :] = mask_array(TABLES.rows(mat)).astype("<u4").view(np.uint8).reshape(m, 4)
             out[starts[rows][:, None] + np.arange(L + 16)] = rec
         return out.tobytes()
 
