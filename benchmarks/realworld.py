@@ -189,7 +189,7 @@ def plot(res: RunResult, row: Row, out: Path) -> None:
     import matplotlib.pyplot as plt
 
     run = res.run
-    fig, (ax_q, ax_e) = plt.subplots(2, 1, figsize=(7, 4.6), sharex=True)
+    fig, (ax_q, ax_e) = plt.subplots(2, 1, figsize=(6, 3.8), sharex=True)
     q = run.series.get("q_data") or run.series.get("q_target") or run.series.get("q_policy")
     if q is not None:
         ax_q.plot(q.steps, q.values, lw=1, color="tab:blue", label=q.name)
@@ -209,16 +209,17 @@ def plot(res: RunResult, row: Row, out: Path) -> None:
             ax.axvline(row.pick_step, color="tab:red", ls="--", lw=1)
     harm = " HARMFUL" if row.harmful else ""
     ax_q.set_title(f"{row.run[-70:]}\n{row.verdict}, pick {row.pick_step}{harm}", fontsize=8)
-    ax_e.legend(fontsize=7, loc="lower right")
+    if ev is not None:
+        ax_e.legend(fontsize=7, loc="lower right")
     fig.tight_layout()
     out.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(out, dpi=80)
+    fig.savefig(out, dpi=70)
     plt.close(fig)
 
 
 def slug(run_id: str) -> str:
-    keep = "".join(c if c.isalnum() or c in "-_." else "_" for c in run_id)
-    return keep[-90:]
+    keep = "".join(c if c.isalnum() or c in "-_." else "_" for c in "__".join(run_id.split("/")[-3:]))
+    return keep[-90:].lstrip("-_.") or "run"
 
 
 def fmt(x: float | None) -> str:
