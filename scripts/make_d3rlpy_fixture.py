@@ -309,6 +309,8 @@ def write_truth(out: Path, csv_run: Path, tb_run: Path, discrete_run: Path) -> N
         "absent": ["eval_return", "q_target"],
         "metadata": meta,
         "checkpoints": sorted(int(p.stem.split("_")[1]) for p in csv_run.glob("model_*.d3")),
+        # one experiment, one run: the TensorBoard folder of the same experiment is read into this run
+        "also_reads": [str(tb_run.relative_to(out))],
     }
     top = sorted(tb_run.glob("events.out.tfevents.*"))
     sr = SummaryReader(str(top[0])).scalars
@@ -338,6 +340,8 @@ def write_truth(out: Path, csv_run: Path, tb_run: Path, discrete_run: Path) -> N
         "absent": ["eval_return"],
         "metadata": {},
         "note": "d3rlpy's TensorboardAdapter writes no params; global_step is the epoch",
+        # a run of its own only when its folder is given alone (else it joins the CSV run above)
+        "read_alone": True,
     }
     truth = {
         "source": "real logs written by d3rlpy 2.8.1 CQL via scripts/make_d3rlpy_fixture.py",

@@ -354,14 +354,15 @@ def test_missing_metadata_advice_is_copyable(tmp_path):
     out = json.loads(invoke(real, "--format", "json", "--fail-on", "none").stdout)
     # the CQL runs; actor_critic/ holds d3rlpy's IQL/TD3+BC/AWAC runs (tests/test_real_libraries.py)
     out["runs"] = [r for r in out["runs"] if not r["run"].startswith("actor_critic/")]
-    assert len(out["runs"]) == 3
+    # CQL (its csv/ and tensorboard/ folders are one experiment, one run) and DiscreteCQL
+    assert len(out["runs"]) == 2
     for run in out["runs"]:  # deep enough for the shape checks: no "too few points" anywhere
         assert run["metrics"]["q_data"]["points"] >= 40 and run["metrics"]["q_data"]["kind"] == "proxy"
         assert not any(f["code"] == "DQ002" for f in run["findings"]), run["run"]
-    (tb,) = [r for r in out["runs"] if r["run"].startswith("tensorboard/")]
-    assert tb["verdict"] == "inconclusive"
-    assert any(f["code"] == "DQ003" for f in tb["findings"])  # proxy-only dataset Q is stated
-    hint = next(a for a in tb["advice"] if a.startswith("Provide the missing metadata"))
+    (cql,) = [r for r in out["runs"] if r["run"].startswith("csv/cql_tiny_")]
+    assert cql["verdict"] == "inconclusive"
+    assert any(f["code"] == "DQ003" for f in cql["findings"])  # proxy-only dataset Q is stated
+    hint = next(a for a in cql["advice"] if a.startswith("Provide the missing metadata"))
     flags = re.search(r"re-run with `([^`]*)`", hint).group(1)
     entry = re.search(r"`(runs: \[.*\])`", hint).group(1)
     assert "<" not in hint and "LO" not in hint
@@ -369,10 +370,10 @@ def test_missing_metadata_advice_is_copyable(tmp_path):
     rules.write_text(entry + "\n")
     for extra in (["--rules", rules], flags.split()):
         again = json.loads(invoke(real, "--format", "json", "--fail-on", "none", *extra).stdout)
-        (tb2,) = [r for r in again["runs"] if r["run"] == tb["run"]]
-        uf = [f for f in tb2["findings"] if f["code"] == "UF001"]
+        (cql2,) = [r for r in again["runs"] if r["run"] == cql["run"]]
+        uf = [f for f in cql2["findings"] if f["code"] == "UF001"]
         assert uf and not uf[0]["evidence"].get("inconclusive"), (extra, uf)
-        assert tb2["verdict"] != "inconclusive"
+        assert cql2["verdict"] != "inconclusive"
 
 
 def test_verbose_lists_framework_and_how_each_metric_was_resolved():

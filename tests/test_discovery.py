@@ -83,9 +83,11 @@ def zoo(tmp_path: Path) -> Path:
     put(d3 / "params.json", json.dumps({"gamma": 0.97, "config": {"batch_size": 256}}))
     put(d3 / "model_1000.d3", b"x")
     put(d3 / "model_2000.d3", b"x")
-    # d3rlpy TensorBoard adapter for the same experiment: global_step is the epoch
+    # d3rlpy TensorBoard adapter for the same experiment: global_step is the epoch; the same
+    # critic_loss as the CSV, plus the evaluator's return that this CSV folder lacks
     write_events(
-        root / "tensorboard_logs" / "runs" / "CQL_20240101120000", {"metrics/critic_loss": lin([1, 2])}
+        root / "tensorboard_logs" / "runs" / "CQL_20240101120000",
+        {"metrics/critic_loss": [(1, 0.5), (2, 0.4)], "metrics/environment": [(1, 10.0), (2, 12.0)]},
     )
     # rlkit
     rl = root / "rlkit" / "cql-hopper_2024_01_01_00_00_00_0000--s-0"
@@ -133,8 +135,7 @@ def zoo(tmp_path: Path) -> Path:
 def test_discovery_groups_each_layout_into_one_run(zoo):
     runs = {rd.id: rd for rd in discover_runs(zoo)}
     assert set(runs) == {
-        "d3rlpy_logs/CQL_20240101120000",
-        "tensorboard_logs/runs/CQL_20240101120000",
+        "d3rlpy_logs/CQL_20240101120000",  # with tensorboard_logs/runs/CQL_20240101120000: one experiment
         "rlkit/cql-hopper_2024_01_01_00_00_00_0000--s-0",
         "brac/hopper/n1000/brac_primal/0/1",
         "torchrl/cql_logging/cql_hopper_abc",
@@ -149,6 +150,9 @@ def test_discovery_groups_each_layout_into_one_run(zoo):
         "eval/max_q/",
     ]
     assert runs["torchrl/cql_logging/cql_hopper_abc"].kind == "torchrl"
+    d3 = runs["d3rlpy_logs/CQL_20240101120000"]
+    assert d3.kind == "d3rlpy" and [e.path.parent.name for e in d3.event_files] == ["CQL_20240101120000"]
+    assert "tensorboard_logs" in d3.event_files[0].path.parts
     assert runs["offlinerlkit/hopper/cql/seed_0&timestamp_23-0101-000000"].kind == "offlinerl_kit"
 
 
@@ -160,9 +164,13 @@ def test_load_runs_reads_every_layout(zoo):
     assert d3.raw["critic_loss"].steps.tolist() == [1000, 2000] and d3.x_unit == "step"
     assert "q_func_grad" not in d3.raw
     assert [c.step for c in d3.checkpoints] == [1000, 2000]
-
-    tb = by_id["tensorboard_logs/runs/CQL_20240101120000"]
-    assert tb.x_unit == "epoch" and tb.raw["metrics/critic_loss"].steps.tolist() == [1, 2]
+    # its TensorBoard twin: critic_loss already in the CSV (taken once), environment placed on the
+    # step axis through the CSV's epoch -> step rows (epoch 1 ended at step 1000)
+    assert "metrics/critic_loss" not in d3.raw and "metrics/environment" not in d3.raw
+    assert d3.raw["environment"].steps.tolist() == [1000, 2000]
+    assert d3.raw["environment"].values.tolist() == [10.0, 12.0]
+    assert d3.series["eval_return"].steps.tolist() == [1000, 2000]
+    assert not any(i.level != "info" for i in d3.issues), d3.issues
 
     rl = by_id["rlkit/cql-hopper_2024_01_01_00_00_00_0000--s-0"]
     assert rl.raw["trainer/QF1 Loss"].steps.tolist() == [1000, 2000, 3000] and rl.x_unit == "step"
@@ -204,14 +212,21 @@ def test_layout_and_config_recorded_on_raw_run(zoo):
         "offlinerlkit/hopper/cql/seed_0&timestamp_23-0101-000000": "offlinerl_kit",
         "ours/run1": "progress_csv",
         "rlkit/cql-hopper_2024_01_01_00_00_00_0000--s-0": "progress_csv",
-        "tensorboard_logs/runs/CQL_20240101120000": "d3rlpy_tb",
         "torchrl/cql_logging/cql_hopper_abc": "torchrl_csv",
     }
     rl = raws["rlkit/cql-hopper_2024_01_01_00_00_00_0000--s-0"]
     assert rl.config["trainer_kwargs.discount"] == 0.99
     assert rl.config_sources["trainer_kwargs.min_q_weight"].endswith("variant.json")
-    # d3rlpy TB run finds its params.json in the sibling d3rlpy_logs/<same experiment>/
-    tb = raws["tensorboard_logs/runs/CQL_20240101120000"]
+    # the merged d3rlpy run keeps the CSV folder's params.json
+    d3 = raws["d3rlpy_logs/CQL_20240101120000"]
+    assert d3.config["gamma"] == 0.97 and d3.config_sources["gamma"].endswith(
+        "d3rlpy_logs/CQL_20240101120000/params.json"
+    )
+    # read alone, the TensorBoard folder is still a run of its own and finds that params.json
+    (tb_rd,) = discover_runs(zoo / "tensorboard_logs" / "runs" / "CQL_20240101120000")
+    tb = read_raw_run(tb_rd)
+    assert tb.layout == "d3rlpy_tb" and tb.x_unit == "epoch"
+    assert tb.tags["metrics/critic_loss"].steps.tolist() == [1, 2]
     assert tb.config["gamma"] == 0.97 and tb.config_sources["gamma"].endswith(
         "d3rlpy_logs/CQL_20240101120000/params.json"
     )
@@ -250,7 +265,7 @@ def test_workers_give_the_same_runs_and_errors(zoo):
     put(zoo / "broken" / "progress.csv", b"\x00\x01binary")
     serial, e1 = load_runs([zoo])
     parallel, e2 = load_runs([zoo], workers=2)
-    assert [r.id for r in serial] == [r.id for r in parallel] and len(serial) == 8
+    assert [r.id for r in serial] == [r.id for r in parallel] and len(serial) == 7
     assert e1 == e2 and [e.path for e in e1] == [str(zoo / "broken")]
     for a, b in zip(serial, parallel, strict=True):
         assert set(a.raw) == set(b.raw)

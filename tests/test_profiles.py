@@ -50,7 +50,9 @@ def _raw_runs(folder: Path) -> dict[Path, RawRun]:
 
 
 def _resolved(folder: Path, entry: dict) -> tuple[RawRun, Run]:
-    raws = _raw_runs(folder)
+    # `read_alone`: d3rlpy's TensorBoard folder is a run of its own only when given by itself (with
+    # its experiment's CSV folder in the scan it joins that run: `also_reads`)
+    raws = _raw_runs(folder / entry["path"] if entry.get("read_alone") else folder)
     target = (folder / entry["path"]).resolve()
     assert target in raws, (
         f"discovery did not find run {entry['path']} in {folder} (found {sorted(map(str, raws))})"
@@ -113,6 +115,10 @@ def test_fixture_truth(folder: Path, entry: dict) -> None:
         assert md.sources.get(key), f"metadata {key} has no recorded source"
     if "checkpoints" in entry:
         assert [c.step for c in run.checkpoints] == entry["checkpoints"]
+    for other in entry.get("also_reads", []):  # one experiment written by two loggers: one run
+        other_dir = (folder / other).resolve()
+        assert any(Path(f).resolve().is_relative_to(other_dir) for f in raw.files), (other, raw.files)
+        assert other_dir not in _raw_runs(folder), f"{other} is still a run of its own"
 
 
 # --------------------------------------------------------------------------------------------------

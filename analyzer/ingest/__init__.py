@@ -17,7 +17,7 @@ from typing import Any
 
 import numpy as np
 
-from analyzer.ingest import cache
+from analyzer.ingest import cache, d3rlpy_pair
 from analyzer.ingest.cache import LogPart
 from analyzer.ingest.configfiles import read_configs
 from analyzer.ingest.csvlogs import CsvLog, read_csv_log
@@ -278,6 +278,8 @@ def _read_logs(rd: RunDir, duplicate_policy: str) -> LogPart:
     issues: list[IngestIssue] = []
     event_tags, hparams, event_files = _read_events(rd.event_files, issues)
     csv_logs = _read_csvs(rd.csv_files, issues)
+    if rd.kind == d3rlpy_pair.KIND:  # a d3rlpy experiment's TensorBoard twin, onto the CSV step axis
+        event_tags = d3rlpy_pair.onto_step_axis(rd.path, event_tags, csv_logs, duplicate_policy, issues)
     d3rlpy_tb = _is_d3rlpy_tb(rd, event_tags)
     wandb_tags, wandb_configs, wandb_files = _read_wandb(rd.wandb_files, issues)
     for tag, segs in wandb_tags.items():  # W&B history is on the step axis, like event files

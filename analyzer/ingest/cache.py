@@ -67,6 +67,7 @@ def code_version() -> str:
         "discover.py",
         "cache.py",
         "wandb_run.py",
+        "d3rlpy_pair.py",
     ):
         try:
             st = os.stat(here / name)

@@ -362,6 +362,14 @@ def _read_headerless(data: bytes, path: Path, log: CsvLog, fields: list[str], ta
         return log
     log.x_column = "step"
     log.tags[tag] = Segment(steps[ok], values[ok], None, str(path))
+    if "epoch" in names:
+        # d3rlpy's epoch column: the epoch -> step table that puts its TensorBoard twin (global_step =
+        # epoch) on this file's step axis when both adapters logged one experiment (d3rlpy_pair.py)
+        parsed_epoch = _numeric(df["epoch"])
+        if parsed_epoch is not None:
+            ep, ep_ok, _ = parsed_epoch
+            ep_ok = ep_ok & ok & np.isfinite(ep) & (np.abs(ep) < 2.0**62)
+            log.epoch_steps = (np.rint(ep[ep_ok]).astype(np.int64), steps[ep_ok])
     return log
 
 

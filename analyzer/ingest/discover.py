@@ -16,6 +16,7 @@ import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from analyzer.ingest.d3rlpy_pair import pair_runs
 from analyzer.model import IngestIssue
 
 EVENT_PREFIX = "events.out.tfevents."
@@ -63,7 +64,7 @@ class RunDir:
 
     path: Path  # run directory, or the log file itself when a single file was given
     id: str
-    kind: str = "dir"  # "dir", "file", "brac", "offlinerl_kit", "torchrl", "wandb"
+    kind: str = "dir"  # "dir", "file", "brac", "offlinerl_kit", "torchrl", "wandb", "d3rlpy" (CSV+TB pair)
     event_files: list[EventSource] = field(default_factory=list)
     csv_files: list[CsvSource] = field(default_factory=list)
     wandb_files: list[Path] = field(default_factory=list)  # W&B record logs (`run-<id>.wandb`)
@@ -323,6 +324,7 @@ def _discover_runs(root: Path) -> list[RunDir]:
             followed.add(target)
             children.append((d / name, target))
         stack.extend(reversed(children))  # depth-first in name order
+    runs = pair_runs(runs)  # d3rlpy's CSV and TensorBoard folders of one experiment: one run
     for run in runs:
         attach_robot_eval(run)
     runs.sort(key=lambda r: r.id)
