@@ -255,10 +255,15 @@ GENERIC_TAGS = {
 }
 
 
-def test_generic_fallback_only_exact_canonical_names() -> None:
+def test_generic_fallback_exact_canonical_names_first_then_names_that_say_what_they_are() -> None:
     run = resolve(_raw(GENERIC_TAGS))
     assert run.framework == "generic"
-    assert set(run.series) == {"q_data"}
+    assert set(run.series) == {"q_data", "td_error"}
+    assert run.series["q_data"].sources == ("q_data",)  # the exact name beats the guess `my/q_mean`
+    assert run.series["td_error"].sources == ("loss/td",) and "guessed" in run.series["td_error"].note
+    assert any(
+        "td_error read from 'loss/td' by its name" in i.message and i.level == "info" for i in run.issues
+    )
     assert "no profile" in run.metadata.sources["framework"]
 
 

@@ -292,3 +292,25 @@ def test_checkpoints_in_a_sibling_folder_named_after_the_run_are_found(tmp_path,
     assert [c.step for c in find_checkpoints(tmp_path / "logs" / "cql_s1")] == [
         5
     ]  # its own, found the same way
+
+
+@pytest.mark.parametrize(
+    ("tag", "is_q"),
+    [
+        ("Data q-values", True),  # CS285 spelled with spaces
+        ("train/q1_pred_mean", True),
+        ("critic/q_data_avg", True),
+        ("Q1 Predictions Mean", True),
+        ("trainer/Q Targets Mean", False),  # a target, not dataset Q
+        ("OOD q-values", False),
+        ("policy_q_mean", False),
+        ("train/q_loss", False),
+        ("q2", False),  # critic 2: critic 1 is the paper's convention
+    ],
+)
+def test_dataset_q_is_guessed_from_names_that_say_so_and_only_those(tag, is_q):
+    steps = list(range(0, 3000, 100))
+    run = resolve(_raw({tag: (steps, list(np.linspace(0, 5, 30))), "unrelated": (steps, [0.0] * 30)}))
+    assert ("q_data" in run.series and run.series["q_data"].sources == (tag,)) == is_q
+    if is_q:
+        assert any("by its name" in i.message and i.level == "info" for i in run.issues)

@@ -25,6 +25,7 @@ from typing import Any
 import numpy as np
 
 from analyzer.config import ConfigError, check_run_metadata
+from analyzer.ingest.guess import guess_by_name
 from analyzer.metrics import CANONICAL_NAMES, TAG_PREFIX
 from analyzer.model import Capacity, IngestIssue, RawRun, Run, RunMetadata, Series
 
@@ -1927,6 +1928,7 @@ def resolve(raw: RawRun, mappings: Mapping[str, Any] | None = None) -> Run:
     _apply_canonical_fallback(raw, run)
     if mappings:
         _apply_mappings(mappings, raw, run)
+    guess_by_name(raw, run, skip=set(mappings or ()))
     _apply_pure_td(run)
     _apply_proxies(run)
     for s in run.series.values():
