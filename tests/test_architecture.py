@@ -38,23 +38,34 @@ def _modules() -> dict[str, Path]:
     return out
 
 
-def _imports(path: Path, top_level_only: bool = False) -> list[tuple[int, str]]:
-    """(line, imported module name) of every absolute import in `path`.
+def _is_type_checking(node: ast.AST) -> bool:
+    """`if TYPE_CHECKING:` (or `typing.TYPE_CHECKING`): imports there never run."""
+    if not isinstance(node, ast.If):
+        return False
+    t = node.test
+    return (isinstance(t, ast.Name) and t.id == "TYPE_CHECKING") or (
+        isinstance(t, ast.Attribute) and t.attr == "TYPE_CHECKING"
+    )
 
-    `top_level_only`: only imports that run when the module is imported (not inside a function or
-    class body; those under a module-level `if`/`try` count)."""
+
+def _imports(path: Path, top_level_only: bool = False) -> list[tuple[int, str]]:
+    """(line, imported module name) of every absolute import in `path` that can run.
+
+    Imports under `if TYPE_CHECKING:` are left out (annotations only). `top_level_only`: only
+    imports that run when the module is imported (not inside a function or class body; those under
+    a module-level `if`/`try` count)."""
     tree = ast.parse(path.read_text(encoding="utf-8"))
-    nodes: list[ast.AST]
-    if top_level_only:
-        nodes, stack = [], list(tree.body)
-        while stack:
-            node = stack.pop()
-            if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
-                continue
-            nodes.append(node)
-            stack.extend(ast.iter_child_nodes(node))
-    else:
-        nodes = list(ast.walk(tree))
+    nodes: list[ast.AST] = []
+    stack: list[ast.AST] = list(tree.body)
+    while stack:
+        node = stack.pop()
+        if isinstance(node, ast.If) and _is_type_checking(node):
+            stack.extend(node.orelse)
+            continue
+        if top_level_only and isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
+            continue
+        nodes.append(node)
+        stack.extend(ast.iter_child_nodes(node))
     found: list[tuple[int, str]] = []
     for node in nodes:
         if isinstance(node, ast.Import):
