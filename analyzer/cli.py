@@ -25,7 +25,7 @@ from typer.core import TyperGroup
 try:  # typer >= 0.20 vendors click; older typer uses the click package itself
     from typer._click import exceptions as click_exc
 except ImportError:  # pragma: no cover - depends on the installed typer
-    from click import exceptions as click_exc
+    from click import exceptions as click_exc  # type: ignore[no-redef,unused-ignore]
 
 from rich.markup import escape
 
@@ -90,14 +90,14 @@ def join_reward_range(args: list[str]) -> list[str]:
 class _DefaultCheckGroup(TyperGroup):
     """A click group whose default command is `check`, and whose errors are one line, exit 2."""
 
-    def parse_args(self, ctx: typer.Context, args: list[str]) -> list[str]:
+    def parse_args(self, ctx: Any, args: list[str]) -> list[str]:
         args = join_reward_range(list(args))
         first = args[0] if args else None
         if first is None or (first not in self.commands and first not in ("-h", "--help", "--version")):
             args = ["check", *args]
         return super().parse_args(ctx, args)
 
-    def main(
+    def main(  # type: ignore[override]  # always exits (sys.exit), whatever standalone_mode says
         self,
         args: Any = None,
         prog_name: str | None = None,
@@ -210,14 +210,9 @@ def load_rules(
         rules = load_config(rules_file)
     except ConfigError as e:
         raise CliError(f"--rules: {e}") from None
-    overrides = {
-        k: v
-        for k, v in (("gamma", gamma), ("reward_range", reward_range), ("horizon", horizon))
-        if v is not None
-    }
     try:
-        if overrides:
-            rules = rules.with_overrides(**overrides)
+        if (gamma, reward_range, horizon) != (None, None, None):
+            rules = rules.with_overrides(gamma=gamma, reward_range=reward_range, horizon=horizon)
     except ConfigError as e:
         raise CliError(str(e)) from None
     return rules

@@ -54,6 +54,7 @@ def effective_metadata(run: Run, ov: RunOverride | None = None) -> Effective:
     horizon = ov.horizon if ov.horizon is not None else md.horizon
     mc = ov.dataset_mc_return if ov.dataset_mc_return is not None else md.dataset_mc_return
     ci = ov.checkpoint_interval if ov.checkpoint_interval is not None else md.checkpoint_interval
+    ws: int | None
     if ov.warm_start is not None:
         ws, ws_src = ov.warm_start, "rules file runs: warm_start"
     else:

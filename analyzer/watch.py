@@ -104,7 +104,9 @@ def watch(
     KeyboardInterrupt, which the CLI turns into exit code 0.
     """
     if analyze_fn is None:
-        from analyzer.api import analyze as analyze_fn
+        from analyzer.api import analyze
+
+        analyze_fn = analyze
     state = WatchState()
     paths = [Path(p) for p in paths]
     i = 0

@@ -29,8 +29,7 @@ from pathlib import Path
 
 import numpy as np
 
-from analyzer.tfevents import read_event_file
-from analyzer.tfevents import EventWriter
+from analyzer.tfevents import EventWriter, read_event_file
 
 
 def generate(root: Path, runs: int, tags: int, steps: int, as_tensor: bool, seed: int = 0) -> list[Path]:

@@ -8,7 +8,7 @@ step keep the Python overhead per step small (it dominates for 2x64 networks).
 from __future__ import annotations
 
 import copy
-from typing import Any
+from typing import Any, cast
 
 import torch
 from torch import nn
@@ -29,6 +29,8 @@ class ActorCriticAgent:
     """Networks + optimizer; subclasses implement `update(batch, step) -> metrics tensor`."""
 
     metric_names: tuple[str, ...] = ()
+    #: made by the algorithm's __init__ (`self.make_optimizer()`), once its own parameters exist
+    optimizer: torch.optim.Optimizer
 
     def __init__(self, cfg: TrainConfig, device: torch.device) -> None:
         self.cfg = cfg
@@ -52,15 +54,17 @@ class ActorCriticAgent:
         self.targets = copy.deepcopy(self.critics).eval()  # eval: no dropout, VIB uses the latent mean
         for p in self.targets.parameters():
             p.requires_grad_(False)
+        #: the critics as their class (nn.ModuleList yields nn.Module): what the update loops call
+        self.critic_nets = cast(list[Critic], list(self.critics))
         if cfg.precision == "bf16":
-            for c in list(self.critics) + list(self.targets):
+            for c in [*self.critic_nets, *cast(list[Critic], list(self.targets))]:
                 c.compute_dtype = torch.bfloat16
         self.log_temp = torch.zeros((), device=device, requires_grad=True)
         self.target_entropy = -float(cfg.act_dim)  # SAC's heuristic, as in rlkit
         self.gamma = float(cfg.gamma if cfg.gamma is not None else 0.99)
         self.is_image = len(cfg.obs_shape) == 3
-        self._critic_params = list(self.critics.parameters())
-        self._target_params = list(self.targets.parameters())
+        self._critic_params: list[torch.Tensor] = list(self.critics.parameters())
+        self._target_params: list[torch.Tensor] = list(self.targets.parameters())
 
     def with_remedy_metrics(self, base: tuple[str, ...]) -> tuple[str, ...]:
         """The algorithm's metric names plus the DR3 / VIB terms when those remedies are on."""

@@ -104,7 +104,7 @@ class BRACAgent(ActorCriticAgent):
         # 3. critics
         critic_loss = torch.zeros((), device=self.device)
         q_pis, per_critic = [], []
-        for critic in self.critics:
+        for critic in self.critic_nets:
             h, ws = critic.encode(obs), critic.weights()
             out = critic.forward_from(h, batch.actions, ws)
             td = (out.q - y).pow(2).mean()
@@ -116,6 +116,7 @@ class BRACAgent(ActorCriticAgent):
                 dr3 = dr3_term(out.features, next_feat)
                 loss = loss + cfg.dr3 * dr3
             if cfg.vib > 0:
+                assert out.vib_kl is not None  # set whenever the critic has a VIB (cfg.vib > 0)
                 vib = out.vib_kl.mean()
                 loss = loss + cfg.vib * vib
             critic_loss = critic_loss + loss

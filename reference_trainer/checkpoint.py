@@ -119,7 +119,8 @@ def latest_valid(log_dir: Path) -> tuple[dict[str, Any], Path, list[str]] | None
 
 def rng_state() -> dict[str, Any]:
     """torch/numpy/python RNG states as tensors and plain containers (loadable with weights_only)."""
-    np_state = np.random.get_state()
+    np_state = np.random.get_state(legacy=True)
+    assert isinstance(np_state, tuple)  # legacy=True: ("MT19937", keys, pos, has_gauss, cached)
     py_version, py_internal, py_gauss = random.getstate()
     return {
         "torch": torch.get_rng_state(),

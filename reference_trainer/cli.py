@@ -82,7 +82,7 @@ def run(
             raise ConfigError("--dataset is required (flag or config file)")
         from reference_trainer.train import train  # imports torch: only once the flags are sane
 
-        log_dir = train(cfg, echo=lambda m: typer.echo(m, err=True))
+        run_dir = train(cfg, echo=lambda m: typer.echo(m, err=True))
     except (ConfigError, DatasetError) as exc:
         typer.echo(f"offrl-train: error: {exc}", err=True)
         raise typer.Exit(2) from None
@@ -95,7 +95,7 @@ def run(
     except KeyboardInterrupt:
         typer.echo("offrl-train: interrupted; continue from the last checkpoint with --resume", err=True)
         raise typer.Exit(130) from None
-    typer.echo(f"done: logs and checkpoints in {log_dir}", err=True)
+    typer.echo(f"done: logs and checkpoints in {run_dir}", err=True)
 
 
 def main(argv: list[str] | None = None) -> None:

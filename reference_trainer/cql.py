@@ -43,6 +43,8 @@ class CQLAgent(ActorCriticAgent):
     def __init__(self, cfg: Any, device: torch.device) -> None:
         super().__init__(cfg, device)
         self.lagrange = cfg.cql_target_gap is not None
+        #: the Lagrange target (read only when self.lagrange)
+        self.target_gap = float(cfg.cql_target_gap) if cfg.cql_target_gap is not None else 0.0
         # Lagrange multiplier in log space, initialised at the fixed alpha (min_q_weight)
         init = math.log(max(cfg.cql_alpha, 1e-6))
         self.log_alpha = torch.full((), init, device=device, requires_grad=self.lagrange)
@@ -100,7 +102,7 @@ class CQLAgent(ActorCriticAgent):
 
         critic_loss = torch.zeros((), device=self.device)
         q_pis, gaps, per_critic = [], [], []
-        for critic in self.critics:
+        for critic in self.critic_nets:
             # 3. one pass over dataset + sampled actions
             h, ws = critic.encode(obs), critic.weights()
             out = critic.forward_from(h, all_actions, ws)
@@ -116,7 +118,7 @@ class CQLAgent(ActorCriticAgent):
                 act_dim,
             )
             gap = lse.mean() - q_data.mean()
-            loss = td + alpha_d * ((gap - cfg.cql_target_gap) if self.lagrange else gap)
+            loss = td + alpha_d * ((gap - self.target_gap) if self.lagrange else gap)
             dr3 = vib = None
             if cfg.dr3 > 0:
                 with torch.no_grad():
@@ -124,6 +126,7 @@ class CQLAgent(ActorCriticAgent):
                 dr3 = dr3_term(out.features[:, 0], next_feat)
                 loss = loss + cfg.dr3 * dr3
             if cfg.vib > 0:
+                assert out.vib_kl is not None  # set whenever the critic has a VIB (cfg.vib > 0)
                 vib = out.vib_kl[:, 0].mean()
                 loss = loss + cfg.vib * vib
             critic_loss = critic_loss + loss
@@ -147,7 +150,7 @@ class CQLAgent(ActorCriticAgent):
         total = critic_loss + policy_loss + temp_loss
         if self.lagrange:
             mean_gap = 0.5 * (gaps[0] + gaps[1]).detach()
-            total = total - alpha * (mean_gap - cfg.cql_target_gap)
+            total = total - alpha * (mean_gap - self.target_gap)
 
         q_data1, td1, gap1, loss1, dr3_1, vib1 = per_critic[0]
         values = [

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import cast
 
 import torch
 import torch.nn.functional as F
@@ -179,9 +180,10 @@ class Critic(nn.Module):
         Order: w_act, (w, b) per hidden layer, [VIB stats w, b, head w, b], then the fp32 output w, b.
         Computing them once lets the critic loss and the actor loss share the casts.
         """
-        ts = [self.fc_act.weight]
+        ts: list[torch.Tensor] = [self.fc_act.weight]
         for layer in self.hidden_layers:
-            ts += [layer.weight, layer.bias]
+            lin = cast(nn.Linear, layer)
+            ts += [lin.weight, lin.bias]
         if self.vib_latent > 0:
             ts += [self.vib_stats.weight, self.vib_stats.bias, self.vib_head.weight, self.vib_head.bias]
         if self.compute_dtype != torch.float32:

@@ -40,7 +40,7 @@ def save_dataset(path: str | Path, ds: Dataset, compress: bool = False) -> Path:
     if path.suffix != ".npz":
         raise DatasetError(f"{path}: dataset files must end in .npz")
     path.parent.mkdir(parents=True, exist_ok=True)
-    payload = dict(ds.arrays)
+    payload: dict[str, Any] = dict(ds.arrays)
     payload["metadata"] = np.array(json.dumps(ds.metadata, sort_keys=True))
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name + ".", suffix=".tmp")
     try:

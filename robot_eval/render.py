@@ -41,7 +41,7 @@ def render_task_frames(out_dir: Path, size: int = 256, seed: int = 0) -> list[Pa
             env.close()
         path = out_dir / f"{name}.png"
         Image.fromarray(frame).save(path)
-        Image.fromarray(side).resize((size // 2, size // 2), Image.NEAREST).save(
+        Image.fromarray(side).resize((size // 2, size // 2), Image.Resampling.NEAREST).save(
             out_dir / f"{name}-obs64.png"
         )
         written += [path, out_dir / f"{name}-obs64.png"]

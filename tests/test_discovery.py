@@ -631,3 +631,64 @@ def test_robot_eval_output_is_attached_to_its_run_not_a_run_of_its_own(tmp_path)
     assert success.steps.tolist() == [500, 1000]
     assert success.values.tolist() == [0.25, 0.5]
     assert runs[0].series["eval_return"].values.tolist() == [0.25, 0.5]
+
+
+def _companion(run: Path, sub: str, scores: dict[int, float]) -> Path:
+    """A companion evaluation of `run` (docs/formats.md): `<run>_eval/eval.json` + event files in `sub`."""
+    from analyzer.tfevents import EventWriter
+
+    out = run.parent / f"{run.name}_eval"
+    out.mkdir(parents=True)
+    (out / "eval.json").write_text(json.dumps({"evaluator": "test"}))
+    with EventWriter(out / sub) as w:
+        for step, v in scores.items():
+            w.add_scalar("eval/success_rate", v, step)
+            w.add_scalar("eval/return", 10 * v, step)
+    return out
+
+
+def test_companion_eval_scores_any_framework_run(tmp_path):
+    """The convention is the evaluator's: a run of a framework with no eval tags in its profile still
+    gets eval_success / eval_return from `<run>_eval/`, wherever below it the event files are."""
+    from analyzer.tfevents import EventWriter
+
+    run = tmp_path / "runs" / "mine"
+    with EventWriter(run) as w:
+        for step in range(100, 1100, 100):
+            w.add_scalar("my/critic_loss", 1.0 / step, step)
+    _companion(run, "deep/scores", {500: 0.25, 1000: 0.75})
+
+    assert [r.id for r in discover_runs(tmp_path / "runs")] == ["mine"]
+    runs, errors = load_runs([tmp_path / "runs"])
+    assert errors == [] and [r.id for r in runs] == ["mine"]
+    s = runs[0].series["eval_success"]
+    assert (s.steps.tolist(), s.values.tolist()) == ([500, 1000], [0.25, 0.75])
+    assert "companion evaluation mine_eval/" in s.note
+    assert runs[0].series["eval_return"].values.tolist() == [2.5, 7.5]
+
+
+def test_a_runs_own_eval_tags_are_not_taken_for_a_companion(tmp_path):
+    """Only tags read from files inside `<run>_eval/` follow the convention; without a manifest the
+    folder is an ordinary run."""
+    from analyzer.tfevents import EventWriter
+
+    run = tmp_path / "runs" / "mine"
+    with EventWriter(run) as w:
+        for step in range(100, 1100, 100):
+            w.add_scalar("my/critic_loss", 1.0 / step, step)
+            w.add_scalar("eval/success_rate", 0.5, step)
+    runs, _ = load_runs([run])
+    assert "eval_success" not in runs[0].series
+
+    other = tmp_path / "runs" / "mine_eval"  # no eval.json: not a companion, a run of its own
+    with EventWriter(other) as w:
+        w.add_scalar("my/critic_loss", 1.0, 100)
+    assert [r.id for r in discover_runs(tmp_path / "runs")] == ["mine", "mine_eval"]
+
+
+def test_scanning_inside_a_companion_finds_no_run(tmp_path):
+    run = tmp_path / "mine"
+    run.mkdir()
+    comp = _companion(run, "tb", {500: 0.5})
+    assert discover_runs(comp) == []
+    assert discover_runs(comp / "tb") == []

@@ -428,3 +428,15 @@ def test_cache_entry_with_unexpected_issue_key_is_a_miss(tmp_path, monkeypatch):
     runs, errors = load_runs([run], use_cache=True)
     assert errors == [] and runs[0].raw["loss"].values.tolist() == [1.0, 0.25]
     assert [i.message for i in runs[0].issues] == [i.message for i in first[0].issues]
+
+
+def test_config_file_over_the_size_limit_is_an_issue_not_a_crash(tmp_path):
+    """A config.json above the reader's limit is skipped with a reason (mypy found this path returned
+    two values where three are unpacked, so it raised instead)."""
+    from analyzer.ingest import configfiles
+
+    with open(tmp_path / "config.json", "wb") as f:
+        f.truncate(configfiles._MAX_CONFIG_BYTES + 1)  # sparse: no 16 MB written
+    res = read_configs(tmp_path)
+    assert any("config file too large" in i.message for i in res.issues)
+    assert res.config == {}

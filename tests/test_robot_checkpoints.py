@@ -275,7 +275,7 @@ def test_eval_event_file_is_read_by_tensorboard_and_the_analyzer(tmp_path):
     files = list(Path(paths["tensorboard"]).iterdir())
     assert len(files) == 1 and files[0].name.endswith(".offrl-eval")
     df = SummaryReader(paths["tensorboard"]).scalars
-    got = {t: list(zip(g.step, g.value)) for t, g in df.groupby("tag")}
+    got = {t: list(zip(g.step, g.value, strict=True)) for t, g in df.groupby("tag")}
     assert got == {"eval/return": [(10, 0.5), (20, 1.0)], "eval/success_rate": [(10, 0.25), (20, 0.5)]}
     data = read_event_file(files[0])
     assert not data.issues and list(data.scalars["eval/success_rate"].values) == [0.25, 0.5]

@@ -9,6 +9,8 @@ restart merging) -> `profiles.resolve` (canonical metrics). Runs are independent
 
 from __future__ import annotations
 
+import dataclasses
+import os
 import re
 from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
@@ -25,6 +27,7 @@ from analyzer.ingest.discover import (
     CsvSource,
     EventSource,
     RunDir,
+    companion_eval_dir,
     discover_runs,
     find_checkpoints,
 )
@@ -405,6 +408,28 @@ def _no_run_message(raw: RawRun) -> str:
     return f"no usable training data: {shown}"
 
 
+#: Tags of a companion evaluation (`<run>_eval/`, docs/formats.md) -> the canonical metric each is.
+COMPANION_TAGS = {"eval_success": "eval/success_rate", "eval_return": "eval/return"}
+
+
+def fill_companion_metrics(run: Run) -> Run:
+    """Give the run its companion evaluation's scores, whatever framework wrote the run.
+
+    Why here and not in a profile: the convention is the evaluator's, not the trainer's, so it
+    holds for every framework. A metric the run's own logs (or a rules-file mapping) already
+    give is left alone; only a tag read from files inside `<run>_eval/` is used.
+    """
+    comp = str(companion_eval_dir(run.path)) + os.sep
+    for name, tag in COMPANION_TAGS.items():
+        s = run.raw.get(tag)
+        if name in run.series or s is None or not s.files:
+            continue
+        if all(f.startswith(comp) for f in s.files):
+            note = f"companion evaluation {Path(comp).name}/ (docs/formats.md)"
+            run.series[name] = dataclasses.replace(s, name=name, kind="logged", note=note)
+    return run
+
+
 def _load_one(
     rd: RunDir, mappings: Mapping[str, Any] | None, duplicate_policy: str, use_cache: bool = False
 ) -> tuple[Run | None, list[IngestIssue]]:
@@ -422,7 +447,7 @@ def _load_one(
             return None, []  # only CSVs that are not training logs (e.g. a results table): not a run
         return None, [IngestIssue(str(rd.path), _no_run_message(raw), "error")]
     try:
-        return resolve(raw, dict(mappings) if mappings else None), []
+        return fill_companion_metrics(resolve(raw, dict(mappings) if mappings else None)), []
     except Exception as exc:
         return None, [
             IngestIssue(

@@ -119,7 +119,7 @@ def store(rd: Any, policy: str, part: LogPart) -> bool:
     fp = _fingerprint(rd)
     if fp is None or time.time() - fp[1] < LIVE_SECONDS:
         return False
-    arrays: dict[str, np.ndarray] = {}
+    arrays: dict[str, Any] = {}  # np.savez(**arrays): Any, or mypy reads the dict as allow_pickle
     tag_meta = []
     for k, (name, s) in enumerate(part.tags.items()):
         arrays[f"s{k}"] = s.steps

@@ -129,7 +129,7 @@ def _load_counting(path: Path) -> tuple[Any, str | None, int]:
     try:
         size = path.stat().st_size
         if size > _MAX_CONFIG_BYTES:
-            return None, f"config file too large ({size} bytes); skipped"
+            return None, f"config file too large ({size} bytes); skipped", 0
         text = path.read_bytes().decode("utf-8", errors="replace")
     except OSError as exc:
         return None, f"cannot read config file: {exc.strerror or exc.__class__.__name__}", 0

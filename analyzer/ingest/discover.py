@@ -282,8 +282,8 @@ def _discover_runs(root: Path) -> list[RunDir]:
     while stack:
         d, real = stack.pop()
         files, dirs, links = _scan_links(d)
-        if is_robot_eval_output(d, files):
-            continue  # rollout scores of a sibling run: attached to that run below, not a run itself
+        if is_companion_eval(d, files):
+            continue  # evaluation of a sibling run: attached to that run below, not a run itself
         grouped = _group(d, files, dirs, root)
         if grouped is not None:
             runs.append(grouped)
@@ -326,28 +326,51 @@ def _discover_runs(root: Path) -> list[RunDir]:
         stack.extend(reversed(children))  # depth-first in name order
     runs = pair_runs(runs)  # d3rlpy's CSV and TensorBoard folders of one experiment: one run
     for run in runs:
-        attach_robot_eval(run)
+        attach_companion_eval(run)
     runs.sort(key=lambda r: r.id)
     return runs
 
 
-#: `offrl-eval checkpoints RUN` writes `RUN_eval/` with eval.json (run_dir, scores), eval.csv and tb/.
-ROBOT_EVAL_SUFFIX = "_eval"
+#: Companion evaluation (docs/formats.md): an evaluator that scores a run's checkpoints after training
+#: writes `<run>_eval/` beside the run, with a manifest `eval.json` and event files anywhere below it
+#: (`offrl-eval checkpoints` writes eval.json, eval.csv and tb/). Its event files join the run's own.
+COMPANION_SUFFIX = "_eval"
+COMPANION_MANIFEST = "eval.json"
+#: Deepest folder below `<run>_eval/` searched for event files.
+_COMPANION_DEPTH = 4
 
 
-def is_robot_eval_output(d: Path, files: list[str]) -> bool:
-    """A folder written by `offrl-eval checkpoints` (or its tb/ sub-folder): not a training run."""
-    if d.name == "tb" and d.parent.name.endswith(ROBOT_EVAL_SUFFIX):
-        d, files = d.parent, _scan(d.parent)[0]
-    return d.name.endswith(ROBOT_EVAL_SUFFIX) and "eval.json" in files and "eval.csv" in files
+def is_companion_eval(d: Path, files: list[str]) -> bool:
+    """`d` is a companion evaluation folder, or a folder directly inside one: never a training run.
+
+    The walk never enters a companion folder; the parent check is for a scanned path inside one
+    (`offrl-analyze run_eval/tb`), which still holds no training run."""
+    for folder, names in ((d, files), (d.parent, None)):
+        if folder.name.endswith(COMPANION_SUFFIX) and len(folder.name) > len(COMPANION_SUFFIX):
+            if COMPANION_MANIFEST in (names if names is not None else _scan(folder)[0]):
+                return True
+    return False
 
 
-def attach_robot_eval(run: RunDir) -> None:
-    """Add the rollout scores of `<run>_eval/tb/` (eval/success_rate, eval/return) to the run."""
+def companion_eval_dir(run_path: Path) -> Path:
+    """Where a run's companion evaluation lives (whether or not it exists)."""
+    return run_path.parent / (run_path.name + COMPANION_SUFFIX)
+
+
+def attach_companion_eval(run: RunDir) -> None:
+    """Add the event files of the run's companion evaluation folder to the run."""
     if run.kind == "file":
         return
-    tb = run.path.parent / (run.path.name + ROBOT_EVAL_SUFFIX) / "tb"
-    run.event_files.extend(EventSource(p) for p in _events_in(tb))
+    comp = companion_eval_dir(run.path)
+    files, dirs = _scan(comp)
+    if COMPANION_MANIFEST not in files:
+        return
+    stack = [(comp, files, dirs, 0)]
+    while stack:
+        d, files, dirs, depth = stack.pop()
+        run.event_files.extend(EventSource(d / f) for f in files if is_event_file(f))
+        if depth + 1 < _COMPANION_DEPTH:
+            stack.extend((d / s, *_scan(d / s), depth + 1) for s in reversed(dirs))
 
 
 # --------------------------------------------------------------------------------------------------

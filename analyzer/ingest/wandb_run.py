@@ -30,6 +30,7 @@ import math
 import re
 import struct
 import zlib
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -145,7 +146,7 @@ def wandb_problem() -> str | None:
 def _record_class() -> Any:
     from wandb.proto import wandb_internal_pb2
 
-    return wandb_internal_pb2.Record
+    return wandb_internal_pb2.Record  # type: ignore[attr-defined]  # generated protobuf module
 
 
 # --------------------------------------------------------------------------------------------------
@@ -160,7 +161,7 @@ class _Damage:
     resumed_at: int | None = None  # where reading went on after skipping
 
 
-def iter_records(buf: bytes, damage: list[_Damage]):  # type: ignore[no-untyped-def]
+def iter_records(buf: bytes, damage: list[_Damage]) -> Iterator[tuple[int, bytes]]:
     """Yield (offset of the record's first chunk, record bytes) from a whole `.wandb` file.
 
     The file header must already have been checked. Problems are appended to `damage`; they never

@@ -17,7 +17,7 @@ import io
 import re
 import warnings
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeGuard
 
 import numpy as np
 
@@ -57,7 +57,7 @@ def td_threshold(result: RunResult) -> tuple[float, str] | None:
                 return float(val), f"{f.code}: underfitting band (TD ≥ {float(val):.3g})"
         H, q_range, reading = ev.get("H"), ev.get("q_range"), ev.get("td_reading")
         ratio = ev.get("min_ratio", 1.0)
-        if not all(isinstance(v, (int, float)) and np.isfinite(v) and v > 0 for v in (H, q_range, ratio)):
+        if not (_positive(H) and _positive(q_range) and _positive(ratio)):
             continue
         level = float(ratio) * float(q_range) / float(H)  # scaled error per unit horizon at the limit
         if reading == "rms":
@@ -65,6 +65,11 @@ def td_threshold(result: RunResult) -> tuple[float, str] | None:
         if reading == "mse":
             return level, f"{f.code}: TD·H ≥ Q range {float(q_range):.3g} (TD ≥ {level:.3g})"
     return None
+
+
+def _positive(v: object) -> TypeGuard[float]:
+    """A finite number > 0 (evidence values are untyped: a rule may have left one out or set NaN)."""
+    return isinstance(v, (int, float)) and bool(np.isfinite(v)) and v > 0
 
 
 def _series(result: RunResult, name: str) -> tuple[np.ndarray, np.ndarray, np.ndarray | None] | None:

@@ -88,9 +88,9 @@ class PandaEnv(gym.Env):
             pb.resetJointState(self.robot, j, FINGER_OPEN, physicsClientId=c)
         # settle the arm at the home end-effector pose so every episode starts from the same state
         for _ in range(3):
-            q = self._ik(np.asarray(self.home_ee))
+            joints = self._ik(np.asarray(self.home_ee))
             for j in ARM_JOINTS:
-                pb.resetJointState(self.robot, j, q[j], physicsClientId=c)
+                pb.resetJointState(self.robot, j, joints[j], physicsClientId=c)
         self._command_arm(np.asarray(self.home_ee))
         self._command_gripper(False)
         for _ in range(SUBSTEPS):

@@ -157,7 +157,7 @@ def default_jobs() -> int:
     return max(1, min(2, (os.cpu_count() or 1)))
 
 
-def add_parser(sub) -> None:  # type: ignore[no-untyped-def]
+def add_parser(sub: Any) -> None:
     """The `offrl-eval loop` subcommand (registered by robot_eval/cli.py)."""
     from robot_eval.loop.scenarios import ORDER, PRESETS
 
@@ -190,7 +190,7 @@ def add_parser(sub) -> None:  # type: ignore[no-untyped-def]
     lp.add_argument("--format", choices=("text", "json"), default="text")
 
 
-def command(a) -> dict[str, Any]:  # type: ignore[no-untyped-def]
+def command(a: Any) -> dict[str, Any]:
     """Run `offrl-eval loop`; ValueError/KeyError become one-line errors (exit 2) in the CLI."""
     from robot_eval.loop.scenarios import ORDER
 
