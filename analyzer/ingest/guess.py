@@ -12,9 +12,10 @@ tokens that mark another quantity (targets, policy or out-of-distribution action
 
 from __future__ import annotations
 
+import dataclasses
 import re
 
-from analyzer.model import IngestIssue, RawRun, Run, Series
+from analyzer.model import IngestIssue, RawRun, Run
 
 _Q = {"q", "q1", "qf", "qf1", "qvalue", "qvalues", "qval", "qvals", "qs"}
 _MEANING = {
@@ -72,15 +73,10 @@ def guess_by_name(raw: RawRun, run: Run, skip: set[str] | frozenset[str] = froze
         if not hits:
             continue
         tag = hits[0]
-        src = raw.tags[tag]
-        run.series[canonical] = Series(
+        run.series[canonical] = dataclasses.replace(  # a renamed view: arrays shared with Run.raw
+            raw.tags[tag],
             name=canonical,
-            steps=src.steps,
-            values=src.values,
-            wall_time=src.wall_time,
-            x_unit=src.x_unit,
             sources=(tag,),
-            files=src.files,
             kind="logged",
             note=f"guessed from the tag's name {tag!r} (no {run.framework} profile row maps it)",
         )
