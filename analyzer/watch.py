@@ -2,7 +2,7 @@
 
 Why a loop of whole analyses instead of tailing files: the verdict depends on the whole curve
 (a peak is only a peak once Q has fallen after it), so each poll re-reads the logs and re-runs the
-diagnosis. Events are emitted once per run (new run, first overfitting), so a long watch does not
+diagnosis. Events are emitted once per run (new run, first overfitting, first divergence), so a long watch does not
 repeat itself. `max_iterations`, `on_event` and `sleep` exist so tests drive the loop without waiting.
 """
 
@@ -16,7 +16,7 @@ from typing import Any, Literal
 
 from analyzer.report import Report
 
-EventKind = Literal["new_run", "overfitting", "ingest_error"]
+EventKind = Literal["new_run", "overfitting", "diverged", "ingest_error"]
 
 
 @dataclass(frozen=True)
@@ -40,6 +40,14 @@ class WatchEvent:
             peak = f", Q peak at step {self.peak_step}" if self.peak_step is not None else ""
             at = f", noticed at step {self.last_step}" if self.last_step is not None else ""
             return f"OVERFITTING: {self.run}: {keep}{peak}{at} — {self.message}"
+        if self.kind == "diverged":
+            keep = (
+                f"keep step {self.step}" + (f" ({self.checkpoint})" if self.checkpoint else "")
+                if self.step is not None
+                else "no checkpoint before it"
+            )
+            at = f", noticed at step {self.last_step}" if self.last_step is not None else ""
+            return f"DIVERGED: {self.run}: {keep}{at} — stop this run; {self.message}"
         return f"unreadable: {self.run}: {self.message}"
 
 
@@ -49,6 +57,7 @@ class WatchState:
 
     seen_runs: set[str] = field(default_factory=set)
     overfit_runs: set[str] = field(default_factory=set)
+    diverged_runs: set[str] = field(default_factory=set)
     bad_paths: set[str] = field(default_factory=set)
 
     def update(self, report: Report) -> list[WatchEvent]:
@@ -71,6 +80,18 @@ class WatchState:
                         peak_step=r.peak_step,
                         last_step=last,
                         checkpoint=ckpt,
+                        message=r.verdict_reason,
+                    )
+                )
+            if r.verdict == "diverged" and run_id not in self.diverged_runs:
+                self.diverged_runs.add(run_id)
+                events.append(
+                    WatchEvent(
+                        "diverged",
+                        run_id,
+                        step=r.checkpoint.step if r.checkpoint is not None else None,
+                        last_step=last,
+                        checkpoint=r.checkpoint.path if r.checkpoint is not None else None,
                         message=r.verdict_reason,
                     )
                 )

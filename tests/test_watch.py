@@ -94,3 +94,21 @@ def test_cli_watch_exits_0_on_ctrl_c(monkeypatch):
     r = CliRunner().invoke(app, ["--watch", str(DEMO), "--interval", "2"])
     assert r.exit_code == 0 and calls == [2.0]
     assert "new run: x (at step 10)" in r.stdout
+
+
+def test_a_run_that_starts_to_diverge_is_announced_once_with_the_checkpoint_before_it():
+    """The early warning a user wants most: stop a run whose critic blew up, keep the last sound checkpoint."""
+    import sys
+    from pathlib import Path
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+    from fixtures.synthetic import make_curve
+
+    from analyzer.api import analyze_runs
+
+    sr = make_curve("diverging", seed=1)
+    state = WatchState()
+    first = state.update(analyze_runs([sr.run]))
+    (ev,) = [e for e in first if e.kind == "diverged"]
+    assert ev.step is not None and ev.line().startswith("DIVERGED: ") and f"keep step {ev.step}" in ev.line()
+    assert not [e for e in state.update(analyze_runs([sr.run])) if e.kind == "diverged"]  # once per run
