@@ -98,13 +98,8 @@ def test_cli_watch_exits_0_on_ctrl_c(monkeypatch):
 
 def test_a_run_that_starts_to_diverge_is_announced_once_with_the_checkpoint_before_it():
     """The early warning a user wants most: stop a run whose critic blew up, keep the last sound checkpoint."""
-    import sys
-    from pathlib import Path
-
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-    from fixtures.synthetic import make_curve
-
     from analyzer.api import analyze_runs
+    from fixtures.synthetic import make_curve
 
     sr = make_curve("diverging", seed=1)
     state = WatchState()
