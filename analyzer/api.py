@@ -14,6 +14,8 @@ from pathlib import Path
 from analyzer.config import RulesConfig, load_config
 from analyzer.diagnose import analyze_signals, diagnose_run, finish, run_rules
 from analyzer.ingest import load_runs
+from analyzer.ingest.profile_format import load_profile_file
+from analyzer.ingest.profiles import Profile, profile_set
 from analyzer.model import IngestIssue, Run
 from analyzer.report import Report, RunResult
 
@@ -50,20 +52,28 @@ def analyze(
         def on_run(done: int, total: int, run_id: str) -> None:
             progress("read", done, total, run_id)
 
+    profiles = _profiles(cfg)
     runs, errors = load_runs(
-        list(paths), mappings=cfg.load_mappings() or None, workers=workers, on_run=on_run
+        list(paths), mappings=cfg.load_mappings() or None, profiles=profiles, workers=workers, on_run=on_run
     )
-    runs = [_remap(r, cfg) for r in runs]
+    runs = [_remap(r, cfg, profiles) for r in runs]
     return analyze_runs(runs, cfg, errors=list(errors), progress=progress)
 
 
-def _remap(run: Run, cfg: RulesConfig) -> Run:
+def _profiles(cfg: RulesConfig) -> dict[str, Profile] | None:
+    """The installed profiles plus the rules file's `profiles:` files (None: just the installed ones)."""
+    if not cfg.profiles:
+        return None
+    return profile_set([load_profile_file(p) for p in cfg.profiles])
+
+
+def _remap(run: Run, cfg: RulesConfig, profiles: dict[str, Profile] | None = None) -> Run:
     """Re-read a run whose `runs:` entry carries its own tag mappings (they win over global ones)."""
     own = cfg.run_override(run.id).mappings
     if not own:
         return run
     try:
-        again, _ = load_runs([run.path], mappings={**cfg.load_mappings(), **own})
+        again, _ = load_runs([run.path], mappings={**cfg.load_mappings(), **own}, profiles=profiles)
     except Exception as exc:  # noqa: BLE001 - keep the first reading, report why
         run.issues.append(IngestIssue(str(run.path), f"per-run mappings not applied: {exc}", "warning"))
         return run

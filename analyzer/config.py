@@ -15,6 +15,7 @@ Shape (rules/default.yaml is the annotated reference; every threshold lives ther
     runs:   [{match: "sweep/*", gamma: 0.99, reward_range: [0, 1], horizon: 30, dataset_mc_return: 4.2,
               checkpoint_interval: 5, warm_start: 10000, capacity_group: widths, mappings: {q_data: my/q}}]
     mappings: {framework: rlkit, q_data: "trainer/Q1 Predictions Mean", td_error: {tag: "x/td", scale: 1.0}}
+    profiles: [./my_trainer.yaml]   # more frameworks: profile files, relative to this file (docs/plugins.md)
 
 Every problem raises ConfigError naming the file, the line and YAML path, and what was expected;
 the CLI turns it into exit code 2. Only a `yaml.SafeLoader` is used. A rules file (given with
@@ -52,6 +53,7 @@ TOP_KEYS = (
     "params",
     "runs",
     "mappings",
+    "profiles",
 )
 LEVEL_NAMES = ("error", "warning", "info")
 RUN_KEYS = (
@@ -247,6 +249,8 @@ class RulesConfig:
     params: dict[str, dict[str, Any]] = field(default_factory=dict)  # code -> resolved params (all keys)
     runs: list[RunOverride] = field(default_factory=list)
     mappings: dict[str, Any] = field(default_factory=dict)
+    #: profile files (absolute paths) from `profiles:`, parent files' first
+    profiles: list[str] = field(default_factory=list)
     cli: RunOverride = field(default_factory=RunOverride)
     sources: list[str] = field(default_factory=list)  # files read, parent first
 
@@ -586,7 +590,37 @@ def _load(path: Path, seen: tuple[Path, ...], via: str = "") -> RulesConfig:
             **cfg.mappings,
             **_check_mappings(doc["mappings"], where, "mappings", allow_framework=True),
         }
+    if "profiles" in doc:
+        cfg.profiles = [
+            *cfg.profiles,
+            *(p for p in _check_profiles(doc, path, where) if p not in cfg.profiles),
+        ]
     return cfg
+
+
+def _check_profiles(doc: Any, path: Path, where: str) -> list[str]:
+    """`profiles: [./my_trainer.yaml]`: profile files relative to this rules file, each read and checked
+    now, so a broken one is a rules-file error (exit 2) rather than a surprise during ingestion."""
+    from analyzer.ingest.profile_format import load_profile_file
+
+    items = doc["profiles"]
+    if not isinstance(items, list) or not all(isinstance(x, str) and x for x in items):
+        raise ConfigError(f"{where}: {_at(doc, 'profiles')}profiles: expected a list of profile file paths")
+    out = []
+    for i, item in enumerate(items):
+        target = Path(item) if Path(item).is_absolute() else path.parent / item
+        try:
+            usable = len(item) <= 4096 and "\0" not in item and target.is_file()
+        except OSError:  # a name too long for the file system, a permission problem
+            usable = False
+        if not usable:
+            raise ConfigError(
+                f"{where}: profiles[{i}]: profile file {_clip(repr(item), 200)} not found "
+                f"(looked for {_clip(str(target), 300)})"
+            )
+        load_profile_file(target)  # ProfileError is a ConfigError naming the file and field
+        out.append(str(target.resolve()))
+    return out
 
 
 # ----------------------------------------------------------------------------------------------

@@ -33,7 +33,7 @@ from analyzer.ingest.discover import (
 )
 from analyzer.ingest.merge import DUPLICATE_POLICIES, Merged, Segment, merge_segments
 from analyzer.ingest.pool import run_in_pool
-from analyzer.ingest.profiles import resolve
+from analyzer.ingest.profiles import Profile, resolve
 from analyzer.model import Checkpoint, IngestIssue, RawRun, Run, Series
 from analyzer.tfevents import EventFileData, read_event_file
 
@@ -431,7 +431,11 @@ def fill_companion_metrics(run: Run) -> Run:
 
 
 def _load_one(
-    rd: RunDir, mappings: Mapping[str, Any] | None, duplicate_policy: str, use_cache: bool = False
+    rd: RunDir,
+    mappings: Mapping[str, Any] | None,
+    duplicate_policy: str,
+    use_cache: bool = False,
+    profiles: Mapping[str, Profile] | None = None,
 ) -> tuple[Run | None, list[IngestIssue]]:
     """Read and resolve one run; a run with no data becomes an error, and nothing escapes as an exception."""
     try:
@@ -447,7 +451,7 @@ def _load_one(
             return None, []  # only CSVs that are not training logs (e.g. a results table): not a run
         return None, [IngestIssue(str(rd.path), _no_run_message(raw), "error")]
     try:
-        return fill_companion_metrics(resolve(raw, dict(mappings) if mappings else None)), []
+        return fill_companion_metrics(resolve(raw, dict(mappings) if mappings else None, profiles)), []
     except Exception as exc:
         return None, [
             IngestIssue(
@@ -483,6 +487,7 @@ def load_runs(
     paths: Sequence[str | Path],
     *,
     mappings: dict | None = None,
+    profiles: Mapping[str, Profile] | None = None,
     duplicate_policy: str = "keep-last",
     workers: int = 1,
     use_cache: bool = False,
@@ -493,6 +498,8 @@ def load_runs(
     `on_run(done, total, run_id)` is called after each run directory is read (for progress bars;
     with workers, in submission order as results arrive).
 
+    `profiles`: the profiles frameworks are detected among (default: the installed ones; a rules
+    file's `profiles:` are added with `profiles.profile_set`).
     `duplicate_policy`: "keep-last" (default) or "keep-first", see docs/ingestion.md.
     `workers > 1` reads runs in a process pool of at most min(workers, CPUs, runs) processes that
     end with this process (pool.py). `use_cache` loads unchanged runs' log data from the
@@ -527,7 +534,7 @@ def load_runs(
 
     # workers are capped by CPUs and runs, and end with this process (pool.py)
     results = run_in_pool(
-        _load_one, [(rd, mappings, duplicate_policy, use_cache) for rd in jobs], workers, progress
+        _load_one, [(rd, mappings, duplicate_policy, use_cache, profiles) for rd in jobs], workers, progress
     )
     runs: list[Run] = []
     yielded: set[int] = set()  # roots that produced a run or an error
