@@ -11,10 +11,9 @@ import fnmatch
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
-from analyzer.config import RulesConfig, load_config
+from analyzer.config import RulesConfig, load_config, load_profile_file
 from analyzer.diagnose import analyze_signals, diagnose_run, finish, run_rules
 from analyzer.ingest import load_runs
-from analyzer.ingest.profile_format import load_profile_file
 from analyzer.ingest.profiles import Profile, profile_set
 from analyzer.model import IngestIssue, Run
 from analyzer.report import Report, RunResult

@@ -601,8 +601,6 @@ def _load(path: Path, seen: tuple[Path, ...], via: str = "") -> RulesConfig:
 def _check_profiles(doc: Any, path: Path, where: str) -> list[str]:
     """`profiles: [./my_trainer.yaml]`: profile files relative to this rules file, each read and checked
     now, so a broken one is a rules-file error (exit 2) rather than a surprise during ingestion."""
-    from analyzer.ingest.profile_format import load_profile_file
-
     items = doc["profiles"]
     if not isinstance(items, list) or not all(isinstance(x, str) and x for x in items):
         raise ConfigError(f"{where}: {_at(doc, 'profiles')}profiles: expected a list of profile file paths")
@@ -618,9 +616,25 @@ def _check_profiles(doc: Any, path: Path, where: str) -> list[str]:
                 f"{where}: profiles[{i}]: profile file {_clip(repr(item), 200)} not found "
                 f"(looked for {_clip(str(target), 300)})"
             )
-        load_profile_file(target)  # ProfileError is a ConfigError naming the file and field
+        load_profile_file(target)  # a ConfigError naming the file and the field
         out.append(str(target.resolve()))
     return out
+
+
+def load_profile_file(path: str | Path) -> Any:
+    """Read and check one profile file (a `Profile`); read like a rules file (a regular file of at most
+    MAX_RULES_BYTES, safe YAML), so a broken one is a ConfigError naming the file and the field."""
+    from analyzer.ingest.profile_format import ProfileError, parse_profile
+
+    p = Path(path)
+    try:
+        text = read_rules_text(p, str(p))
+    except ConfigError as exc:
+        raise ConfigError(str(exc).replace("rules file", "profile file")) from None
+    try:
+        return parse_profile(parse_rules_yaml(text, str(p)), str(p), str(p))
+    except ProfileError as exc:
+        raise ConfigError(str(exc)) from None
 
 
 # ----------------------------------------------------------------------------------------------

@@ -17,12 +17,11 @@ import numpy as np
 import pytest
 
 from analyzer.api import analyze
-from analyzer.config import ConfigError, load_config
+from analyzer.config import ConfigError, load_config, load_profile_file
 from analyzer.ingest.profile_docs import render_profiles, schema_text, update_formats
 from analyzer.ingest.profile_format import (
     ProfileError,
     builtin_profiles,
-    load_profile_file,
     parse_profile,
     profile_schema,
 )
@@ -268,11 +267,11 @@ def test_profiles_key_errors(tmp_path: Path, text: str, message: str) -> None:
 
 
 def test_profile_file_that_is_not_a_file_or_yaml(tmp_path: Path) -> None:
-    with pytest.raises(ProfileError, match="not a regular file"):
+    with pytest.raises(ConfigError, match="profile file: a directory, not a regular file"):
         load_profile_file(tmp_path)
     bad = tmp_path / "bad.yaml"
     bad.write_text("name: [unclosed\n", encoding="utf-8")
-    with pytest.raises(ProfileError, match="YAML syntax error"):
+    with pytest.raises(ConfigError, match="YAML syntax error"):
         load_profile_file(bad)
 
 

@@ -20,10 +20,8 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from functools import cache
 from importlib import resources
-from pathlib import Path
 from typing import Any
 
-from analyzer.config import ConfigError
 from analyzer.metrics import CANONICAL_NAMES
 from analyzer.model import RawRun, Series
 
@@ -34,7 +32,6 @@ __all__ = [
     "ProfileError",
     "SharedKnowledge",
     "builtin_profiles",
-    "load_profile_file",
     "parse_profile",
     "profile_schema",
     "shared_knowledge",
@@ -43,8 +40,10 @@ __all__ = [
 Formula = Callable[[RawRun], Series | None]
 
 
-class ProfileError(ConfigError):
-    """A profile file that cannot be used: names the file, the field and what was expected."""
+class ProfileError(ValueError):
+    """A profile file that cannot be used: names the file, the field and what was expected.
+
+    A rules file's `profiles:` turn it into a ConfigError (exit 2); a plugin's into a warning."""
 
 
 @dataclass(frozen=True)
@@ -546,27 +545,6 @@ def parse_profile(doc: Any, source: str, origin: str = "") -> Profile:
 # --------------------------------------------------------------------------------------------------
 # Loading
 # --------------------------------------------------------------------------------------------------
-
-
-def _safe_yaml(text: str, source: str) -> Any:
-    from analyzer.config import parse_rules_yaml
-
-    try:
-        return parse_rules_yaml(text, source)
-    except ConfigError as exc:
-        raise ProfileError(str(exc)) from None
-
-
-def load_profile_file(path: str | Path, origin: str = "") -> Profile:
-    """Read and validate one profile file (size and type checked as for rules files)."""
-    from analyzer.config import read_rules_text
-
-    p = Path(path)
-    try:
-        text = read_rules_text(p, str(p))
-    except ConfigError as exc:
-        raise ProfileError(str(exc).replace("rules file", "profile file")) from None
-    return parse_profile(_safe_yaml(text, str(p)), str(p), origin or str(p))
 
 
 def _builtin_dir() -> Any:
