@@ -147,13 +147,13 @@ def test_custom_formula_that_cannot_be_imported_names_the_path() -> None:
 
 MY_PROFILE = """\
 name: my_trainer
-signature_tags: ["my/q_mean", "my/bellman"]
+signature_tags: ["stats/a17", "stats/b23"]
 aliases:
-  - q_data: {tag: "my/q_mean", note: "batch mean Q(s, a_data)"}
-  - td_error: "my/bellman"
-  - critic_loss: {tag: "my/critic", per_critic_keys: ["n_q"], default_critics: 2}
+  - q_data: {tag: "stats/a17", note: "batch mean Q(s, a_data)"}
+  - td_error: "stats/b23"
+  - critic_loss: {tag: "stats/c5", per_critic_keys: ["n_q"], default_critics: 2}
 derivations:
-  - cql_gap: {op: div, a: "my/cql", b_config: ["cql_weight"], note: "cql term / cql_weight"}
+  - cql_gap: {op: div, a: "stats/d9", b_config: ["cql_weight"], note: "cql term / cql_weight"}
 default_algorithm: cql
 metadata_keys: {gamma: ["my_discount"]}
 """
@@ -165,10 +165,10 @@ def _write_run(run_dir: Path, seed: int = 4) -> object:
     s = sr.run.series
     steps = s["q_data"].steps
     cols = {
-        "my/q_mean": s["q_data"].values,
-        "my/bellman": s["td_error"].values,
-        "my/critic": 2.0 * s["td_error"].values,
-        "my/cql": 5.0 * np.full(len(steps), 0.3),
+        "stats/a17": s["q_data"].values,
+        "stats/b23": s["td_error"].values,
+        "stats/c5": 2.0 * s["td_error"].values,
+        "stats/d9": 5.0 * np.full(len(steps), 0.3),
     }
     run_dir.mkdir(parents=True)
     lines = ["step," + ",".join(cols)]
@@ -201,9 +201,9 @@ def test_user_profile_file_adds_a_framework(tmp_path: Path) -> None:
 
     report = analyze(tmp_path / "logs", _rules(tmp_path))
     run = report.runs[0].run
-    assert run.framework == "my_trainer" and "my/q_mean" in run.metadata.sources["framework"]
+    assert run.framework == "my_trainer" and "stats/a17" in run.metadata.sources["framework"]
     assert (
-        run.series["q_data"].sources == ("my/q_mean",)
+        run.series["q_data"].sources == ("stats/a17",)
         and run.series["q_data"].note == "batch mean Q(s, a_data)"
     )
     crit = run.series["critic_loss"]

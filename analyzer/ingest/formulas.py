@@ -37,9 +37,9 @@ def d3rlpy_cql_gap(raw: RawRun) -> Series | None:
     w_hit = config_get(raw.config, ["config.params.conservative_weight"])
     t_hit = config_get(raw.config, ["config.params.alpha_threshold"])
     n_hit = config_get(raw.config, ["config.params.n_critics"])
-    w = as_float(w_hit[1]) if w_hit else None
-    thr = as_float(t_hit[1]) if t_hit else None
-    n = as_int(n_hit[1]) if n_hit else None
+    if w_hit is None or t_hit is None or n_hit is None:
+        return None
+    w, thr, n = as_float(w_hit[1]), as_float(t_hit[1]), as_int(n_hit[1])
     if not w or thr is None or not n or n <= 0:
         return None
     steps, ratio, wt = combine(raw.tags[cons_tag], raw.tags[alpha_tag], "div")
@@ -170,18 +170,19 @@ def _tianshou_env_per_update(raw: RawRun, test_steps: np.ndarray) -> tuple[int |
                 if b == ratios[0]:
                     return b, f"{env_tag} / {upd_tag} at the same epoch = {b}"
     hit = config_get(raw.config, ["batch_size"])
-    b = as_int(hit[1]) if hit is not None else None
+    bs = as_int(hit[1]) if hit is not None else None
     update_tags = [t for t in raw.tags if t.startswith("update/")]
     last_update = max((int(raw.tags[t].steps[-1]) for t in update_tags if len(raw.tags[t])), default=0)
     if (
-        b
-        and b > 1
+        hit is not None
+        and bs
+        and bs > 1
         and len(test_steps)
-        and np.all(test_steps % b == 0)
+        and np.all(test_steps % bs == 0)
         and last_update
         and test_steps[-1] > 2 * last_update
     ):
-        return b, f"config {hit[0]}={b} (OfflineTrainer: env_step = update step x batch_size)"
+        return bs, f"config {hit[0]}={bs} (OfflineTrainer: env_step = update step x batch_size)"
     return None, ""
 
 

@@ -271,7 +271,7 @@ def _apply_derivation(d: Derivation, raw: RawRun) -> Series | None:
     elif d.b_config:
         hit = config_get(raw.config, d.b_config)
         const = None if hit is None else as_float(hit[1])
-        if const is None or (d.op == "div" and const == 0.0):
+        if hit is None or const is None or (d.op == "div" and const == 0.0):
             return None
         sources = (a_tag, f"config:{hit[0]}")
         steps, wt = a.steps.copy(), (None if a.wall_time is None else a.wall_time.copy())

@@ -191,7 +191,7 @@ def _warm_start(raw: RawRun, x_unit: str, profile: Profile | None = None) -> tup
     if x_unit == "epoch":
         spe = config_get(raw.config, _keys("steps_per_epoch", profile))
         n = as_int(spe[1]) if spe is not None else None
-        if n is not None and n > 0:
+        if spe is not None and n is not None and n > 0:
             return -(-v // n), f"{where} / config:{spe[0]} (steps -> epochs, rounded up)"
     return None, ""
 
@@ -214,14 +214,14 @@ def _capacity(cfg: Mapping[str, Any], profile: Profile | None = None) -> tuple[C
         d = config_get(cfg, _keys("depth", profile))
         wi = as_int(w[1]) if w is not None else None
         di = as_int(d[1]) if d is not None else None
-        if wi is not None and wi > 0:
+        if w is not None and wi is not None and wi > 0:
             used.append(w[0])
-            if di is not None and di > 0:
+            if d is not None and di is not None and di > 0:
                 widths, depth = (wi,) * di, di
                 used.append(d[0])
             else:
                 widths = (wi,)
-        elif di is not None and di > 0:
+        elif d is not None and di is not None and di > 0:
             depth = di
             used.append(d[0])
     e = config_get(cfg, _keys("encoder", profile))
@@ -243,7 +243,7 @@ def _checkpoint_interval(raw: RawRun, x_unit: str, profile: Profile | None = Non
             return v, f"config:{hit[0]} (epochs)"
         spe = config_get(cfg, _keys("steps_per_epoch", profile))
         n = as_int(spe[1]) if spe is not None else None
-        if n is not None and n > 0:
+        if spe is not None and n is not None and n > 0:
             return v * n, f"config:{hit[0]} x config:{spe[0]} (epochs -> steps)"
     steps = sorted({c.step for c in raw.checkpoints})
     if len(steps) >= 2:
