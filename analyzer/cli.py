@@ -7,7 +7,8 @@ or `offrl-analyze check rules`.
 
 Exit codes (as ruff): 0 nothing at/above `--fail-on`; 1 something is; 2 usage error, bad config, or
 no readable run at all. Every error is one line on stderr, never a traceback (set OFFRL_DEBUG=1 to
-see the traceback of an internal error).
+see the traceback of an internal error); the conventions are shared with offrl-train and offrl-eval
+(analyzer/cli_errors.py).
 """
 
 from __future__ import annotations
@@ -20,16 +21,10 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
-from typer.core import TyperGroup
-
-try:  # typer >= 0.20 vendors click; older typer uses the click package itself
-    from typer._click import exceptions as click_exc
-except ImportError:  # pragma: no cover - depends on the installed typer
-    from click import exceptions as click_exc  # type: ignore[no-redef,unused-ignore]
-
 from rich.markup import escape
 
 from analyzer import __version__
+from analyzer.cli_errors import EXIT_FAIL, EXIT_OK, CliError, GuardedGroup
 from analyzer.output import FORMATS
 from analyzer.output.brief import short_run_id
 from analyzer.output.failon import DEFAULT_FAIL_ON, FailOn, FailOnError, parse_fail_on
@@ -37,20 +32,6 @@ from analyzer.output.names import terminal
 
 PROG = "offrl-analyze"
 SUBCOMMANDS = ("check", "rules", "explain")
-EXIT_OK, EXIT_FAIL, EXIT_ERROR = 0, 1, 2
-
-
-class CliError(Exception):
-    """A user-facing error: printed as one line, exit code 2."""
-
-
-def _one_line(text: str) -> str:
-    """One line with no control character: messages quote paths, and paths can hold anything."""
-    return terminal(" ".join(part.strip() for part in str(text).splitlines() if part.strip()))
-
-
-def _print_error(message: str) -> None:
-    typer.echo(f"{PROG}: error: {_one_line(message)}", err=True)
 
 
 def _is_number(text: str) -> bool:
@@ -87,8 +68,10 @@ def join_reward_range(args: list[str]) -> list[str]:
     return out
 
 
-class _DefaultCheckGroup(TyperGroup):
-    """A click group whose default command is `check`, and whose errors are one line, exit 2."""
+class _DefaultCheckGroup(GuardedGroup):
+    """A click group whose default command is `check`; errors and exit codes: analyzer/cli_errors.py."""
+
+    prog = PROG
 
     def parse_args(self, ctx: Any, args: list[str]) -> list[str]:
         args = join_reward_range(list(args))
@@ -96,45 +79,6 @@ class _DefaultCheckGroup(TyperGroup):
         if first is None or (first not in self.commands and first not in ("-h", "--help", "--version")):
             args = ["check", *args]
         return super().parse_args(ctx, args)
-
-    def main(  # type: ignore[override]  # always exits (sys.exit), whatever standalone_mode says
-        self,
-        args: Any = None,
-        prog_name: str | None = None,
-        complete_var: Any = None,
-        standalone_mode: bool = True,
-        **extra: Any,
-    ) -> Any:
-        try:
-            rv = super().main(
-                args=args,
-                prog_name=prog_name or PROG,
-                complete_var=complete_var,
-                standalone_mode=False,
-                **extra,
-            )
-        except CliError as e:
-            _print_error(str(e))
-            sys.exit(EXIT_ERROR)
-        except typer.Abort:
-            typer.echo(f"{PROG}: interrupted", err=True)
-            sys.exit(130)
-        except click_exc.ClickException as e:  # usage errors: bad option, missing argument, bad choice
-            _print_error(e.format_message())
-            sys.exit(EXIT_ERROR if e.exit_code in (1, 2) else e.exit_code)
-        except KeyboardInterrupt:
-            typer.echo(f"{PROG}: interrupted", err=True)
-            sys.exit(130)
-        except BrokenPipeError:  # `offrl-analyze logs | head`: the reader left; exit quietly like `cat`
-            devnull = os.open(os.devnull, os.O_WRONLY)
-            os.dup2(devnull, sys.stdout.fileno())
-            sys.exit(141)
-        except Exception as e:  # never a traceback for users
-            if os.environ.get("OFFRL_DEBUG"):
-                raise
-            _print_error(f"internal error: {type(e).__name__}: {e} (set OFFRL_DEBUG=1 for a traceback)")
-            sys.exit(EXIT_ERROR)
-        sys.exit(rv if isinstance(rv, int) else EXIT_OK)
 
 
 app = typer.Typer(

@@ -54,60 +54,81 @@ def default_threads() -> int:
     return 1 if cores <= 2 else min(8, cores // 2)
 
 
+def knob(default: Any, help: str, *, metavar: str | None = None) -> Any:
+    """A TrainConfig field that is also a flag (`--name-with-dashes`), a YAML key and a config.json key.
+
+    `help` is the flag's help text (offrl-train --help); the default is appended to it there."""
+    return field(default=default, metadata={"help": help, "metavar": metavar, "flag": True})
+
+
+def from_dataset(default: Any = None, *, default_factory: Any = None) -> Any:
+    """A TrainConfig field the trainer fills in from the dataset: saved in config.json, never a flag."""
+    meta = {"flag": False}
+    if default_factory is not None:
+        return field(default_factory=default_factory, metadata=meta)
+    return field(default=default, metadata=meta)
+
+
 @dataclass
 class TrainConfig:
-    """Every knob of a training run; field names are also the YAML keys and the config.json keys."""
+    """Every knob of a training run: the one source of offrl-train's flags, the `--config` YAML keys
+    and config.json (CORL-style; reference_trainer/cli.py builds the flags from these fields)."""
 
-    algo: str = "cql"
-    dataset: str = ""
-    steps: int = 100_000
-    ckpt_every: int = 5_000
-    log_every: int = 1_000
-    log_dir: str = "runs/offrl"
-    seed: int = 0
-    device: str = "cpu"
-    resume: bool = False
-    precision: str = "fp32"
-    threads: int = 0  # 0 = default_threads()
+    algo: str = knob("cql", "cql | brac")
+    dataset: str = knob("", "D4RL-style .npz dataset (required)", metavar="PATH")
+    steps: int = knob(100_000, "gradient steps")
+    ckpt_every: int = knob(5_000, "checkpoint interval in steps")
+    log_every: int = knob(1_000, "logging window in steps")
+    log_dir: str = knob("runs/offrl", "run directory", metavar="DIR")
+    seed: int = knob(0, "seed of torch, numpy and random")
+    device: str = knob("cpu", "cpu | cuda[:N]")
+    resume: bool = knob(False, "continue from the latest valid checkpoint in --log-dir")
+    precision: str = knob("fp32", "fp32 | bf16 (bf16 hidden layers, fp32 Q head and losses)")
+    threads: int = knob(0, "torch threads; 0 = 1 on <= 2 cores, else cores/2 up to 8")
     # dataset metadata (None = from the dataset, else documented defaults)
-    gamma: float | None = None
-    horizon: int | None = None
-    reward_range: tuple[float, float] | None = None
+    gamma: float | None = knob(None, "discount when the dataset metadata lacks it (else 0.99)")
+    horizon: int | None = knob(None, "episode horizon when the metadata lacks it")
+    reward_range: tuple[float, float] | None = knob(
+        None, "per-step reward range when the metadata lacks it", metavar="LO,HI"
+    )
     # optimisation (authors' defaults, examples/cql_workflow.py)
-    batch_size: int = 256
-    tau: float = 5e-3
-    policy_lr: float = 1e-4
-    q_lr: float = 3e-4
-    n_actions: int = 10  # sampled actions per source in the CQL logsumexp
-    bc_steps: int | None = None  # None = 10_000 (authors' default). CQL: actor warm start; BRAC: fit of pi_b
+    batch_size: int = knob(256, "transitions per gradient step")
+    tau: float = knob(5e-3, "Polyak averaging rate of the target critics")
+    policy_lr: float = knob(1e-4, "Adam learning rate of the actor and the entropy temperature")
+    q_lr: float = knob(3e-4, "Adam learning rate of the critics")
+    n_actions: int = knob(10, "sampled actions per source in the CQL logsumexp")
+    bc_steps: int | None = knob(
+        None, "CQL actor warm start / BRAC behaviour fit, in steps (else 10000, the authors' default)"
+    )
     # CQL
-    cql_alpha: float = 1.0
-    cql_target_gap: float | None = None  # set => Lagrangian alpha (CQL paper's tau)
-    # TD backup action at s': "sample" from pi (authors' code) or "mean" = tanh(mean of pi); see docs/trainer.md
-    backup: str = "sample"
+    cql_alpha: float = knob(1.0, "fixed CQL alpha (min_q_weight)")
+    cql_target_gap: float | None = knob(None, "Lagrangian alpha with this target gap (CQL paper's tau)")
+    backup: str = knob(
+        "sample", "CQL TD backup action: sample (authors' code) | mean (tanh of pi's mean); docs/trainer.md"
+    )
     # BRAC
-    brac_variant: str = "vp"
-    brac_beta: float = 1.0
+    brac_variant: str = knob("vp", "vp (value penalty) | pr (policy regularization)")
+    brac_beta: float = knob(1.0, "BRAC divergence weight")
     # capacity
-    hidden: int = 256
-    depth: int = 3
-    encoder: str = "mlp"
+    hidden: int = knob(256, "hidden width")
+    depth: int = knob(3, "hidden layers")
+    encoder: str = knob("mlp", "mlp | conv | resnet (image datasets)")
     # remedies (Guidelines 4.1 / 4.2)
-    dropout: float = 0.0
-    vib: float = 0.0
-    vib_latent: int = 16
-    l1: float = 0.0
-    l2: float = 0.0
-    dr3: float = 0.0
-    crop_pad: int = 4  # random-crop augmentation padding for image observations (authors: 4)
+    dropout: float = knob(0.0, "dropout probability in the Q networks")
+    vib: float = knob(0.0, "variational information bottleneck weight beta")
+    vib_latent: int = knob(16, "latent size of the information bottleneck")
+    l1: float = knob(0.0, "L1 weight: sum of mean |theta| of the Q networks")
+    l2: float = knob(0.0, "L2 weight (Adam weight decay on the Q networks)")
+    dr3: float = knob(0.0, "DR3 feature dot-product weight")
+    crop_pad: int = knob(4, "random-crop augmentation padding for image observations (authors: 4)")
     # filled in by the trainer from the dataset
-    obs_shape: tuple[int, ...] = ()
-    act_dim: int = 0
-    dataset_size: int = 0
-    dataset_mc_return: float | None = None
-    obs_type: str = "state"
-    task: str | None = None
-    remedies: list[str] = field(default_factory=list)
+    obs_shape: tuple[int, ...] = from_dataset(())
+    act_dim: int = from_dataset(0)
+    dataset_size: int = from_dataset(0)
+    dataset_mc_return: float | None = from_dataset(None)
+    obs_type: str = from_dataset("state")
+    task: str | None = from_dataset(None)
+    remedies: list[str] = from_dataset(default_factory=list)
 
     # ---- derived -------------------------------------------------------------------------
     @property
@@ -206,6 +227,11 @@ class TrainConfig:
         if "obs_shape" in kwargs:
             kwargs["obs_shape"] = tuple(int(x) for x in kwargs["obs_shape"])
         return cls(**kwargs)
+
+
+def flag_fields() -> tuple[dataclasses.Field, ...]:
+    """The TrainConfig fields that are flags (all but those the trainer fills in from the dataset)."""
+    return tuple(f for f in dataclasses.fields(TrainConfig) if f.metadata.get("flag", False))
 
 
 def _flag_to_field(key: str) -> str:

@@ -7,83 +7,56 @@ the file and the reason); the others are still scored and written. Progress bars
 
 from __future__ import annotations
 
-import argparse
 import json
 import sys
 import time
+from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import Any
+from types import SimpleNamespace
+from typing import Annotated, Any
 
-EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
+import typer
 
+from analyzer.cli_errors import EXIT_FAIL, EXIT_OK, EXIT_USAGE, CliError, GuardedGroup
+from robot_eval.loop.scenarios import ORDER, PRESETS
 
-class CliError(Exception):
-    """Reported as `offrl-eval: error: <message>` with exit code 2."""
-
-
-def _parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="offrl-eval", description=__doc__.splitlines()[0])
-    sub = p.add_subparsers(dest="command", required=True)
-
-    c = sub.add_parser("collect", help="roll out a noisy scripted policy and write a D4RL-style .npz dataset")
-    c.add_argument(
-        "--task", default="pickplace", help="pickplace | drawer | offrl/PickPlace-v0 | offrl/DrawerGrasp-v0"
-    )
-    c.add_argument(
-        "--trajectories", "-n", type=int, default=100, help="number of trajectories (paper: 50..10,000)"
-    )
-    c.add_argument(
-        "--noise",
-        default="0.1",
-        help="Gaussian action-noise std (COG: 0.1), or 'paper': the noise calibrated to the paper's segment "
-        "success rates (grasp ~35%%, place ~40%%; docs/robot_eval.md)",
-    )
-    c.add_argument("--seed", type=int, default=0)
-    c.add_argument(
-        "--n-objects", type=int, default=None, help="pick-place: object types to draw from (1,5,10,20,35)"
-    )
-    c.add_argument("--image-size", type=int, default=0, help="0 = state observations; 48 or 64 = RGB images")
-    c.add_argument(
-        "--segment", choices=("full", "grasp", "place"), default="full", help="pick-place partial data"
-    )
-    c.add_argument("--zero-rewards", action="store_true", help="relabel rewards to 0 (COG's prior data)")
-    c.add_argument("--gamma", type=float, default=0.99, help="discount for mc_returns and metadata")
-    c.add_argument("--workers", "-w", type=int, default=1)
-    c.add_argument("--out", "-o", required=True, help="output .npz path")
-    c.add_argument("--compress", action="store_true", help="np.savez_compressed (smaller, slower)")
-    c.add_argument("--format", choices=("text", "json"), default="text")
-    c.add_argument("--quiet", "-q", action="store_true", help="no progress bar")
-
-    e = sub.add_parser("checkpoints", help="roll out every checkpoint of a reference-trainer run")
-    e.add_argument("run_dir", help="the trainer's log dir (holds checkpoints/ckpt_<step>.pt and config.json)")
-    e.add_argument("--episodes", "-n", type=int, default=20)
-    e.add_argument("--workers", "-w", type=int, default=1)
-    e.add_argument("--seed", type=int, default=0, help="episode seeds (the same for every checkpoint)")
-    e.add_argument("--task", default=None, help="override the task read from config.json -> dataset metadata")
-    e.add_argument("--n-objects", type=int, default=None)
-    e.add_argument("--image-size", type=int, default=None)
-    e.add_argument("--out", "-o", default=None, help="output folder (default: <RUN_DIR>_eval/)")
-    e.add_argument("--into-run", action="store_true", help="allow writing into <RUN_DIR>/eval/")
-    e.add_argument("--video", action="store_true", help="save a GIF rollout of the best checkpoint")
-    e.add_argument("--format", choices=("text", "json"), default="text")
-    e.add_argument("--quiet", "-q", action="store_true")
-
-    i = sub.add_parser("info", help="validate a dataset and print its metadata and array shapes")
-    i.add_argument("dataset")
-    i.add_argument("--format", choices=("text", "json"), default="text")
-
-    from robot_eval.loop.run import add_parser as add_loop_parser
-
-    add_loop_parser(sub)
-
-    r = sub.add_parser("render", help="save one rendered frame per task (PNG) for the docs")
-    r.add_argument("--out-dir", default="docs/img")
-    r.add_argument("--size", type=int, default=256)
-    r.add_argument("--seed", type=int, default=0)
-    return p
+PROG = "offrl-eval"
+EXIT_FAILED = EXIT_FAIL  # the name this module used before analyzer/cli_errors.py
+FORMATS = ("text", "json")
 
 
-def _progress(quiet: bool, total: int, label: str):
+class _EvalGroup(GuardedGroup):
+    prog = PROG
+
+    def user_errors(self) -> Mapping[type[BaseException], int]:
+        from robot_eval.dataset import DatasetError
+        from robot_eval.evaluate import EvalError
+        from robot_eval.tasks import TaskError
+
+        return {EvalError: EXIT_USAGE, TaskError: EXIT_USAGE, DatasetError: EXIT_USAGE}
+
+
+app = typer.Typer(
+    cls=_EvalGroup,
+    name=PROG,
+    help=__doc__,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+    rich_markup_mode=None,
+    context_settings={"help_option_names": ["-h", "--help"]},
+)
+Opt = typer.Option
+FormatOpt = Annotated[str, Opt("--format", metavar="text|json", help="text or json (on stdout)")]
+QuietOpt = Annotated[bool, Opt("--quiet", "-q", help="no progress bar")]
+
+
+def _choice(value: str, choices: tuple[str, ...], flag: str) -> str:
+    if value not in choices:
+        raise CliError(f"{flag}: expected one of {', '.join(choices)}, got {value!r}")
+    return value
+
+
+def _progress(quiet: bool, total: int, label: str) -> Any:
     """A rich progress bar on stderr, or a no-op."""
     if quiet:
         return None
@@ -103,7 +76,7 @@ def _progress(quiet: bool, total: int, label: str):
     return prog, tid
 
 
-def _cmd_collect(a: argparse.Namespace) -> dict[str, Any]:
+def _cmd_collect(a: Any) -> dict[str, Any]:
     from robot_eval.collect import collect
     from robot_eval.dataset import save_dataset
     from robot_eval.tasks import TaskError, task_spec
@@ -156,7 +129,7 @@ def _cmd_collect(a: argparse.Namespace) -> dict[str, Any]:
     return {"path": str(out), "seconds": round(elapsed, 3), "transitions": len(ds), "metadata": ds.metadata}
 
 
-def _cmd_checkpoints(a: argparse.Namespace, loader=None) -> dict[str, Any]:
+def _cmd_checkpoints(a: Any, loader: Callable[[str], Any] | None = None) -> dict[str, Any]:
     from robot_eval.evaluate import (
         EvalResult,
         check_out_dir,
@@ -217,7 +190,7 @@ def _cmd_checkpoints(a: argparse.Namespace, loader=None) -> dict[str, Any]:
     }
 
 
-def _cmd_info(a: argparse.Namespace) -> dict[str, Any]:
+def _cmd_info(a: Any) -> dict[str, Any]:
     from robot_eval.dataset import load_dataset, trajectory_bounds
 
     ds = load_dataset(a.dataset)
@@ -231,13 +204,13 @@ def _cmd_info(a: argparse.Namespace) -> dict[str, Any]:
     }
 
 
-def _cmd_render(a: argparse.Namespace) -> dict[str, Any]:
+def _cmd_render(a: Any) -> dict[str, Any]:
     from robot_eval.render import render_task_frames
 
     return {"files": [str(p) for p in render_task_frames(Path(a.out_dir), size=a.size, seed=a.seed)]}
 
 
-def _cmd_loop(a: argparse.Namespace) -> dict[str, Any]:
+def _cmd_loop(a: Any) -> dict[str, Any]:
     from robot_eval.loop.run import command
 
     try:
@@ -273,35 +246,147 @@ def _print_text(command: str, res: dict[str, Any]) -> None:
             print(f)
 
 
-def main(argv: list[str] | None = None, *, policy_loader=None) -> int:
-    """Entry point; `policy_loader(path) -> policy` replaces reference_trainer's load_policy (tests, other trainers)."""
-    from robot_eval.dataset import DatasetError
-    from robot_eval.evaluate import EvalError
-    from robot_eval.tasks import TaskError
-
-    args = _parser().parse_args(argv)
-    handlers = {
-        "collect": _cmd_collect,
-        "checkpoints": lambda a: _cmd_checkpoints(a, policy_loader),
-        "info": _cmd_info,
-        "render": _cmd_render,
-        "loop": _cmd_loop,
-    }
-    try:
-        res = handlers[args.command](args)
-    except (CliError, EvalError, TaskError, DatasetError) as exc:
-        print(f"offrl-eval: error: {exc}", file=sys.stderr)
-        return EXIT_USAGE
-    except KeyboardInterrupt:
-        print("offrl-eval: interrupted", file=sys.stderr)
-        return 130
-    if getattr(args, "format", "text") == "json":
+def _emit(command: str, res: dict[str, Any], fmt: str) -> int:
+    if fmt == "json":
         print(json.dumps(res, indent=2, sort_keys=True, default=str))
     else:
-        _print_text(args.command, res)
-    if args.command == "checkpoints" and res["errors"]:
-        return EXIT_FAILED  # the others were scored and written; an unreadable checkpoint fails the command
+        _print_text(command, res)
     return EXIT_OK
+
+
+# ----------------------------------------------------------------------------------------------
+# commands (each returns its exit code)
+
+
+@app.command("collect", help="roll out a noisy scripted policy and write a D4RL-style .npz dataset")
+def collect_cmd(
+    out: Annotated[str, Opt("--out", "-o", help="output .npz path")],
+    task: Annotated[
+        str, Opt(help="pickplace | drawer | offrl/PickPlace-v0 | offrl/DrawerGrasp-v0")
+    ] = "pickplace",
+    trajectories: Annotated[
+        int, Opt("--trajectories", "-n", help="number of trajectories (paper: 50..10,000)")
+    ] = 100,
+    noise: Annotated[
+        str,
+        Opt(
+            help="Gaussian action-noise std (COG: 0.1), or 'paper': the noise calibrated to the paper's segment "
+            "success rates (grasp ~35%, place ~40%; docs/robot_eval.md)"
+        ),
+    ] = "0.1",
+    seed: int = 0,
+    n_objects: Annotated[int | None, Opt(help="pick-place: object types to draw from (1,5,10,20,35)")] = None,
+    image_size: Annotated[int, Opt(help="0 = state observations; 48 or 64 = RGB images")] = 0,
+    segment: Annotated[str, Opt(metavar="full|grasp|place", help="pick-place partial data")] = "full",
+    zero_rewards: Annotated[
+        bool, Opt("--zero-rewards", help="relabel rewards to 0 (COG's prior data)")
+    ] = False,
+    gamma: Annotated[float, Opt(help="discount for mc_returns and metadata")] = 0.99,
+    workers: Annotated[int, Opt("--workers", "-w")] = 1,
+    compress: Annotated[bool, Opt("--compress", help="np.savez_compressed (smaller, slower)")] = False,
+    fmt: FormatOpt = "text",
+    quiet: QuietOpt = False,
+) -> int:
+    _choice(segment, ("full", "grasp", "place"), "--segment")
+    _choice(fmt, FORMATS, "--format")
+    a = SimpleNamespace(**{k: v for k, v in locals().items() if k != "fmt"})
+    return _emit("collect", _cmd_collect(a), fmt)
+
+
+@app.command("checkpoints", help="roll out every checkpoint of a reference-trainer run")
+def checkpoints_cmd(
+    ctx: typer.Context,
+    run_dir: Annotated[
+        str, typer.Argument(help="the trainer's log dir (holds checkpoints/ckpt_<step>.pt and config.json)")
+    ],
+    episodes: Annotated[int, Opt("--episodes", "-n")] = 20,
+    workers: Annotated[int, Opt("--workers", "-w")] = 1,
+    seed: Annotated[int, Opt(help="episode seeds (the same for every checkpoint)")] = 0,
+    task: Annotated[
+        str | None, Opt(help="override the task read from config.json -> dataset metadata")
+    ] = None,
+    n_objects: int | None = None,
+    image_size: int | None = None,
+    out: Annotated[str | None, Opt("--out", "-o", help="output folder (default: <RUN_DIR>_eval/)")] = None,
+    into_run: Annotated[bool, Opt("--into-run", help="allow writing into <RUN_DIR>/eval/")] = False,
+    video: Annotated[bool, Opt("--video", help="save a GIF rollout of the best checkpoint")] = False,
+    fmt: FormatOpt = "text",
+    quiet: QuietOpt = False,
+) -> int:
+    _choice(fmt, FORMATS, "--format")
+    loader = (ctx.obj or {}).get("policy_loader")
+    a = SimpleNamespace(**{k: v for k, v in locals().items() if k not in ("ctx", "fmt", "loader")})
+    res = _cmd_checkpoints(a, loader)
+    _emit("checkpoints", res, fmt)
+    # an unreadable checkpoint fails the command; the others were scored and written
+    return EXIT_FAIL if res["errors"] else EXIT_OK
+
+
+@app.command("info", help="validate a dataset and print its metadata and array shapes")
+def info_cmd(dataset: Annotated[str, typer.Argument()], fmt: FormatOpt = "text") -> int:
+    _choice(fmt, FORMATS, "--format")
+    return _emit("info", _cmd_info(SimpleNamespace(dataset=dataset)), fmt)
+
+
+@app.command("loop", help="closed loop: collect, train, evaluate every checkpoint, analyze, score")
+def loop_cmd(
+    scenario: Annotated[str, typer.Argument(help=f"{' | '.join(ORDER)} | all")],
+    preset: Annotated[str, Opt(metavar="|".join(PRESETS))] = "quick",
+    jobs: Annotated[
+        int | None, Opt("--jobs", "-j", help="concurrent trials (1 core each) [default: 1-2]")
+    ] = None,
+    out: Annotated[
+        str, Opt("--out", "-o", help="work dir: datasets, runs, checkpoints (not for git)")
+    ] = "out/loop",
+    seeds: Annotated[str | None, Opt(help="comma-separated seeds (default: the preset's)")] = None,
+    precision: Annotated[str, Opt(metavar="fp32|bf16")] = "bf16",
+    results: Annotated[str | None, Opt(help="tables + summary.md folder (default OUT/tables)")] = None,
+    figures: Annotated[str | None, Opt(help="figure folder (default OUT/figures)")] = None,
+    score_only: Annotated[
+        bool, Opt("--score-only", help="run nothing; re-score the finished trials in OUT")
+    ] = False,
+    reanalyze: Annotated[
+        bool,
+        Opt(
+            "--reanalyze",
+            help="with --score-only: run the current analyzer again on every finished trial's logs before scoring",
+        ),
+    ] = False,
+    export: Annotated[
+        str | None,
+        Opt(
+            metavar="CORPUS",
+            help="copy each finished trial's logs, config, rollout and FQE results (no weights) into CORPUS (e.g. "
+            "results/closed_loop/trials), skip trials CORPUS already holds, and score CORPUS",
+        ),
+    ] = None,
+    fmt: FormatOpt = "text",
+) -> int:
+    from robot_eval.loop.run import default_jobs
+
+    _choice(preset, tuple(PRESETS), "--preset")
+    _choice(precision, ("fp32", "bf16"), "--precision")
+    _choice(fmt, FORMATS, "--format")
+    jobs = default_jobs() if jobs is None else jobs
+    a = SimpleNamespace(**{k: v for k, v in locals().items() if k not in ("fmt", "default_jobs")})
+    return _emit("loop", _cmd_loop(a), fmt)
+
+
+@app.command("render", help="save one rendered frame per task (PNG) for the docs")
+def render_cmd(
+    out_dir: Annotated[str, Opt("--out-dir")] = "docs/img",
+    size: int = 256,
+    seed: int = 0,
+) -> int:
+    return _emit("render", _cmd_render(SimpleNamespace(out_dir=out_dir, size=size, seed=seed)), "text")
+
+
+def main(argv: list[str] | None = None, *, policy_loader: Callable[[str], Any] | None = None) -> int:
+    """Entry point; `policy_loader(path) -> policy` replaces reference_trainer's load_policy (tests, other trainers)."""
+    command = typer.main.get_command(app)
+    return int(
+        command.main(args=argv, prog_name=PROG, standalone_mode=False, obj={"policy_loader": policy_loader})
+    )
 
 
 if __name__ == "__main__":  # pragma: no cover

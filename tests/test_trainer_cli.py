@@ -236,3 +236,78 @@ def test_resume_without_checkpoint_starts_over_cleanly(tmp_path):
     assert res.exit_code == 0, res.output
     assert "starting from step 0" in res.output
     assert _steps(log_dir / "progress.csv") == [2, 4]
+
+
+# ---------------------------------------------------------------------------------------------- one source
+def _capture_train(monkeypatch) -> list:
+    """Replace the training loop by one that records the resolved TrainConfig."""
+    import reference_trainer.train as train_mod
+
+    seen: list = []
+
+    def fake_train(cfg, echo=None):
+        seen.append(cfg)
+        return Path(cfg.log_dir)
+
+    monkeypatch.setattr(train_mod, "train", fake_train)
+    return seen
+
+
+def test_every_trainconfig_knob_is_a_flag_and_nothing_else_is():
+    """The flags are generated from TrainConfig: each knob has one (policy_lr, q_lr and tau had none and the
+    closed loop passed them through a YAML file), the fields the trainer fills from the dataset have none."""
+    import dataclasses
+
+    from reference_trainer.config import TrainConfig, flag_fields
+
+    res = invoke(["--help"])
+    assert res.exit_code == 0
+    flags = {f.name for f in flag_fields()}
+    for f in dataclasses.fields(TrainConfig):
+        spelled = "--" + f.name.replace("_", "-")
+        assert (spelled in res.output) == (f.name in flags), f.name
+    assert {"policy_lr", "q_lr", "tau", "vib_latent", "crop_pad"} <= flags
+    assert not flags & {"obs_shape", "act_dim", "dataset_size", "remedies", "task", "obs_type"}
+
+
+def test_new_flags_reach_the_config_and_win_over_the_yaml_file(tmp_path, monkeypatch):
+    seen = _capture_train(monkeypatch)
+    cfg_file = tmp_path / "cfg.yaml"
+    cfg_file.write_text("policy-lr: 0.002\nq_lr: 0.004\ntau: 0.01\ndataset: d.npz\n")
+    res = invoke(["--config", str(cfg_file), "--q-lr", "0.0005", "--crop-pad", "2"])
+    assert res.exit_code == 0, res.output
+    (cfg,) = seen
+    assert (cfg.policy_lr, cfg.q_lr, cfg.tau, cfg.crop_pad) == (0.002, 0.0005, 0.01, 2)
+    assert "done: logs and checkpoints in runs/offrl" in res.stderr
+
+
+@pytest.mark.parametrize(
+    "exc, code, needle",
+    [
+        ("nan", 1, "offrl-train: error: loss is NaN"),
+        ("oserror", 2, "offrl-train: error: /ro/run: Permission denied"),
+        ("interrupt", 130, "offrl-train: interrupted; continue from the last checkpoint with --resume"),
+        ("bug", 2, "offrl-train: error: internal error: RuntimeError: kaboom"),
+    ],
+)
+def test_exit_codes_follow_the_shared_conventions(tmp_path, monkeypatch, exc, code, needle):
+    """analyzer/cli_errors.py: 1 the run failed, 2 bad input or internal error, 130 interrupted; one line."""
+    import reference_trainer.train as train_mod
+    from reference_trainer.config import NonFiniteLoss
+
+    monkeypatch.delenv("OFFRL_DEBUG", raising=False)
+    raised = {
+        "nan": NonFiniteLoss("loss is NaN at step 7"),
+        "oserror": PermissionError(13, "Permission denied", "/ro/run"),
+        "interrupt": KeyboardInterrupt(),
+        "bug": RuntimeError("kaboom"),
+    }[exc]
+
+    def fake_train(cfg, echo=None):
+        raise raised
+
+    monkeypatch.setattr(train_mod, "train", fake_train)
+    res = invoke(["--dataset", "d.npz"])
+    assert res.exit_code == code, res.output
+    err = res.stderr.strip().splitlines()
+    assert err[-1].startswith(needle) and "Traceback" not in res.output

@@ -9,7 +9,7 @@ hundred kB per trial, so they can live in git and every analyzer change can be r
 Layout of a corpus (the same files a trial leaves in OUT/trials/<key>/, minus weights and datasets):
 
   <corpus>/<key>/{spec.json, result.json, eval.json, fqe_<steps>.json, analysis.json, analysis_nodv.json,
-                  timing.json, train_config.yaml, train.log, trial.log, eval/, run/{config.json, progress.csv,
+                  timing.json, [train_config.yaml,] train.log, trial.log, eval/, run/{config.json, progress.csv,
                   events.out.tfevents.*}}
   <corpus>/data/<dataset>.json   (collection time, dataset spec and success rate; the .npz is not exported)
 

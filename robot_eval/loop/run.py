@@ -157,41 +157,9 @@ def default_jobs() -> int:
     return max(1, min(2, (os.cpu_count() or 1)))
 
 
-def add_parser(sub: Any) -> None:
-    """The `offrl-eval loop` subcommand (registered by robot_eval/cli.py)."""
-    from robot_eval.loop.scenarios import ORDER, PRESETS
-
-    lp = sub.add_parser("loop", help="closed loop: collect, train, evaluate every checkpoint, analyze, score")
-    lp.add_argument("scenario", help=f"{' | '.join(ORDER)} | all")
-    lp.add_argument("--preset", choices=tuple(PRESETS), default="quick")
-    lp.add_argument("--jobs", "-j", type=int, default=default_jobs(), help="concurrent trials (1 core each)")
-    lp.add_argument(
-        "--out", "-o", default="out/loop", help="work dir: datasets, runs, checkpoints (not for git)"
-    )
-    lp.add_argument("--seeds", default=None, help="comma-separated seeds (default: the preset's)")
-    lp.add_argument("--precision", choices=("fp32", "bf16"), default="bf16")
-    lp.add_argument("--results", default=None, help="tables + summary.md folder (default OUT/tables)")
-    lp.add_argument("--figures", default=None, help="figure folder (default OUT/figures)")
-    lp.add_argument(
-        "--score-only", action="store_true", help="run nothing; re-score the finished trials in OUT"
-    )
-    lp.add_argument(
-        "--reanalyze",
-        action="store_true",
-        help="with --score-only: run the current analyzer again on every finished trial's logs before scoring",
-    )
-    lp.add_argument(
-        "--export",
-        default=None,
-        metavar="CORPUS",
-        help="copy each finished trial's logs, config, rollout and FQE results (no weights) into CORPUS (e.g. "
-        "results/closed_loop/trials), skip trials CORPUS already holds, and score CORPUS",
-    )
-    lp.add_argument("--format", choices=("text", "json"), default="text")
-
-
 def command(a: Any) -> dict[str, Any]:
-    """Run `offrl-eval loop`; ValueError/KeyError become one-line errors (exit 2) in the CLI."""
+    """Run `offrl-eval loop` (options in robot_eval/cli.py); ValueError/KeyError become one-line errors
+    (exit 2) in the CLI."""
     from robot_eval.loop.scenarios import ORDER
 
     if a.scenario != "all" and a.scenario not in ORDER:

@@ -21,7 +21,6 @@ from typing import Any
 # Second reading: the same analyzer with the divergence guard (DV001) off, i.e. the bare Q-peak heuristic on runs whose
 # dataset Q leaves the feasible range during the BC warm start (docs/closed_loop.md).
 NO_DV = ("DV001",)
-CONFIG_ONLY = frozenset({"policy_lr", "q_lr", "tau"})  # TrainConfig fields without a CLI flag
 
 
 def _write_json(path: Path, obj: Any) -> None:
@@ -55,14 +54,8 @@ def train(spec: dict[str, Any], tdir: Path, threads: int, precision: str) -> flo
         str(run_dir),
     ]
     args += ["--seed", str(spec["seed"]), "--threads", str(threads), "--precision", precision]
-    config_only = {k: v for k, v in spec["train"].items() if k in CONFIG_ONLY}
-    for k, v in spec["train"].items():
-        if k not in CONFIG_ONLY:
-            args += [f"--{k}", str(v)]
-    if config_only:  # settings with no flag (policy_lr, ...) go through a YAML file beside the run
-        cfg = tdir / "train_config.yaml"
-        cfg.write_text("".join(f"{k}: {v}\n" for k, v in sorted(config_only.items())))
-        args += ["--config", str(cfg)]
+    for k, v in spec["train"].items():  # every TrainConfig field is a flag (spec keys: either spelling)
+        args += [f"--{k.replace('_', '-')}", str(v)]
     if (run_dir / "config.json").exists() and _ckpt_steps(run_dir):
         args.append("--resume")
     elif run_dir.exists():  # a run killed before its first checkpoint: nothing to resume, start clean
