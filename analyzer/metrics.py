@@ -51,6 +51,44 @@ _METRICS = [
         "eval_return", "evaluation return", "Average return of evaluation rollouts (when any were run)."
     ),
     MetricInfo("eval_success", "evaluation success rate", "Success rate of evaluation rollouts in [0, 1]."),
+    # checkpoint-selection signals (issue 16): point values on fixed batches at each log step, not window averages.
+    # No rule reads them yet; they are here so that any framework that logs them is read under one name.
+    MetricInfo(
+        "policy_data_distance",
+        "policy-data action distance",
+        "Mean squared distance of pi's deterministic (mean) action from the dataset action, per action dimension, "
+        "on a fixed batch of dataset states.",
+    ),
+    MetricInfo(
+        "td_error_holdout",
+        "held-out TD error",
+        "Bellman mean squared error, as td_error, on a held-out split of the dataset never trained on.",
+    ),
+    MetricInfo(
+        "q_data_holdout",
+        "held-out dataset Q",
+        "Mean Q(s, a) over held-out dataset pairs, as q_data, on a split never trained on.",
+    ),
+    MetricInfo(
+        "dr3_dot",
+        "DR3 feature dot product",
+        "phi(s,a).phi(s',a') of the penultimate critic features on a fixed batch, a' the backup action; measured "
+        "whether or not the DR3 remedy is on (dr3_term is the remedy's loss term).",
+    ),
+    MetricInfo(
+        "srank",
+        "feature rank",
+        "Effective rank of the penultimate critic features on a fixed batch, delta 0.01 (Kumar et al. 2021).",
+    ),
+    MetricInfo(
+        "critic_weight_norm", "critic weight norm", "L2 norm of all parameters of the (first) critic."
+    ),
+    MetricInfo(
+        "soft_opc",
+        "SoftOPC",
+        "Mean Q(s, a) on transitions of successful trajectories minus mean Q(s, a) on all (Irpan et al. 2019); "
+        "only where rewards are success-like.",
+    ),
 ]
 
 METRICS: dict[str, MetricInfo] = {m.name: m for m in _METRICS}

@@ -110,6 +110,16 @@ class ActorCriticAgent:
     def update(self, batch: Batch, step: int) -> torch.Tensor:  # pragma: no cover - abstract
         raise NotImplementedError
 
+    def backup_target(
+        self, next_obs: torch.Tensor, rewards: torch.Tensor, dones: torch.Tensor, eps: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:  # pragma: no cover - abstract
+        """(TD target y, backup action a') as `update` computes them, with the policy noise `eps` (B, A) given.
+
+        Why the noise is an argument: the selection signals (signals.py) evaluate the target on fixed batches with
+        fixed noise, so that they move only with the weights and never draw from the global RNG that training uses.
+        `next_obs` is already prepared (`prepare_obs` or, for the signals, uncropped images as floats)."""
+        raise NotImplementedError
+
     # ---- checkpointing ------------------------------------------------------------------
     def modules(self) -> dict[str, nn.Module]:
         return {"actor": self.actor, "critics": self.critics, "targets": self.targets}

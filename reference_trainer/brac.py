@@ -77,6 +77,22 @@ class BRACAgent(ActorCriticAgent):
         self.behaviour.requires_grad_(False)  # frozen during RL
         return float(nll.detach())
 
+    @torch.no_grad()
+    def backup_target(
+        self, next_obs: torch.Tensor, rewards: torch.Tensor, dones: torch.Tensor, eps: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Step 2 of `update` with the noise given: a' = tanh(mean + std * eps), plus the value penalty for `vp`."""
+        next_mean, next_log_std = self.actor(next_obs)
+        u_next = next_mean + torch.exp(next_log_std) * eps
+        a_next = torch.tanh(u_next)
+        v = self.target_q(next_obs, a_next)
+        if self.cfg.brac_variant == "vp":
+            logp_next = tanh_log_prob_from_u(u_next, next_mean, next_log_std)
+            nb_mean, nb_log_std = self.behaviour(next_obs)
+            logb_next = tanh_log_prob_from_u(u_next, nb_mean, nb_log_std)
+            v = v + self.cfg.brac_beta * logb_next - self.log_temp.exp() * logp_next
+        return rewards + self.gamma * (1.0 - dones) * v, a_next
+
     def update(self, batch: Batch, step: int) -> torch.Tensor:
         cfg, beta = self.cfg, self.cfg.brac_beta
         obs, next_obs = self.prepare_obs(batch.obs), self.prepare_obs(batch.next_obs)

@@ -121,10 +121,16 @@ class TrainConfig:
     l2: float = knob(0.0, "L2 weight (Adam weight decay on the Q networks)")
     dr3: float = knob(0.0, "DR3 feature dot-product weight")
     crop_pad: int = knob(4, "random-crop augmentation padding for image observations (authors: 4)")
+    # checkpoint-selection signals (reference_trainer/signals.py, docs/trainer.md "Selection signals")
+    holdout_fraction: float = knob(
+        0.0, "share of the transitions (whole trajectories) never trained on, for the held-out signals"
+    )
+    no_signals: bool = knob(False, "log the training metrics only, not the selection signals")
     # filled in by the trainer from the dataset
     obs_shape: tuple[int, ...] = from_dataset(())
     act_dim: int = from_dataset(0)
     dataset_size: int = from_dataset(0)
+    holdout_size: int = from_dataset(0)  # transitions held out of training; dataset_size counts them too
     dataset_mc_return: float | None = from_dataset(None)
     obs_type: str = from_dataset("state")
     task: str | None = from_dataset(None)
@@ -172,6 +178,10 @@ class TrainConfig:
             (
                 self.vib >= 0 and self.l1 >= 0 and self.l2 >= 0 and self.dr3 >= 0,
                 "remedy weights must be >= 0",
+            ),
+            (
+                0.0 <= self.holdout_fraction < 1.0,
+                f"--holdout-fraction must be in [0, 1), got {self.holdout_fraction}",
             ),
             (self.bc_steps is None or self.bc_steps >= 0, f"--bc-steps must be >= 0, got {self.bc_steps}"),
             (self.threads >= 0, f"--threads must be >= 0, got {self.threads}"),

@@ -61,6 +61,19 @@ class CQLAgent(ActorCriticAgent):
     def extra_tensors(self) -> dict[str, torch.Tensor]:
         return {"log_temp": self.log_temp, "log_alpha": self.log_alpha}
 
+    @torch.no_grad()
+    def backup_target(
+        self, next_obs: torch.Tensor, rewards: torch.Tensor, dones: torch.Tensor, eps: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Step 2 of `losses` with the noise given: a' = tanh(mean) (`backup mean`) or tanh(mean + std * eps)."""
+        next_mean, next_log_std = self.actor(next_obs)
+        if self.cfg.backup == "mean":
+            a_backup = torch.tanh(next_mean)
+        else:
+            a_backup = torch.tanh(next_mean + torch.exp(next_log_std) * eps)
+        y = rewards + self.gamma * (1.0 - dones) * self.target_q(next_obs, a_backup)
+        return y, a_backup
+
     def update(self, batch: Batch, step: int) -> torch.Tensor:
         """One gradient step; returns the detached metrics in `metric_names` order."""
         total, metrics = self.losses(batch, bc_phase=step <= self.bc_steps)

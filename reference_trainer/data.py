@@ -44,6 +44,9 @@ class OfflineDataset:
     reward_min: float = 0.0
     reward_max: float = 0.0
     max_episode_length: int | None = None  # longest trajectory ended by a timeout, if any
+    #: per transition, the index of its trajectory in the file (host array; `trajectory_ids`). Kept by `subset`,
+    #: so a held-out split and the success labels of SoftOPC still know which transitions belong together.
+    traj_ids: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))
 
     @property
     def size(self) -> int:
@@ -72,6 +75,25 @@ class OfflineDataset:
             dones=self.dones[idx],
         )
 
+    def subset(self, idx: np.ndarray) -> OfflineDataset:
+        """The transitions at `idx` (a copy); dataset-level statistics (metadata, MC return, reward range) stay those
+        of the whole file, because they describe the task, not the part trained on."""
+        t = torch.as_tensor(idx, dtype=torch.long, device=self.actions.device)
+        return OfflineDataset(
+            path=self.path,
+            observations=self.observations[t],
+            actions=self.actions[t],
+            rewards=self.rewards[t],
+            next_observations=self.next_observations[t],
+            dones=self.dones[t],
+            metadata=self.metadata,
+            mc_return_mean=self.mc_return_mean,
+            reward_min=self.reward_min,
+            reward_max=self.reward_max,
+            max_episode_length=self.max_episode_length,
+            traj_ids=self.traj_ids[idx] if len(self.traj_ids) else self.traj_ids,
+        )
+
 
 def _parse_metadata(raw: np.ndarray, path: Path) -> dict[str, Any]:
     try:
@@ -88,6 +110,43 @@ def trajectory_starts(terminals: np.ndarray, timeouts: np.ndarray) -> np.ndarray
     ends = np.flatnonzero(terminals | timeouts)
     starts = np.concatenate([[0], ends + 1])
     return starts[starts < len(terminals)]
+
+
+def trajectory_ids(terminals: np.ndarray, timeouts: np.ndarray) -> np.ndarray:
+    """Per transition, the index of its trajectory: a new trajectory starts after every terminal or timeout."""
+    ends = (np.asarray(terminals, dtype=bool) | np.asarray(timeouts, dtype=bool)).astype(np.int64)
+    return np.concatenate([[0], np.cumsum(ends)[:-1]]).astype(np.int64)
+
+
+def holdout_split(traj_ids: np.ndarray, fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """(training indices, held-out indices), both sorted; a fixed function of (trajectories, fraction, seed).
+
+    Why whole trajectories: transitions of one trajectory are nearly copies of each other, so a transition-level split
+    would leave every held-out state's neighbours in the training data and the held-out error would not measure
+    generalisation. Trajectories are drawn in a seeded random order until the held-out part is as close as possible
+    to `fraction` of the transitions; a dataset that is a single trajectory is split by transitions instead. Both
+    parts always keep at least one transition.
+    """
+    n = len(traj_ids)
+    if fraction <= 0.0:
+        return np.arange(n), np.zeros(0, dtype=np.int64)
+    if n < 2:
+        raise ValueError(f"a held-out split needs at least 2 transitions, the dataset has {n}")
+    rng = np.random.default_rng(seed)
+    target = fraction * n
+    n_traj = int(traj_ids.max()) + 1 if n else 0
+    held = np.zeros(n, dtype=bool)
+    if n_traj >= 2:
+        order = rng.permutation(n_traj)
+        sizes = np.bincount(traj_ids, minlength=n_traj)[order]
+        # held-out size after taking the first k trajectories, k = 1 .. n_traj - 1
+        cum = np.cumsum(sizes)[:-1]
+        k = int(np.argmin(np.abs(cum - target))) + 1
+        held[np.isin(traj_ids, order[:k])] = True
+    else:
+        k = min(max(1, round(target)), n - 1)
+        held[rng.permutation(n)[:k]] = True
+    return np.flatnonzero(~held), np.flatnonzero(held)
 
 
 def discounted_returns(
@@ -204,4 +263,5 @@ def load_dataset(path: str | Path, device: str = "cpu", gamma: float | None = No
         reward_min=float(rewards.min()),
         reward_max=float(rewards.max()),
         max_episode_length=max_len,
+        traj_ids=trajectory_ids(terminals, timeouts),
     )

@@ -34,10 +34,12 @@ class MetricLogger:
         device: torch.device,
         resume_state: dict[str, Any] | None = None,
         start_step: int = 0,
+        point_names: tuple[str, ...] = (),
     ) -> None:
         self.log_dir = log_dir
         self.names = names
-        self.tags = [trainer_tag(n) for n in names]
+        self.point_names = point_names
+        self.tags = [trainer_tag(n) for n in (*names, *point_names)]
         self.csv_path = log_dir / "progress.csv"
         self.acc = torch.zeros(len(names), device=device)
         self.count = 0
@@ -72,11 +74,16 @@ class MetricLogger:
         self.acc.add_(values)
         self.count += 1
 
-    def write(self, step: int) -> dict[str, float]:
-        """Average of the window ending at `step` (the only host sync of the interval)."""
+    def write(self, step: int, points: dict[str, float] | None = None) -> dict[str, float]:
+        """Average of the window ending at `step` (the only host sync of the interval), then the point values.
+
+        `points` must hold every name of `point_names` (the CSV has a fixed header)."""
         if self.count == 0:
             return {}
         means = (self.acc / self.count).tolist()
+        if self.point_names:
+            assert points is not None, "point values missing"
+            means += [points[n] for n in self.point_names]
         self.acc.zero_()
         self.count = 0
         row = io.StringIO()
@@ -86,7 +93,7 @@ class MetricLogger:
         for tag, value in zip(self.tags, means, strict=True):
             self._events.add_scalar(tag, float(value), step)
         self._events.flush()
-        return dict(zip(self.names, means, strict=True))
+        return dict(zip((*self.names, *self.point_names), means, strict=True))
 
     def state(self) -> dict[str, Any]:
         """What a checkpoint needs to resume logging exactly: window sums and file sizes."""

@@ -7,6 +7,7 @@ the window average every `log_every` steps -> checkpoint every `ckpt_every` step
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import random
 import time
@@ -39,14 +40,18 @@ from reference_trainer.config import (
     save_config_json,
 )
 from reference_trainer.cql import CQLAgent
-from reference_trainer.data import OfflineDataset, load_dataset
+from reference_trainer.data import OfflineDataset, holdout_split, load_dataset
 from reference_trainer.limits import check_batch_size
 from reference_trainer.logger import MetricLogger
+from reference_trainer.signals import SIGNAL_SEED, SignalProbe
 
 #: Fields that must match between a checkpoint and the resuming command (the rest, e.g. steps,
 #: log_dir or threads, may change).
 _RESUME_FIXED = ("algo", "hidden", "depth", "encoder", "batch_size", "n_actions", "dropout", "vib", "l1", "l2", "dr3",
-                 "precision", "cql_alpha", "cql_target_gap", "brac_variant", "seed", "log_every")  # fmt: skip
+                 "precision", "cql_alpha", "cql_target_gap", "brac_variant", "seed", "log_every", "holdout_fraction",
+                 "no_signals")  # fmt: skip
+#: What a checkpoint written before a field existed stands for: the field's default.
+_DEFAULTS = {f.name: f.default for f in dataclasses.fields(TrainConfig)}
 
 
 def resolve_against_dataset(cfg: TrainConfig, ds: OfflineDataset) -> None:
@@ -75,6 +80,19 @@ def resolve_against_dataset(cfg: TrainConfig, ds: OfflineDataset) -> None:
         raise ConfigError(
             f"{ds.path}: --encoder {cfg.encoder} needs image observations; this dataset is state-based"
         )
+
+
+def split_holdout(cfg: TrainConfig, ds: OfflineDataset) -> tuple[OfflineDataset, OfflineDataset | None]:
+    """(data to train on, held-out split or None): `holdout_fraction` of the transitions, whole trajectories, chosen
+    by SIGNAL_SEED (data.holdout_split). With fraction 0 the dataset is returned as loaded, untouched."""
+    if cfg.holdout_fraction <= 0.0:
+        return ds, None
+    try:
+        train_idx, held_idx = holdout_split(ds.traj_ids, cfg.holdout_fraction, SIGNAL_SEED)
+    except ValueError as exc:
+        raise ConfigError(f"{ds.path}: --holdout-fraction {cfg.holdout_fraction}: {exc}") from None
+    cfg.holdout_size = len(held_idx)
+    return ds.subset(train_idx), ds.subset(held_idx)
 
 
 def make_agent(cfg: TrainConfig, device: torch.device) -> ActorCriticAgent:
@@ -122,6 +140,7 @@ def train(cfg: TrainConfig, echo: Callable[[str], None] = print) -> Path:
 
     ds = load_dataset(cfg.dataset, device=cfg.device, gamma=cfg.gamma)
     resolve_against_dataset(cfg, ds)
+    ds, holdout = split_holdout(cfg, ds)
     check_batch_size(cfg, ds.size, str(ds.path), device)  # before any memory is spent on the agent
     seed_everything(cfg.seed)
     agent = make_agent(cfg, device)
@@ -142,8 +161,15 @@ def train(cfg: TrainConfig, echo: Callable[[str], None] = print) -> Path:
         payload, path, skipped = found
         for reason in skipped:
             echo(f"skipping {reason}")
-        old, new = payload["config"], cfg.to_json_dict()
-        changed = [k for k in _RESUME_FIXED if old.get(k) != new.get(k)]
+        old = dict(payload["config"])
+        # a checkpoint written before the signals existed: its logs have no signal columns, so none are added
+        if "no_signals" not in old:
+            old["no_signals"] = True
+            if not cfg.no_signals:
+                cfg.no_signals = True
+                echo(f"{path}: run started without selection signals; it continues without them")
+        new = cfg.to_json_dict()
+        changed = [k for k in _RESUME_FIXED if old.get(k, _DEFAULTS.get(k)) != new.get(k)]
         if changed:
             raise ConfigError(f"{path}: cannot resume with changed {', '.join(changed)}")
         ts = payload["train_state"]
@@ -157,8 +183,15 @@ def train(cfg: TrainConfig, echo: Callable[[str], None] = print) -> Path:
         echo(f"behaviour policy fitted: {cfg.bc_steps_resolved} BC steps, final NLL {nll:.3f}")
     save_config_json(cfg, log_dir)
 
+    # built after the resume check (which may turn the signals off); draws nothing from the global RNG
+    probe = None if cfg.no_signals else SignalProbe(agent, ds, holdout)
     logger = MetricLogger(
-        log_dir, agent.metric_names, device, resume_state=logger_state, start_step=start_step
+        log_dir,
+        agent.metric_names,
+        device,
+        resume_state=logger_state,
+        start_step=start_step,
+        point_names=probe.names if probe is not None else (),
     )
     t0, last = time.perf_counter(), start_step
     guard = _FiniteGuard(log_dir, start_step, found[1] if found is not None else None)
@@ -167,8 +200,11 @@ def train(cfg: TrainConfig, echo: Callable[[str], None] = print) -> Path:
             batch = ds.sample(cfg.batch_size)
             logger.accumulate(agent.update(batch, step))
             if step % cfg.log_every == 0 or step == cfg.steps:
-                means = logger.write(step)  # the window with the NaN is logged: the analyzer should see it
-                guard.check(means, step)
+                # signals: on this step's weights (those of its checkpoint); the guard checks training losses only.
+                # The window with the NaN is logged: the analyzer should see it.
+                points = probe.compute() if probe is not None else None
+                means = logger.write(step, points)
+                guard.check({k: v for k, v in means.items() if k in logger.names}, step)
                 rate = (step - last) / max(time.perf_counter() - t0, 1e-9)
                 t0, last = time.perf_counter(), step
                 shown = ", ".join(f"{k}={means[k]:.4g}" for k in ("q_data", "td_error") if k in means)
