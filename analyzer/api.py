@@ -119,7 +119,7 @@ def analyze_runs(
             overfitting=over,
             declared_groups=groups,
             params=cfg.params_for("UF003"),
-            tail_fraction=float(cfg.setting("analysis", "tail_fraction")),
+            tail_fraction=cfg.settings.analysis.tail_fraction,
             level=cfg.level_for("UF003"),
         )
         for i, (a, findings) in enumerate(analyses):

@@ -145,13 +145,14 @@ def _pick_regularizer(run: Run) -> tuple[Series | None, str | None]:
 def analyze_signals(run: Run, config: RulesConfig, ov: RunOverride | None = None) -> Analysis:
     """Everything rules share, computed once: chosen series, smoothing, noise, change points, peak."""
     cfg = config
+    st = cfg.settings
     eff = effective_metadata(run, ov)
     q, q_name, q_proxy = _pick_q(run)
     reg, reg_name = _pick_regularizer(run)
     td = run.series.get("td_error")
     read_after = None
     switch = None
-    if cfg.setting("analysis", "skip_warm_start"):
+    if st.analysis.skip_warm_start:
         if eff.warm_start is None:  # 0 means "none" said explicitly (config or rules file): nothing to detect
             eff = _detected_switch(run, eff)
         if eff.warm_start:
@@ -159,27 +160,27 @@ def analyze_signals(run: Run, config: RulesConfig, ov: RunOverride | None = None
             q, reg, td, read_after = _after_warm_start(eff.warm_start, q, reg, td)
     if td is not None and not np.isfinite(td.values).any():
         td = None
-    method = cfg.setting("smoothing", "method")
-    weight = cfg.setting("smoothing", "weight")
-    window = cfg.setting("smoothing", "window")
+    method = st.smoothing.method
+    weight = st.smoothing.weight
+    window = st.smoothing.window
     smoothed = {name: smooth(s.values, method, weight, window) for name, s in run.series.items()}
     q_smooth = peak = None
     sigma = sigma_s = 0.0
     cps: list[int] = []
     phs = []
     if q is not None:
-        am, aw = cfg.setting("smoothing", "analysis_method"), cfg.setting("smoothing", "analysis_weight")
+        am, aw = st.smoothing.analysis_method, st.smoothing.analysis_weight
         q_smooth = smooth(q.values, am, aw, window)
         sigma = noise_sigma(q.values)
         sigma_s = sigma * smoothed_noise_gain(am, aw, window)
-        tol = float(cfg.setting("analysis", "peak_tolerance")) * sigma_s
-        peak = find_peak(q.steps, q_smooth, cfg.setting("analysis", "tail_fraction") / 2, tol)
-        if peak is not None and cfg.setting("analysis", "peak_refine") == "hinge":
+        tol = st.analysis.peak_tolerance * sigma_s
+        peak = find_peak(q.steps, q_smooth, st.analysis.tail_fraction / 2, tol)
+        if peak is not None and st.analysis.peak_refine == "hinge":
             n_fin = int(np.isfinite(q.values).sum())
-            hw = max(3, int(round(float(cfg.setting("analysis", "peak_window")) * n_fin)))
+            hw = max(3, int(round(st.analysis.peak_window * n_fin)))
             step = refine_peak(q.steps, q.values, peak.step, hw)
             if step != peak.step:
-                peak = find_peak_at(q.steps, q_smooth, step, cfg.setting("analysis", "tail_fraction") / 2)
+                peak = find_peak_at(q.steps, q_smooth, step, st.analysis.tail_fraction / 2)
         try:
             cps = segment(
                 q.steps,
@@ -187,11 +188,11 @@ def analyze_signals(run: Run, config: RulesConfig, ov: RunOverride | None = None
                 method=am,
                 weight=aw,
                 window=window,
-                algorithm=cfg.setting("changepoints", "algorithm"),
-                cost=cfg.setting("changepoints", "cost"),
-                penalty_scale=cfg.setting("changepoints", "penalty_scale"),
-                max_points=int(cfg.setting("changepoints", "max_points")),
-                min_size=int(cfg.setting("changepoints", "min_size")),
+                algorithm=st.changepoints.algorithm,
+                cost=st.changepoints.cost,
+                penalty_scale=st.changepoints.penalty_scale,
+                max_points=st.changepoints.max_points,
+                min_size=st.changepoints.min_size,
             )
         except Exception:  # ruptures can reject degenerate signals; phases are reporting only
             cps = []
@@ -212,8 +213,8 @@ def analyze_signals(run: Run, config: RulesConfig, ov: RunOverride | None = None
         reg_name=reg_name,
         td=td,
         smoothed=smoothed,
-        tail_fraction=float(cfg.setting("analysis", "tail_fraction")),
-        precedence=str(cfg.setting("verdict", "precedence")),
+        tail_fraction=st.analysis.tail_fraction,
+        precedence=st.verdict.precedence,
         read_after=read_after,
         switch=switch if read_after is not None else None,
     )
@@ -651,7 +652,7 @@ def finish(a: Analysis, findings: list[Finding], cfg: RulesConfig) -> RunResult:
     """Verdict, pick and advice from an analysis and its findings (re-run after cross-run rules)."""
     verdict, reason = decide_verdict(a, findings)
     pick = pick_checkpoint(
-        a, verdict, cfg.setting("checkpoint", "pick"), broken_at(findings), diverged_at(findings)
+        a, verdict, cfg.settings.checkpoint.pick, broken_at(findings), diverged_at(findings)
     )
     smoothed = dict(a.smoothed)
     peak_step = a.peak.step if (a.peak is not None and verdict == "overfitting") else None

@@ -213,7 +213,8 @@ def main_table(n: int) -> None:
 def _cfg(**settings: dict) -> RulesConfig:
     cfg = default_config()
     for sec, vals in settings.items():
-        cfg.settings[sec].update(vals)
+        for key, value in vals.items():
+            setattr(getattr(cfg.settings, sec), key, value)
     return cfg
 
 

@@ -51,7 +51,7 @@ def test_verdicts_across_lengths_intervals_offsets(spec, verdict):
 def test_overfitting_pick_is_latest_checkpoint_at_or_before_peak():
     sr = make_curve("overfitting", seed=3, noise=0.02, checkpoint_every=5)
     cfg = default_config()
-    cfg.settings["checkpoint"]["pick"] = "at-or-before-peak"
+    cfg.settings.checkpoint.pick = "at-or-before-peak"
     res = diagnose_run(sr.run, cfg)
     assert res.verdict == "overfitting" and res.peak_step is not None
     ck = [c.step for c in sr.run.checkpoints]
@@ -74,7 +74,7 @@ def test_default_pick_is_the_neighbour_of_the_peak_with_higher_smoothed_q():
     checkpoints around the peak, takes the one the smoothed curve ranks higher, and in total loses
     less true Q than always stepping back to the one before (truth: the noiseless curve)."""
     cfg_before = default_config()
-    cfg_before.settings["checkpoint"]["pick"] = "at-or-before-peak"
+    cfg_before.settings.checkpoint.pick = "at-or-before-peak"
     lost_default = lost_before = 0.0
     moved = 0
     for seed in range(20):
@@ -101,7 +101,7 @@ def test_default_pick_is_the_neighbour_of_the_peak_with_higher_smoothed_q():
 def test_next_after_peak_option():
     sr = make_curve("overfitting", seed=3, noise=0.02, checkpoint_every=5)
     cfg = default_config()
-    cfg.settings["checkpoint"]["pick"] = "next-after-peak"
+    cfg.settings.checkpoint.pick = "next-after-peak"
     res = diagnose_run(sr.run, cfg)
     ck = [c.step for c in sr.run.checkpoints]
     assert res.checkpoint is not None and res.checkpoint.step == min(s for s in ck if s > res.peak_step)
@@ -189,7 +189,7 @@ def test_a_sustained_decline_beats_a_large_td_error_unless_precedence_says_other
     assert "UF001 also fires" in res.verdict_reason and "read with caution" in res.verdict_reason
     assert abs(res.peak_step - sr.truth.peak_step) <= 0.1 * int(td.steps[-1])
     cfg = default_config()
-    cfg.settings["verdict"]["precedence"] = "underfitting-first"
+    cfg.settings.verdict.precedence = "underfitting-first"
     res = diagnose_run(sr.run, cfg)
     assert res.verdict == "underfitting" and "read with caution" in res.verdict_reason
     # with no decline, the large TD error is underfitting under either precedence
@@ -362,7 +362,7 @@ def test_default_peak_is_not_late_on_rounded_tops_where_the_hinge_is():
     """Why the default is the smoothed maximum: on rounded tops the previous default (latest point
     within 1 sigma + hinge) sits after the true maximum; truth is the noiseless argmax."""
     old = default_config()
-    old.settings["analysis"].update(peak_tolerance=1.0, peak_refine="hinge")
+    old.settings.analysis.peak_tolerance, old.settings.analysis.peak_refine = 1.0, "hinge"
     err_new, err_old = [], []
     for seed in range(10):
         sr = make_curve(
@@ -453,7 +453,7 @@ def test_warm_start_skip_can_be_turned_off_globally_or_per_run(tmp_path):
     sr, ws = _with_warm_start_dip()
     sr.run.metadata.warm_start = ws
     cfg = default_config()
-    cfg.settings["analysis"]["skip_warm_start"] = False
+    cfg.settings.analysis.skip_warm_start = False
     # read whole, the dip 2 Q ranges below the feasible minimum swamps the peak-decline
     assert diagnose_run(sr.run, cfg).verdict != "overfitting"
     rules = tmp_path / "r.yaml"

@@ -300,7 +300,7 @@ def test_any_rules_file_loads_or_is_one_config_error(tmp_path, text):
         assert "\n" not in msg and "\r" not in msg, msg
         assert len(msg) < 2000, msg
         return
-    cfg.setting("smoothing", "method")  # a loaded config answers queries
+    assert cfg.settings.smoothing.method in ("ema", "ema2", "median", "savgol", "none")  # typed, checked
     for code in cfg.params:
         cfg.params_for(code)
 
