@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import copy
 import dataclasses
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -314,8 +314,9 @@ _MAPPING_ENTRY: dict[str, Any] = {
 }
 
 
-def mappings_schema() -> dict[str, Any]:
-    entry = {
+def mapping_entry_schema() -> dict[str, Any]:
+    """JSON Schema of one `mappings:` value: a tag, or {tag, scale, kind, note}."""
+    return {
         "anyOf": [
             {"type": "string", "minLength": 1},
             {
@@ -326,10 +327,14 @@ def mappings_schema() -> dict[str, Any]:
             },
         ]
     }
+
+
+def mappings_schema(entry: Mapping[str, Any]) -> dict[str, Any]:
+    """JSON Schema of a `mappings:` section whose values follow `entry` (the schema or a $ref to it)."""
     props: dict[str, Any] = {
         "framework": {"type": "string", "description": "force a profile (docs/formats.md)"}
     }
-    props.update({name: entry for name in CANONICAL_NAMES})
+    props.update({name: dict(entry) for name in CANONICAL_NAMES})
     return {
         "type": "object",
         "description": "canonical metric -> tag | {tag, scale, kind, note}; `framework` forces a profile",

@@ -25,6 +25,7 @@ from analyzer.config_model import (
     SECTIONS,
     TOP_KEYS,
     RunOverride,
+    mapping_entry_schema,
     mappings_schema,
 )
 from analyzer.config_values import param_kind
@@ -87,7 +88,7 @@ def rules_schema() -> dict[str, Any]:
         for name, model in SECTION_MODELS.items()
     }
 
-    defs = {}
+    defs: dict[str, Any] = {"mapping": mapping_entry_schema()}
     for spec in ordered_specs():  # each rule's parameters once; `params:` refers to them by code
         obj = _object(
             {p.name: _param_schema(p) for p in spec.params}, f"{spec.code} {spec.name}: {spec.summary}"
@@ -100,7 +101,7 @@ def rules_schema() -> dict[str, Any]:
     runs_item = _object(
         {
             f.name: (
-                mappings_schema()
+                mappings_schema({"$ref": "#/$defs/mapping"})
                 if f.name == "mappings"
                 else (
                     f.metadata["kind"].schema if f.name == "match" else _nullable(f.metadata["kind"].schema)
@@ -125,7 +126,7 @@ def rules_schema() -> dict[str, Any]:
             "description": "per-run metadata the logs may lack (later entries win)",
             "items": runs_item,
         },
-        "mappings": mappings_schema(),
+        "mappings": mappings_schema({"$ref": "#/$defs/mapping"}),
         "profiles": {
             "type": "array",
             "description": "profile files of more frameworks, relative to this file (docs/plugins.md)",
