@@ -16,7 +16,9 @@ from analyzer.diagnose import analyze_signals, diagnose_run, finish, run_rules
 from analyzer.ingest import load_runs
 from analyzer.ingest.profiles import Profile, profile_set
 from analyzer.model import IngestIssue, Run
-from analyzer.report import Report, RunResult
+from analyzer.report import Finding, Report, RunResult
+from analyzer.rules import ordered_specs
+from analyzer.rules.base import Analysis, GroupContext
 
 __all__ = ["Progress", "analyze", "analyze_runs", "diagnose_run"]
 
@@ -94,12 +96,11 @@ def analyze_runs(
     errors: list[IngestIssue] | None = None,
     progress: Progress | None = None,
 ) -> Report:
-    """Diagnose already-loaded runs (notebooks, tests, other readers) including the capacity comparison.
+    """Diagnose already-loaded runs (notebooks, tests, other readers), then the group-scope rules.
 
-    `progress("diagnose", done, total, run_id)` is called after each run's own rules.
+    `progress("diagnose", done, total, run_id)` is called after each run's own rules. Plugins that
+    failed to load (analyzer.plugins) are listed in `Report.errors` as warnings.
     """
-    from analyzer.rules import compare_capacity
-
     cfg = _config(rules)
     analyses = []
     results: list[RunResult] = []
@@ -111,21 +112,56 @@ def analyze_runs(
         results.append(finish(a, findings, cfg))
         if progress is not None:
             progress("diagnose", len(results), len(runs), run.id)
-    if cfg.enabled("UF003") and len(runs) > 1:
-        over = {r.run.id: r.verdict == "overfitting" for r in results}
-        groups = {r.id: g for r in runs if (g := cfg.run_override(r.id).capacity_group)}
-        extra = compare_capacity(
-            list(runs),
-            overfitting=over,
-            declared_groups=groups,
-            params=cfg.params_for("UF003"),
-            tail_fraction=cfg.settings.analysis.tail_fraction,
-            level=cfg.level_for("UF003"),
+    extra = run_group_rules([a for a, _ in analyses], results, cfg)
+    for i, (a, findings) in enumerate(analyses):
+        if a.run.id in extra:
+            results[i] = finish(a, findings + extra[a.run.id], cfg)
+    issues = [*(errors or []), *unmatched_run_patterns(cfg, [r.id for r in runs]), *plugin_warnings()]
+    return Report(runs=results, errors=issues)
+
+
+def run_group_rules(
+    analyses: list[Analysis], results: list[RunResult], cfg: RulesConfig
+) -> dict[str, list[Finding]]:
+    """Every enabled group-scope rule over the runs of one analysis (at least two): findings per run id.
+
+    A rule that raises costs each run one info finding saying so, never the analysis.
+    """
+    specs = [s for s in ordered_specs() if s.scope == "group" and s.group_check and cfg.enabled(s.code)]
+    if len(analyses) < 2 or not specs:
+        return {}
+    verdicts: dict[str, str] = {r.run.id: r.verdict for r in results}
+    groups = {a.run.id: g for a in analyses if (g := cfg.run_override(a.run.id).capacity_group)}
+    out: dict[str, list[Finding]] = {}
+    for spec in specs:
+        ctx = GroupContext(
+            analyses,
+            verdicts,
+            groups,
+            cfg.params_for(spec.code),
+            spec,
+            cfg.level_for(spec.code),  # type: ignore[arg-type]
         )
-        for i, (a, findings) in enumerate(analyses):
-            if a.run.id in extra:
-                results[i] = finish(a, findings + extra[a.run.id], cfg)
-    return Report(runs=results, errors=list(errors or []) + unmatched_run_patterns(cfg, [r.id for r in runs]))
+        try:
+            found = spec.group_check(ctx)  # type: ignore[misc]
+        except Exception as exc:  # noqa: BLE001 - a rule bug must not hide the other findings
+            why = f"inconclusive: rule failed on this group of runs: {type(exc).__name__}: {exc}"
+            ev = {"inconclusive": True, "reason": why}
+            found = {a.run.id: [ctx.finding(why, evidence=ev, level="info")] for a in analyses}
+        for run_id, fs in found.items():
+            out.setdefault(run_id, []).extend(fs)
+    return out
+
+
+def plugin_warnings() -> list[IngestIssue]:
+    """Plugins that failed to load, as warnings. Rules, profiles and readers are loaded here if they were
+    not yet; output formats load when one is asked for (the CLI checks `--format` before analysing)."""
+    from analyzer.ingest.profiles import registry
+    from analyzer.plugins import plugin_problems, plugin_readers
+
+    registry()
+    plugin_readers()
+    return [p.issue() for p in plugin_problems()]
 
 
 def unmatched_run_patterns(cfg: RulesConfig, run_ids: list[str]) -> list[IngestIssue]:

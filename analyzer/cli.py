@@ -25,7 +25,7 @@ from rich.markup import escape
 
 from analyzer import __version__
 from analyzer.cli_errors import EXIT_FAIL, EXIT_OK, CliError, GuardedGroup
-from analyzer.output import FORMATS
+from analyzer.output import FORMATS, available_formats
 from analyzer.output.brief import short_run_id
 from analyzer.output.failon import DEFAULT_FAIL_ON, FailOn, FailOnError, parse_fail_on
 from analyzer.output.names import terminal
@@ -296,8 +296,8 @@ def check(
     """Analyse runs (the default command: `offrl-analyze PATH...`)."""
     paths = list(paths or [])
     fmt = fmt or default_format()
-    if fmt not in FORMATS:
-        raise CliError(f"--format: unknown format {fmt!r}; choose one of {', '.join(FORMATS)}")
+    if fmt not in available_formats():  # also loads output plugins, so a broken one is reported
+        raise CliError(f"--format: unknown format {fmt!r}; choose one of {', '.join(available_formats())}")
     try:
         policy = parse_fail_on(fail_on)
     except FailOnError as e:

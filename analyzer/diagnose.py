@@ -25,6 +25,16 @@ from analyzer.model import Run, Series
 from analyzer.report import CheckpointPick, Finding, RunResult
 from analyzer.rules import ordered_specs
 from analyzer.rules.base import MIN_POINTS_AFTER_WARM_START, Analysis, Context, Effective, fmt
+from analyzer.rules.evidence import (
+    DQ004Evidence,
+    DV001Evidence,
+    NF001Evidence,
+    OF001Evidence,
+    UF001Evidence,
+    UF002Evidence,
+    UF003Evidence,
+    evidence_of,
+)
 from analyzer.signal import (
     find_peak,
     find_peak_at,
@@ -304,7 +314,7 @@ def run_rules(analysis: Analysis, config: RulesConfig) -> list[Finding]:
     """Every enabled per-run rule, in registry order; a crashing rule becomes a finding, not a traceback."""
     out: list[Finding] = []
     for spec in ordered_specs():
-        if spec.check is None or not config.enabled(spec.code):
+        if spec.scope != "run" or spec.check is None or not config.enabled(spec.code):
             continue
         level = config.level_for(spec.code)
         ctx = Context(analysis, config.params_for(spec.code), spec, level)  # type: ignore[arg-type]
@@ -331,26 +341,25 @@ def _get(findings: list[Finding], code: str) -> list[Finding]:
 def decide_verdict(a: Analysis, findings: list[Finding]) -> tuple[str, str]:
     """(verdict, one-line reason with evidence numbers). Pure: re-run after cross-run findings."""
     key = {a.q_name or "q_data", "q_data", "td_error"}
-    broken = [f for f in _get(findings, "NF001") if f.evidence.get("metric") in key and f.level == "error"]
+    nf = [(f.level, evidence_of(f, NF001Evidence)) for f in _get(findings, "NF001")]
+    broken = [ev for level, ev in nf if ev.get("metric") in key and level == "error"]
     broken = broken or [
-        f
-        for f in _get(findings, "NF001")
-        if f.evidence.get("metric") in key and (f.evidence.get("persistent") or f.evidence.get("has_inf"))
+        ev for _, ev in nf if ev.get("metric") in key and (ev.get("persistent") or ev.get("has_inf"))
     ]
     if broken:
-        f = broken[0]
+        ev_nf = broken[0]
         return "inconclusive", (
-            f"{f.evidence['metric']} becomes non-finite at {a.run.x_unit} {f.evidence['first_bad_step']}: "
+            f"{ev_nf['metric']} becomes non-finite at {a.run.x_unit} {ev_nf['first_bad_step']}: "
             "training broke, so its curves cannot show over- or underfitting"
         )
     div = _get(findings, "DV001")
     if div:
         return "diverged", f"{div[0].message}; over- and underfitting cannot be read from a diverging critic"
 
-    uf001 = [f for f in _get(findings, "UF001") if f.evidence.get("underfitting")]
-    uf003 = [f for f in _get(findings, "UF003") if not f.evidence.get("inconclusive")]
-    uf002 = [f for f in _get(findings, "UF002") if not f.evidence.get("inconclusive")]
-    of = [f for f in _get(findings, "OF001") if f.evidence.get("sustained")]
+    uf001 = [f for f in _get(findings, "UF001") if evidence_of(f, UF001Evidence).get("underfitting")]
+    uf003 = [f for f in _get(findings, "UF003") if not evidence_of(f, UF003Evidence).get("inconclusive")]
+    uf002 = [f for f in _get(findings, "UF002") if not evidence_of(f, UF002Evidence).get("inconclusive")]
+    of = [f for f in _get(findings, "OF001") if evidence_of(f, OF001Evidence).get("sustained")]
     proxy = f" (dataset Q read from a proxy: {a.q.source})" if a.q_is_proxy and a.q is not None else ""
     brac_note = (
         " [BRAC: brac_divergence in the regularizer's place]" if a.reg_name == "brac_divergence" else ""
@@ -361,7 +370,10 @@ def decide_verdict(a: Analysis, findings: list[Finding]) -> tuple[str, str]:
         src = uf[0]
         reason = f"{src.code}: {src.message}"
         if of:
-            reason += f"; dataset Q also declined after {a.run.x_unit} {of[0].evidence['peak_step']}, read with caution"
+            reason += (
+                f"; dataset Q also declined after {a.run.x_unit} {evidence_of(of[0], OF001Evidence)['peak_step']}, "
+                "read with caution"
+            )
         return "underfitting", reason + proxy + brac_note
 
     if a.q is None:
@@ -369,7 +381,7 @@ def decide_verdict(a: Analysis, findings: list[Finding]) -> tuple[str, str]:
             "inconclusive",
             "no dataset-Q metric (q_data, q_target or q_policy): overfitting cannot be checked",
         )
-    ended = [f for f in _get(findings, "DQ004") if f.evidence.get("ended_in_warm_start")]
+    ended = [f for f in _get(findings, "DQ004") if evidence_of(f, DQ004Evidence).get("ended_in_warm_start")]
     if ended:
         return "inconclusive", ended[0].message
     low = _get(findings, "CQ003")
@@ -395,15 +407,16 @@ def decide_verdict(a: Analysis, findings: list[Finding]) -> tuple[str, str]:
         if p is not None
         else f"{a.q_name} shows no peak-decline"
     )
-    uf_info = [f for f in _get(findings, "UF001") if not f.evidence.get("inconclusive")]
+    uf1 = [evidence_of(f, UF001Evidence) for f in _get(findings, "UF001")]
+    uf_info = [ev for ev in uf1 if not ev.get("inconclusive")]
     if not uf_info:
-        inc = [f for f in _get(findings, "UF001") if f.evidence.get("inconclusive")]
-        why = inc[0].evidence["reason"] if inc else "rule UF001 is disabled in the rules file"
+        inc = [ev for ev in uf1 if ev.get("inconclusive")]
+        why = inc[0]["reason"] if inc else "rule UF001 is disabled in the rules file"
         return (
             "inconclusive",
             f"no overfitting sign ({q_txt}), but underfitting cannot be checked: {why}{proxy}",
         )
-    ev = uf_info[0].evidence
+    ev = uf_info[0]
     return "healthy", (
         f"{q_txt}; TD error x H = {fmt(ev['scaled_error'])} is {ev['ratio']:.0%} of the Q range "
         f"{fmt(ev['q_range'])}{proxy}{brac_note}"
@@ -445,21 +458,15 @@ def _smoothed_q_at(a: Analysis, step: int) -> float:
 
 def diverged_at(findings: list[Finding]) -> int | None:
     """Step at which the critic started to diverge (DV001), if it did."""
-    steps = [
-        int(f.evidence["first_step"])
-        for f in _get(findings, "DV001")
-        if f.evidence.get("first_step") is not None
-    ]
+    evs = [evidence_of(f, DV001Evidence) for f in _get(findings, "DV001")]
+    steps = [int(ev["first_step"]) for ev in evs if ev.get("first_step") is not None]
     return min(steps) if steps else None
 
 
 def broken_at(findings: list[Finding]) -> int | None:
     """First step at which a training metric went NaN/Inf for good (NF001 at error level), if any."""
-    steps = [
-        int(f.evidence["first_bad_step"])
-        for f in _get(findings, "NF001")
-        if f.level == "error" and f.evidence.get("first_bad_step") is not None
-    ]
+    errs = [evidence_of(f, NF001Evidence) for f in _get(findings, "NF001") if f.level == "error"]
+    steps = [int(ev["first_bad_step"]) for ev in errs if ev.get("first_bad_step") is not None]
     return min(steps) if steps else None
 
 
@@ -599,9 +606,9 @@ def advise(verdict: str, findings: list[Finding], a: Analysis) -> list[str]:
         out.append(
             "Log the missing metrics or map them: `mappings: {q_data: <tag>, td_error: <tag>}` in a rules file."
         )
-    inc = [f for f in findings if f.code == "UF001" and f.evidence.get("missing")]
-    if inc:
-        out.append(_metadata_advice(a.run.id, [m for f in inc for m in f.evidence["missing"]]))
+    missing = [m for f in _get(findings, "UF001") for m in evidence_of(f, UF001Evidence).get("missing", [])]
+    if missing:
+        out.append(_metadata_advice(a.run.id, missing))
     if "DQ002" in codes:
         out.append("Log dataset Q more often or train longer before diagnosing (too few points).")
     if "DQ003" in {f.code for f in findings}:

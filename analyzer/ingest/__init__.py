@@ -511,6 +511,7 @@ def load_runs(
         paths = [paths]  # one path, not a sequence of characters
     errors: list[IngestIssue] = []
     groups: list[tuple[Path, list[RunDir]]] = []
+    plugin_runs: list[Run] = []  # read by a reader plugin (analyzer.plugins), in this process
     for p in paths:
         path = Path(p)
         try:
@@ -520,6 +521,11 @@ def load_runs(
             continue
         if not exists:
             errors.append(IngestIssue(str(path), "path does not exist", "error"))
+            continue
+        claimed = read_with_plugin(path, mappings, profiles)
+        if claimed is not None:
+            plugin_runs.extend(claimed[0])
+            errors.extend(claimed[1])
             continue
         rds = discover_runs(path, issues=errors)  # unreadable sub-directories are errors, not skipped
         if not rds:
@@ -547,5 +553,59 @@ def load_runs(
     for k, (root, _) in enumerate(groups):
         if k not in yielded:
             errors.append(IngestIssue(str(root), _NO_LOGS, "error"))
+    used = {r.id for r in runs}
+    for run in plugin_runs:
+        base, n = run.id, 2
+        while run.id in used:
+            run.id, n = f"{base}#{n}", n + 1
+        used.add(run.id)
+        runs.append(run)
     runs.sort(key=lambda r: r.id)
     return runs, errors
+
+
+def read_with_plugin(
+    path: Path, mappings: Mapping[str, Any] | None, profiles: Mapping[str, Profile] | None
+) -> tuple[list[Run], list[IngestIssue]] | None:
+    """Runs of `path` read by the first reader plugin that claims it; None when none does.
+
+    A plugin that raises (in `claims` or `read`) or returns something else than RawRuns costs its
+    path an error naming the plugin, never the analysis."""
+    from analyzer.plugins import plugin_readers
+
+    for reader in plugin_readers():
+        try:
+            if not reader.claims(path):
+                continue
+            raws = list(reader.read(path))
+            if not all(isinstance(r, RawRun) for r in raws):
+                raise TypeError("read() must return RawRun objects")
+        except Exception as exc:  # noqa: BLE001 - a plugin's bug is reported with its name
+            why = f"reader plugin {reader.name!r} failed: {type(exc).__name__}: {exc}"
+            return [], [IngestIssue(str(path), why, "error")]
+        runs: list[Run] = []
+        errs: list[IngestIssue] = []
+        for raw in raws:
+            if not raw.tags:
+                errs.append(
+                    IngestIssue(
+                        str(raw.path), f"reader plugin {reader.name!r}: {_no_run_message(raw)}", "error"
+                    )
+                )
+                continue
+            try:
+                runs.append(
+                    fill_companion_metrics(resolve(raw, dict(mappings) if mappings else None, profiles))
+                )
+            except Exception as exc:  # noqa: BLE001 - as in _load_one
+                errs.append(
+                    IngestIssue(
+                        str(raw.path),
+                        f"internal error while resolving metrics: {type(exc).__name__}: {exc}",
+                        "error",
+                    )
+                )
+        if not runs and not errs:
+            errs.append(IngestIssue(str(path), f"reader plugin {reader.name!r} found no run", "error"))
+        return runs, errs
+    return None

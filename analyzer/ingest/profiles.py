@@ -75,8 +75,11 @@ def _ordered(profiles: Sequence[Profile]) -> dict[str, Profile]:
 
 
 def registry() -> dict[str, Profile]:
-    """Every installed profile: the package's files (analyzer/profiles/*.yaml)."""
-    return _ordered(builtin_profiles())
+    """Every installed profile: the package's files (analyzer/profiles/*.yaml), then the plugins'
+    (`offrl_workflow.profiles` entry points; a broken one is reported by analyzer.plugins and skipped)."""
+    from analyzer.plugins import plugin_profiles
+
+    return _ordered([*builtin_profiles(), *plugin_profiles()])
 
 
 def profile_set(extra: Sequence[Profile] = ()) -> dict[str, Profile]:

@@ -10,7 +10,14 @@ from analyzer.output.failon import FailOn, parse_fail_on
 
 FORMATS: tuple[str, ...] = ("table", "json", "markdown", "github", "junit", "sarif")
 
-__all__ = ["FORMATS", "FailOn", "parse_fail_on", "render"]
+__all__ = ["FORMATS", "FailOn", "available_formats", "parse_fail_on", "render"]
+
+
+def available_formats() -> tuple[str, ...]:
+    """The built-in formats, then those of plugins (`offrl_workflow.outputs` entry points)."""
+    from analyzer.plugins import plugin_outputs
+
+    return FORMATS + tuple(plugin_outputs(FORMATS))
 
 
 def render(
@@ -41,4 +48,9 @@ def render(
         from analyzer.output.table import render_table
 
         return render_table(report, fail_on, color=color, width=width, verbose=verbose)
-    raise ValueError(f"unknown format {fmt!r}; choose one of {', '.join(FORMATS)}")
+    from analyzer.plugins import plugin_outputs
+
+    plugin = plugin_outputs(FORMATS).get(fmt)
+    if plugin is not None:
+        return plugin.render(report, fail_on)
+    raise ValueError(f"unknown format {fmt!r}; choose one of {', '.join(available_formats())}")

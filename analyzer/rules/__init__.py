@@ -11,8 +11,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from analyzer.plugins import load_rule_plugins
 from analyzer.rules import data, overfitting, stability, underfitting  # noqa: F401  (registers rules)
-from analyzer.rules.base import REGISTRY, Param, RuleSpec
+from analyzer.rules.base import REGISTRY, Param, RuleSpec, register_spec
 from analyzer.rules.underfitting import compare_capacity
 
 __all__ = [
@@ -25,6 +26,10 @@ __all__ = [
     "compare_capacity",
     "get_rule",
 ]
+
+# third-party rules (`offrl_workflow.rules` entry points): each imported on its own, a broken one
+# reported (analyzer.plugins.plugin_problems) and skipped
+load_rule_plugins(REGISTRY, register_spec, RuleSpec)
 
 #: Rule families in the order rules run and are listed: data quality, stability (non-finite values,
 #: divergence), overfitting, underfitting, capacity comparison.
@@ -78,6 +83,15 @@ def rule_doc(code: str) -> str:
         "",
         s.summary,
         "",
+        *(
+            [
+                "Scope: **group** - it runs once per analysis over all runs read together (at least two), "
+                "after their own rules, and its findings join the runs they are about.",
+                "",
+            ]
+            if s.scope == "group"
+            else []
+        ),
         "## What it detects",
         "",
         s.detects,

@@ -7,7 +7,7 @@ is the single source for rules/default.yaml, `offrl-analyze rules`, and docs/rul
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -100,7 +100,7 @@ class Context:
         self,
         message: str,
         *,
-        evidence: dict[str, Any] | None = None,
+        evidence: Mapping[str, object] | None = None,
         steps: tuple[int, int] | None = None,
         level: Level | None = None,
     ) -> Finding:
@@ -123,6 +123,50 @@ Check = Callable[[Context], list[Finding]]
 
 
 @dataclass
+class GroupContext:
+    """What a group-scope rule receives: every run of the analysis, after their own rules ran.
+
+    Why a scope of its own: some readings need several runs (Metric 3.2 compares a run with a larger
+    model trained the same way); they run once per analysis, after the per-run verdicts, and their
+    findings join the runs they are about (whose verdicts are then decided again).
+    """
+
+    analyses: list[Analysis]
+    #: run id -> verdict from the run's own rules (before any group-scope finding)
+    verdicts: dict[str, str]
+    #: run id -> the rules file's `runs: [{capacity_group: ...}]` name, where one is declared
+    declared_groups: dict[str, str]
+    params: dict[str, Any]
+    spec: RuleSpec
+    level: Level
+
+    @property
+    def runs(self) -> list[Run]:
+        return [a.run for a in self.analyses]
+
+    def finding(
+        self,
+        message: str,
+        *,
+        evidence: Mapping[str, object] | None = None,
+        steps: tuple[int, int] | None = None,
+        level: Level | None = None,
+    ) -> Finding:
+        return Finding(
+            code=self.spec.code,
+            name=self.spec.name,
+            level=level or self.level,
+            message=message,
+            steps=(int(steps[0]), int(steps[1])) if steps else None,
+            evidence=dict(evidence or {}),
+        )
+
+
+#: findings per run id (only runs the rule has something to say about)
+GroupCheck = Callable[[GroupContext], dict[str, list[Finding]]]
+
+
+@dataclass
 class RuleSpec:
     code: str
     name: str
@@ -133,8 +177,11 @@ class RuleSpec:
     why: str
     example: str
     remediation: str
-    check: Check | None  # None for cross-run rules driven elsewhere (UF003)
+    check: Check | None  # per-run check; None for group-scope rules
     family: str
+    #: "run" (one run at a time, `check`) or "group" (all runs of an analysis at once, `group_check`)
+    scope: str = "run"
+    group_check: GroupCheck | None = None
 
     def defaults(self) -> dict[str, Any]:
         return {p.name: p.default for p in self.params}
@@ -163,6 +210,44 @@ def rule(
             raise ValueError(f"rule code {code} registered twice")
         REGISTRY[code] = RuleSpec(
             code, name, level, summary, params, detects, why, example, remediation, fn, family
+        )
+        return fn
+
+    return deco
+
+
+def group_rule(
+    code: str,
+    name: str,
+    level: Level,
+    summary: str,
+    *,
+    params: tuple[Param, ...] = (),
+    detects: str,
+    why: str,
+    example: str,
+    remediation: str,
+    family: str,
+) -> Callable[[GroupCheck], GroupCheck]:
+    """Register a group-scope check (all runs of an analysis at once) under `code` (decorator)."""
+
+    def deco(fn: GroupCheck) -> GroupCheck:
+        register_spec(
+            RuleSpec(
+                code,
+                name,
+                level,
+                summary,
+                params,
+                detects,
+                why,
+                example,
+                remediation,
+                None,
+                family,
+                "group",
+                fn,
+            )
         )
         return fn
 

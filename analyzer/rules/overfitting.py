@@ -6,6 +6,7 @@ import numpy as np
 
 from analyzer.report import Finding
 from analyzer.rules.base import Analysis, Context, Param, fmt, rule
+from analyzer.rules.evidence import OF001Evidence
 from analyzer.signal import tail_level, tail_trend
 
 
@@ -99,7 +100,7 @@ def q_peak_decline(ctx: Context) -> list[Finding]:
     sigma = a.q_sigma_smooth
     thr_noise = float(ctx.params["min_drop_noise"]) * sigma
     drop_fraction = p.drop / p.rise if p.rise > 0 else 0.0
-    ev = {
+    ev: OF001Evidence = {
         "metric": a.q_name,
         "peak_step": p.step,
         "peak_value": p.value,
@@ -199,7 +200,7 @@ def q_peak_decline(ctx: Context) -> list[Finding]:
 
 def _switch_overshoot(
     a: Analysis, peak_step: int, peak_value: float, max_share: float, window: float, noise: float
-) -> dict | None:
+) -> OF001Evidence | None:
     """Evidence that the dataset-Q peak is the overshoot of a warm-start switch, or None.
 
     When the actor switches from behaviour cloning to maximising Q, the critic re-fits to the new policy;

@@ -10,7 +10,8 @@ import numpy as np
 
 from analyzer.model import Run
 from analyzer.report import Finding
-from analyzer.rules.base import REGISTRY, Context, Param, RuleSpec, fmt, register_spec, rule
+from analyzer.rules.base import REGISTRY, Context, GroupContext, Param, fmt, group_rule, rule
+from analyzer.rules.evidence import UF001Evidence
 from analyzer.signal import head_level, tail_level, tail_trend
 
 # Each hint names the flag (metavar as in --help) and a rules-file line that is valid YAML as printed;
@@ -101,7 +102,7 @@ def td_error_spans_range(ctx: Context) -> list[Finding]:
     err = scaled_td_error(td, e.H, reading)
     ratio = err / e.q_range if e.q_range > 0 else math.inf
     trend = tail_trend(a.td.steps, a.td.values, 0.5)
-    ev: dict[str, Any] = {
+    ev: UF001Evidence = {
         "td_error_tail": td,
         "td_reading": reading,
         "H": e.H,
@@ -299,39 +300,47 @@ def _ignored_key(key: str) -> bool:
 
 ENCODER_RANK = {"mlp": 0, "conv": 1, "conv3": 1, "cnn": 1, "impala": 2, "resnet": 3, "transformer": 4}
 
-register_spec(
-    RuleSpec(
-        code="UF003",
-        name="capacity-underfitting",
-        level="warning",
-        summary="A same-setup run with more capacity reaches a clearly lower TD error / regularizer "
-        "without overfitting (Metric 3.2).",
-        params=(
-            Param(
-                "min_reduction",
-                0.3,
-                "fraction",
-                "TD error (or regularizer) of the largest run must be at least this much lower",
-                "heuristic: the paper's Fig. 8 capacity increase roughly halves the TD error; 30% keeps "
-                "seed-to-seed noise (typically 10-20%) out",
-            ),
+
+@group_rule(
+    "UF003",
+    "capacity-underfitting",
+    "warning",
+    "A same-setup run with more capacity reaches a clearly lower TD error / regularizer "
+    "without overfitting (Metric 3.2).",
+    params=(
+        Param(
+            "min_reduction",
+            0.3,
+            "fraction",
+            "TD error (or regularizer) of the largest run must be at least this much lower",
+            "heuristic: the paper's Fig. 8 capacity increase roughly halves the TD error; 30% keeps "
+            "seed-to-seed noise (typically 10-20%) out",
         ),
-        detects="Among runs that differ only in capacity descriptors (same hyperparameters apart from "
-        "widths/depth/encoder/seed, or the same `capacity_group` in the rules file), ordered by "
-        "capacity: when the largest run's final TD error (or regularizer) is at least `min_reduction` "
-        "lower than a smaller run's and the larger run shows no overfitting (OF001), the smaller run "
-        "underfits.",
-        why="Metric 3.2: 'compute the training TD error and CQL regularizer for the current run and "
-        "another identical run with increased model capacity. If the training errors reduce with "
-        "increasing model capacity, the original run was underfitting.'",
-        example="`UF003 capacity-underfitting: cap/w128 TD error 0.43 vs 0.048 for cap/w512 (widths 512x512): "
-        "-89% with more capacity and no overfitting there`",
-        remediation="Use the larger model (or go larger still: `offrl-train ... --hidden 512 --depth 4`, "
-        "`--encoder resnet`) and consider DR3 (`--dr3 1e-3`).",
-        check=None,
-        family="underfitting",
-    )
+    ),
+    detects="Among runs that differ only in capacity descriptors (same hyperparameters apart from "
+    "widths/depth/encoder/seed, or the same `capacity_group` in the rules file), ordered by "
+    "capacity: when the largest run's final TD error (or regularizer) is at least `min_reduction` "
+    "lower than a smaller run's and the larger run shows no overfitting (OF001), the smaller run "
+    "underfits.",
+    why="Metric 3.2: 'compute the training TD error and CQL regularizer for the current run and "
+    "another identical run with increased model capacity. If the training errors reduce with "
+    "increasing model capacity, the original run was underfitting.'",
+    example="`UF003 capacity-underfitting: cap/w128 TD error 0.43 vs 0.048 for cap/w512 (widths 512x512): "
+    "-89% with more capacity and no overfitting there`",
+    remediation="Use the larger model (or go larger still: `offrl-train ... --hidden 512 --depth 4`, "
+    "`--encoder resnet`) and consider DR3 (`--dr3 1e-3`).",
+    family="underfitting",
 )
+def capacity_underfitting(ctx: GroupContext) -> dict[str, list[Finding]]:
+    """Metric 3.2's second form over the runs of one analysis (compare_capacity does the work)."""
+    return compare_capacity(
+        ctx.runs,
+        overfitting={rid: v == "overfitting" for rid, v in ctx.verdicts.items()},
+        declared_groups=ctx.declared_groups,
+        params=ctx.params,
+        tail_fraction=ctx.analyses[0].tail_fraction if ctx.analyses else 0.2,
+        level=ctx.level,
+    )
 
 
 def _capacity_key(run: Run) -> tuple[int, int, int] | None:
