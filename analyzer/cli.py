@@ -395,10 +395,14 @@ def _write_pictures(
 def rules_cmd(
     fmt: Annotated[str, typer.Option("--format", metavar="table|json", help="Output format.")] = "table",
 ) -> None:
-    """List every diagnosis rule with its code, level and summary."""
+    """List every diagnosis rule with its code, level and summary (plugins' rules after the built-in ones)."""
+    from analyzer.plugins import plugin_problems
     from analyzer.rules import all_rules
 
     infos = all_rules()
+    for problem in plugin_problems():  # a rule plugin that did not load: say so, on stderr
+        issue = problem.issue()
+        typer.echo(f"{PROG}: warning: {issue.path}: {issue.message}", err=True)
     if fmt == "json":
         import json
 
