@@ -70,23 +70,31 @@ def rollout_scripted(
     )
 
 
-_WORKER_ENV: dict[str, Any] = {}
+class EnvCache:
+    """One live environment per process, rebuilt when the task spec changes (a PyBullet client per
+    episode would cost more than the episode). Collection and evaluation keep separate caches, so an
+    evaluation never runs in an environment that collection has stepped."""
+
+    def __init__(self) -> None:
+        self._envs: dict[str, Any] = {}
+
+    def get(self, spec: TaskSpec) -> Any:
+        key = repr(spec)
+        if key not in self._envs:
+            for old in self._envs.values():
+                old.close()
+            self._envs.clear()
+            self._envs[key] = spec.make()
+        return self._envs[key]
 
 
-def _worker_env(spec: TaskSpec):
-    key = repr(spec)
-    if key not in _WORKER_ENV:
-        for old in _WORKER_ENV.values():
-            old.close()
-        _WORKER_ENV.clear()
-        _WORKER_ENV[key] = spec.make()
-    return _WORKER_ENV[key]
+_WORKER_ENV = EnvCache()
 
 
 def _collect_chunk(
     spec: TaskSpec, noise: float, seeds: list[tuple[int, np.random.SeedSequence]]
 ) -> list[Trajectory]:
-    env = _worker_env(spec)
+    env = _WORKER_ENV.get(spec)
     return [rollout_scripted(env, noise, s, seq, spec.family) for s, seq in seeds]
 
 

@@ -21,7 +21,7 @@ from typing import Any
 
 import numpy as np
 
-from robot_eval.collect import mp_context
+from robot_eval.collect import EnvCache, mp_context
 from robot_eval.dataset import DatasetError
 from robot_eval.tasks import TaskError, TaskSpec, task_spec
 
@@ -206,18 +206,8 @@ def default_loader(path: str):
     return load_policy(path, device="cpu")
 
 
-_ENV_CACHE: dict[str, Any] = {}
+_ENV_CACHE = EnvCache()
 _POLICY_CACHE: dict[str, Any] = {}
-
-
-def _cached_env(spec: TaskSpec):
-    key = repr(spec)
-    if key not in _ENV_CACHE:
-        for env in _ENV_CACHE.values():
-            env.close()
-        _ENV_CACHE.clear()
-        _ENV_CACHE[key] = spec.make()
-    return _ENV_CACHE[key]
 
 
 def _eval_chunk(
@@ -229,7 +219,7 @@ def _eval_chunk(
             _POLICY_CACHE.clear()
             _POLICY_CACHE[ckpt] = loader(ckpt)
         policy = _POLICY_CACHE[ckpt]
-        env = _cached_env(spec)
+        env = _ENV_CACHE.get(spec)
         return ckpt, [run_episode(env, policy, s) for s in seeds], None
     except EvalError:
         raise
