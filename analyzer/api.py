@@ -73,8 +73,12 @@ def _remap(run: Run, cfg: RulesConfig, profiles: dict[str, Profile] | None = Non
     own = cfg.run_override(run.id).mappings
     if not own:
         return run
-    try:
-        again, _ = load_runs([run.path], mappings={**cfg.load_mappings(), **own}, profiles=profiles)
+    from analyzer.ingest.mlflow_runs import source_of
+
+    try:  # a run from an MLflow store is read again from there, by its run id
+        again, _ = load_runs(
+            [source_of(run) or run.path], mappings={**cfg.load_mappings(), **own}, profiles=profiles
+        )
     except Exception as exc:  # noqa: BLE001 - keep the first reading, report why
         run.issues.append(IngestIssue(str(run.path), f"per-run mappings not applied: {exc}", "warning"))
         return run

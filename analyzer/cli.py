@@ -131,10 +131,37 @@ def parse_reward_range(text: str | None) -> tuple[float, float] | None:
     return (lo, hi)
 
 
-def _check_paths(paths: list[Path]) -> None:
+def _sources(args: list[str], experiments: list[str]) -> list[Any]:
+    """PATH arguments as paths, and `mlflow:<tracking URI>` as MLflow sources (with --experiment).
+
+    Why strings first: a Path would fold the `//` of `mlflow:sqlite:///mlflow.db` or `http://host`."""
+    from analyzer.ingest.mlflow_runs import MlflowError, MlflowSource, check_source, mlflow_problem
+
+    out: list[Any] = []
+    for a in args:
+        if a.startswith("mlflow:"):
+            source = MlflowSource(a[len("mlflow:") :], tuple(experiments))
+            try:
+                check_source(source)  # the store is there and is MLflow's (before mlflow is imported)
+            except MlflowError as e:
+                raise CliError(str(e)) from None
+            problem = mlflow_problem()
+            if problem:
+                raise CliError(problem)
+            out.append(source)
+        else:
+            out.append(Path(a))
+    if experiments and not any(isinstance(o, MlflowSource) for o in out):
+        raise CliError("--experiment selects runs of an mlflow: source (e.g. mlflow:sqlite:///mlflow.db)")
+    return out
+
+
+def _check_paths(paths: list[Any]) -> None:
     if not paths:
         raise CliError("no PATH given; usage: offrl-analyze PATH... (see offrl-analyze --help)")
     for p in paths:
+        if not isinstance(p, Path):
+            continue  # an MLflow source, checked by _sources
         if not p.exists():
             raise CliError(f"{p}: no such file or directory")
         if not os.access(p, os.R_OK):
@@ -167,7 +194,7 @@ def default_format() -> str:
     return "github" if os.environ.get("GITHUB_ACTIONS") == "true" else "table"
 
 
-def run_analysis(paths: list[Path], rules: Any, workers: int, show_progress: bool) -> Any:
+def run_analysis(paths: list[Any], rules: Any, workers: int, show_progress: bool) -> Any:
     """Call the engine; with `show_progress`, a rich bar on stderr that advances per run.
 
     Two stages, one bar each: reading logs (per run directory, also with --workers) and
@@ -219,9 +246,22 @@ def run_analysis(paths: list[Path], rules: Any, workers: int, show_progress: boo
 
 @app.command("check")
 def check(
-    paths: Annotated[
-        list[Path] | None,
-        typer.Argument(help="Run directories, log files, or folders of runs.", show_default=False),
+    args: Annotated[
+        list[str] | None,
+        typer.Argument(
+            metavar="PATH...",
+            help="Run directories, log files, folders of runs, or mlflow:<tracking URI> "
+            "(docs/formats.md, 'Where your logs are').",
+            show_default=False,
+        ),
+    ] = None,
+    experiment: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--experiment",
+            metavar="NAME",
+            help="With mlflow: sources, read only this experiment (repeatable; default: all).",
+        ),
     ] = None,
     rules_file: Annotated[
         Path | None, typer.Option("--rules", help="Rules config (YAML); default: built-in thresholds.")
@@ -294,7 +334,7 @@ def check(
     version: VersionOption = False,
 ) -> None:
     """Analyse runs (the default command: `offrl-analyze PATH...`)."""
-    paths = list(paths or [])
+    paths = _sources(list(args or []), list(experiment or []))
     fmt = fmt or default_format()
     if fmt not in available_formats():  # also loads output plugins, so a broken one is reported
         raise CliError(f"--format: unknown format {fmt!r}; choose one of {', '.join(available_formats())}")
@@ -308,6 +348,9 @@ def check(
 
     if watch:
         from analyzer.watch import watch as watch_loop
+
+        if not all(isinstance(p, Path) for p in paths):
+            raise CliError("--watch follows local folders; mlflow: sources are read once (no --watch)")
 
         try:
             watch_loop(

@@ -19,7 +19,7 @@ from typing import Any
 
 import numpy as np
 
-from analyzer.ingest import cache, d3rlpy_pair
+from analyzer.ingest import cache, d3rlpy_pair, mlflow_runs
 from analyzer.ingest.cache import LogPart
 from analyzer.ingest.configfiles import read_configs
 from analyzer.ingest.csvlogs import CsvLog, read_csv_log
@@ -484,7 +484,7 @@ def _unique_ids(groups: list[tuple[Path, list[RunDir]]]) -> list[RunDir]:
 
 
 def load_runs(
-    paths: Sequence[str | Path],
+    paths: Sequence[str | Path | mlflow_runs.MlflowSource],
     *,
     mappings: dict | None = None,
     profiles: Mapping[str, Profile] | None = None,
@@ -504,15 +504,23 @@ def load_runs(
     `workers > 1` reads runs in a process pool of at most min(workers, CPUs, runs) processes that
     end with this process (pool.py). `use_cache` loads unchanged runs' log data from the
     user cache (cache.py; off by default, docs/ingestion.md "Caching").
+    A path `mlflow:<tracking URI>` (or an `MlflowSource`) reads the runs of an MLflow store
+    (mlflow_runs.py; needs the `mlflow` extra).
     """
     if duplicate_policy not in DUPLICATE_POLICIES:
         raise ValueError(f"duplicate_policy must be one of {DUPLICATE_POLICIES}, not {duplicate_policy!r}")
-    if isinstance(paths, (str, Path)):
+    if isinstance(paths, (str, Path, mlflow_runs.MlflowSource)):
         paths = [paths]  # one path, not a sequence of characters
     errors: list[IngestIssue] = []
     groups: list[tuple[Path, list[RunDir]]] = []
     plugin_runs: list[Run] = []  # read by a reader plugin (analyzer.plugins), in this process
+    tracking: list[mlflow_runs.MlflowSource] = []  # `mlflow:<uri>` sources: runs in a tracking store
     for p in paths:
+        source = mlflow_runs.parse_source(p)
+        if source is not None:
+            tracking.append(source)
+            continue
+        assert not isinstance(p, mlflow_runs.MlflowSource)  # for mypy: parse_source took those
         path = Path(p)
         try:
             exists = path.exists()
@@ -553,6 +561,10 @@ def load_runs(
     for k, (root, _) in enumerate(groups):
         if k not in yielded:
             errors.append(IngestIssue(str(root), _NO_LOGS, "error"))
+    for source in tracking:  # read in this process: one client per store, no files to share out
+        found, errs = mlflow_runs.load_source(source, mappings, duplicate_policy, profiles)
+        plugin_runs.extend(found)  # ids made unique with the plugin runs' below
+        errors.extend(errs)
     used = {r.id for r in runs}
     for run in plugin_runs:
         base, n = run.id, 2
