@@ -7,7 +7,7 @@ declarations the loader checks (analyzer/config_model.py). A rules file opts in 
     # yaml-language-server: $schema=<path or URL of rules.schema.json>
 
 `python -m analyzer.config_schema` prints the schema of the installed analyzer (plugin rules
-included); `--write PATH` writes it. tests/test_config.py keeps docs/rules.schema.json in sync and
+included); `--write PATH` writes it; `--builtin` leaves plugin rules out, as the published file does. tests/test_config.py keeps docs/rules.schema.json in sync and
 checks that every file the loader accepts, the schema accepts too.
 """
 
@@ -29,8 +29,8 @@ from analyzer.config_model import (
     mappings_schema,
 )
 from analyzer.config_values import param_kind
-from analyzer.rules import REGISTRY, ordered_specs
-from analyzer.rules.base import Param
+from analyzer.rules import ordered_specs
+from analyzer.rules.base import Param, RuleSpec
 
 __all__ = ["SCHEMA_ID", "rules_schema", "schema_text"]
 
@@ -55,9 +55,20 @@ def _object(props: Mapping[str, Any], description: str = "") -> dict[str, Any]:
     return out
 
 
-def _by_code(value_schema: Callable[[str], dict[str, Any]], description: str) -> dict[str, Any]:
+def is_builtin(spec: RuleSpec) -> bool:
+    """A rule of this package (not one a plugin registered)."""
+    fn = spec.check or spec.group_check
+    return getattr(fn, "__module__", "").startswith("analyzer.")
+
+
+def _specs(plugins: bool) -> list[RuleSpec]:
+    return [s for s in ordered_specs() if plugins or is_builtin(s)]
+
+
+def _by_code(
+    value_schema: Callable[[str], dict[str, Any]], description: str, codes: list[str]
+) -> dict[str, Any]:
     """An object keyed by rule code (any letter case, as the loader accepts)."""
-    codes = [s.code for s in ordered_specs()]
     return {
         "type": "object",
         "description": description,
@@ -67,8 +78,8 @@ def _by_code(value_schema: Callable[[str], dict[str, Any]], description: str) ->
     }
 
 
-def _codes_schema(description: str) -> dict[str, Any]:
-    prefixes = sorted({c[:n] for c in REGISTRY for n in range(1, len(c) + 1)})
+def _codes_schema(description: str, codes: list[str]) -> dict[str, Any]:
+    prefixes = sorted({c[:n] for c in codes for n in range(1, len(c) + 1)})
     item = {"type": "string", "pattern": "^(" + "|".join(_any_case(p) for p in prefixes) + ")$"}
     return {"description": description, "anyOf": [item, {"type": "array", "items": item}]}
 
@@ -77,8 +88,9 @@ def _nullable(schema: Mapping[str, Any]) -> dict[str, Any]:
     return {"anyOf": [dict(schema), {"type": "null"}]}
 
 
-def rules_schema() -> dict[str, Any]:
-    """JSON Schema (draft 2020-12) of a rules file, generated from the typed models and the rule registry.
+def rules_schema(plugins: bool = True) -> dict[str, Any]:
+    """JSON Schema (draft 2020-12) of a rules file, generated from the typed models and the rule registry
+    (with the rules of installed plugins, or only this package's: `plugins=False`, the published file).
 
     Looser than the loader in three ways it cannot express: `extends:` targets are not read,
     `changepoints.cost: clinear` with the kernel algorithm is not refused, and an integer written
@@ -88,8 +100,10 @@ def rules_schema() -> dict[str, Any]:
         for name, model in SECTION_MODELS.items()
     }
 
+    specs = _specs(plugins)
+    codes = [s.code for s in specs]
     defs: dict[str, Any] = {"mapping": mapping_entry_schema()}
-    for spec in ordered_specs():  # each rule's parameters once; `params:` refers to them by code
+    for spec in specs:  # each rule's parameters once; `params:` refers to them by code
         obj = _object(
             {p.name: _param_schema(p) for p in spec.params}, f"{spec.code} {spec.name}: {spec.summary}"
         )
@@ -117,10 +131,14 @@ def rules_schema() -> dict[str, Any]:
             "description": "'default', or a rules file (relative to this one) to start from",
         },
         **sections,
-        "select": _nullable(_codes_schema("rule codes or prefixes to run (ruff-style); null: every rule")),
-        "ignore": _codes_schema("rule codes or prefixes not to run"),
-        "levels": _by_code(lambda c: {"enum": list(LEVEL_NAMES)}, "rule code -> error | warning | info"),
-        "params": _by_code(rule_params, "rule code -> its parameters (docs/rules/<CODE>.md)"),
+        "select": _nullable(
+            _codes_schema("rule codes or prefixes to run (ruff-style); null: every rule", codes)
+        ),
+        "ignore": _codes_schema("rule codes or prefixes not to run", codes),
+        "levels": _by_code(
+            lambda c: {"enum": list(LEVEL_NAMES)}, "rule code -> error | warning | info", codes
+        ),
+        "params": _by_code(rule_params, "rule code -> its parameters (docs/rules/<CODE>.md)", codes),
         "runs": {
             "type": "array",
             "description": "per-run metadata the logs may lack (later entries win)",
@@ -147,21 +165,27 @@ def rules_schema() -> dict[str, Any]:
     }
 
 
-def schema_text() -> str:
-    return json.dumps(rules_schema(), indent=2, ensure_ascii=False) + "\n"
+def schema_text(plugins: bool = True) -> str:
+    return json.dumps(rules_schema(plugins), indent=2, ensure_ascii=False) + "\n"
+
+
+USAGE = "usage: python -m analyzer.config_schema [--builtin] [--write PATH]"
 
 
 def main(argv: list[str] | None = None) -> int:
-    """`python -m analyzer.config_schema [--write PATH]`: print or write the rules-file JSON Schema."""
-    args = sys.argv[1:] if argv is None else argv
+    """Print (or `--write PATH`) the rules-file JSON Schema; `--builtin`: without plugin rules, as
+    published in docs/rules.schema.json (`--builtin --write docs/rules.schema.json` regenerates it)."""
+    args = list(sys.argv[1:] if argv is None else argv)
+    plugins = "--builtin" not in args
+    args = [a for a in args if a != "--builtin"]
     if args[:1] == ["--write"] and len(args) == 2:
         with open(args[1], "w", encoding="utf-8") as fh:
-            fh.write(schema_text())
+            fh.write(schema_text(plugins))
         return 0
     if args:
-        print("usage: python -m analyzer.config_schema [--write PATH]", file=sys.stderr)
+        print(USAGE, file=sys.stderr)
         return 2
-    sys.stdout.write(schema_text())
+    sys.stdout.write(schema_text(plugins))
     return 0
 
 
