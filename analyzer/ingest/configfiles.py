@@ -294,7 +294,8 @@ def read_configs(
     """Read the run directory's config files, then `extra_files` (layout-specific places), then hparams.
 
     `hparams` are (event file, hparams dict) pairs from event files. Nothing above the run
-    directory is searched except the documented layout-specific places the caller passes in.
+    directory is searched except the documented layout-specific places the caller passes in and
+    the `.hydra/` folder of a Hydra job (up to two folders up, hydra_config.py).
     """
     result = ConfigResult()
     candidates = [run_dir / name for name in CONFIG_NAMES] + list(extra_files)
@@ -313,8 +314,42 @@ def read_configs(
         except OSError:
             continue
         read_config_file(result, path)
+    _read_hydra(result, run_dir)
     for source, params in hparams:
         if params:
             add_mapping(result, params, source)
     _dataset_metadata(result, run_dir)
     return result
+
+
+def _read_hydra(result: ConfigResult, run_dir: Path) -> None:
+    """`.hydra/config.yaml` then `.hydra/overrides.yaml` of the Hydra job that wrote the run (hydra_config.py)."""
+    from analyzer.ingest.hydra_config import find_hydra_dir, overrides_mapping, resolve_interpolations
+
+    hydra_dir = find_hydra_dir(run_dir)
+    if hydra_dir is None:
+        return
+    config = hydra_dir / "config.yaml"
+    if config.is_file():
+        data, problem, _ = _load_counting(config)
+        if problem is not None:
+            result.issues.append(IngestIssue(path=str(config), message=problem, level="warning"))
+        elif not isinstance(data, Mapping):
+            result.issues.append(
+                IngestIssue(path=str(config), message="Hydra config is not a mapping; ignored")
+            )
+        else:
+            try:
+                flat = flatten(data)
+            except ConfigTooLarge as exc:
+                result.issues.append(IngestIssue(str(config), f"config ignored: {exc}", "warning"))
+            else:
+                resolve_interpolations(flat)
+                add_mapping(result, flat, str(config))
+    overrides = hydra_dir / "overrides.yaml"
+    if overrides.is_file():
+        data, problem, _ = _load_counting(overrides)
+        if problem is not None and problem != "empty config file":
+            result.issues.append(IngestIssue(path=str(overrides), message=problem, level="warning"))
+        elif data is not None:
+            add_mapping(result, overrides_mapping(data, str(overrides), result.issues), str(overrides))
