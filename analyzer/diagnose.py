@@ -429,7 +429,10 @@ def decide_verdict(a: Analysis, findings: list[Finding]) -> tuple[str, str]:
 
 def _candidates(run: Run, eff: Effective) -> tuple[list[tuple[int, str | None]], str]:
     if run.checkpoints:
-        return sorted((int(c.step), str(c.path)) for c in run.checkpoints), "checkpoint files"
+        cands = sorted((int(c.step), str(c.path) if c.path is not None else None) for c in run.checkpoints)
+        if all(p is None for _, p in cands):
+            return cands, "checkpoints saved by the training loop"
+        return cands, "checkpoint files"
     ci = eff.checkpoint_interval
     if ci:
         last = max((int(s.steps[-1]) for s in run.series.values() if len(s)), default=0)

@@ -91,7 +91,7 @@ class RunMetadata:
 @dataclass
 class Checkpoint:
     step: int  # in the run's x-axis unit
-    path: Path
+    path: Path | None  # None: saved at that step, file not known (a live run's saves, analyzer/live.py)
 
 
 @dataclass
