@@ -1,6 +1,7 @@
 """Benchmark: our CQL step vs d3rlpy's CQL on the same synthetic dataset, interleaved in one run.
 
 Usage: python benchmarks/trainer.py [--rounds 3] [--d3rlpy-python /tmp/d3venv-bench/bin/python]
+       python benchmarks/trainer.py --signals-only [--signals-rounds 5]   # cost of the selection signals only
 
 What it measures (docs/performance.md, "Reference trainer"):
   (a) 3x256 MLPs, batch 256, 10 sampled actions (FLOP-bound): our fp32 and bf16 vs d3rlpy 2.8.1;
@@ -11,6 +12,11 @@ What it measures (docs/performance.md, "Reference trainer"):
 d3rlpy runs in its own interpreter (a venv with d3rlpy installed) as a worker process; each
 round times ours then d3rlpy's on the same machine state, so load from other processes hits
 both sides alike. Wall-clock and CPU-time rates are both reported, with os.getloadavg().
+
+Selection signals (docs/trainer.md, "Selection signals"; `signals_cost`): the cost of `SignalProbe.compute` (all seven
+signals: 10 % held out, success-like rewards) against training time, per case: (i) directly, windows of `log_every`
+steps with and without the probe at the end, interleaved in one process, best of N; (ii) decomposed, the best time of
+one probe call over `log_every` times the best time of one step, for log intervals too long to time directly.
 """
 
 from __future__ import annotations
@@ -33,6 +39,7 @@ import torch
 from reference_trainer.config import TrainConfig
 from reference_trainer.cql import CQLAgent
 from reference_trainer.data import load_dataset
+from reference_trainer.signals import SignalProbe
 from reference_trainer.train import train
 
 OBS_DIM, ACT_DIM, N_TRANSITIONS, BATCH, N_ACTIONS = 17, 6, 100_000, 256, 10
@@ -70,15 +77,20 @@ D3RLPY_WORKER = textwrap.dedent(
 )
 
 
-def make_dataset(path: Path, seed: int = 0) -> None:
-    """Random-walk-ish synthetic transitions (obs 17, act 6) with 1000-step episodes."""
+def make_dataset(path: Path, seed: int = 0, success_like: bool = False) -> None:
+    """Random-walk-ish synthetic transitions (obs 17, act 6) with 1000-step episodes; `success_like`: 40-step episodes
+    with a 0/1 reward at the last step of about a third of them (as the robot tasks), so SoftOPC is computed too."""
     rng = np.random.default_rng(seed)
     obs = rng.normal(size=(N_TRANSITIONS, OBS_DIM)).astype(np.float32)
     act = np.tanh(rng.normal(size=(N_TRANSITIONS, ACT_DIM))).astype(np.float32)
     next_obs = (obs + 0.1 * rng.normal(size=obs.shape)).astype(np.float32)
     rewards = (obs[:, 0] * act[:, 0]).astype(np.float32)
+    horizon = 40 if success_like else 1000
     timeouts = np.zeros(N_TRANSITIONS, dtype=bool)
-    timeouts[999::1000] = True
+    timeouts[horizon - 1 :: horizon] = True
+    if success_like:
+        rewards = np.zeros(N_TRANSITIONS, dtype=np.float32)
+        rewards[horizon - 1 :: horizon] = (rng.random(N_TRANSITIONS // horizon) < 0.33).astype(np.float32)
     meta = {"task": "synthetic", "gamma": 0.99, "horizon": 1000, "reward_range": [-5.0, 5.0]}
     np.savez(path, observations=obs, actions=act, rewards=rewards, terminals=np.zeros(N_TRANSITIONS, dtype=bool),
              timeouts=timeouts, next_observations=next_obs, metadata=np.array(json.dumps(meta)))  # fmt: skip
@@ -137,6 +149,66 @@ def ours_runner(dataset_path: Path, hidden: int, depth: int, precision: str, bat
 
     run(3)
     return run
+
+
+def signals_cost(ds_path: Path, name: str, hidden: int, depth: int, n_actions: int, log_every: int, rounds: int,
+                 precision: str = "fp32", long_log_every: int = 1000) -> dict:  # fmt: skip
+    """Training time with and without the selection signals (module docstring); times in ms, overhead in %."""
+    full = load_dataset(ds_path)
+    cfg = TrainConfig(obs_shape=full.obs_shape, act_dim=full.act_dim, hidden=hidden, depth=depth, precision=precision,
+                      bc_steps=0, gamma=0.99, batch_size=BATCH, n_actions=n_actions, holdout_fraction=0.1)  # fmt: skip
+    from reference_trainer.train import split_holdout
+
+    ds, held = split_holdout(cfg, full)
+    torch.manual_seed(0)
+    agent = CQLAgent(cfg, torch.device("cpu"))
+    probe = SignalProbe(agent, ds, held)
+    acc = torch.zeros(len(agent.metric_names))
+    step = 0
+
+    def window(steps: int, with_probe: bool) -> tuple[float, float]:
+        nonlocal step
+        w, c = time.perf_counter(), time.process_time()
+        for _ in range(steps):
+            step += 1
+            acc.add_(agent.update(ds.sample(BATCH), step))
+        acc.tolist()  # the once-per-interval host read
+        if with_probe:
+            probe.compute()
+        return time.perf_counter() - w, time.process_time() - c
+
+    def probe_only() -> tuple[float, float]:
+        w, c = time.perf_counter(), time.process_time()
+        probe.compute()
+        return time.perf_counter() - w, time.process_time() - c
+
+    window(5, True)  # warm-up
+    plain, signals, probes, single = [], [], [], []
+    for _ in range(rounds):
+        plain.append(window(log_every, False))
+        signals.append(window(log_every, True))
+        probes.append(probe_only())
+        single.append(window(10, False))
+    out: dict = {"case": name, "hidden": hidden, "depth": depth, "n_actions": n_actions, "precision": precision,
+                 "batch": BATCH, "signals": list(probe.names), "rounds": rounds, "log_every": log_every}  # fmt: skip
+    for unit, k in (("wall", 0), ("cpu", 1)):
+        p = min(r[k] for r in plain)
+        w = min(r[k] for r in signals)
+        one_probe = min(r[k] for r in probes)
+        one_step = min(r[k] for r in single) / 10
+        out[unit] = {
+            "window_ms_without": 1e3 * p,
+            "window_ms_with": 1e3 * w,
+            "overhead_pct_direct": 100 * (w - p) / p,
+            "probe_ms": 1e3 * one_probe,
+            "step_ms": 1e3 * one_step,
+            "overhead_pct_decomposed": 100 * one_probe / (log_every * one_step),
+            f"overhead_pct_decomposed_log_every_{long_log_every}": 100
+            * one_probe
+            / (long_log_every * one_step),
+        }
+    out["loadavg"] = os.getloadavg()
+    return out
 
 
 def flops_per_step(hidden: int, depth: int, n_actions: int = N_ACTIONS, batch: int = BATCH) -> float:
@@ -239,10 +311,30 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--d3rlpy-python", default="/tmp/d3venv-bench/bin/python")
     ap.add_argument("--out", type=Path, default=None, help="also write the results as JSON here")
+    ap.add_argument("--signals-only", action="store_true", help="time the selection signals only")
+    ap.add_argument("--signals-rounds", type=int, default=5, help="best of N for the signals timing")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     results: dict = {"threads": args.threads, "torch": torch.__version__, "cpu_count": os.cpu_count()}
     with tempfile.TemporaryDirectory() as tmp:
+        sig_path = Path(tmp) / "synthetic_success.npz"
+        make_dataset(sig_path, success_like=True)
+        r = args.signals_rounds
+        results["signals"] = [
+            # the closed loop's presets (quick/full: 2x256, 4 sampled actions, log every 100 steps), in bf16 as it runs
+            signals_cost(sig_path, "loop 2x256 n4 bf16", 256, 2, 4, 100, r, precision="bf16"),
+            signals_cost(sig_path, "loop 2x256 n4 fp32", 256, 2, 4, 100, r),
+            # small networks: the cheapest steps, so the largest relative cost
+            signals_cost(sig_path, "2x64 n10", 64, 2, 10, 100, r),
+            # the trainer's defaults (3x256, 10 sampled actions; log every 1000: decomposed, 100: direct)
+            signals_cost(sig_path, "3x256 n10 (defaults)", 256, 3, 10, 100, max(2, r // 2)),
+        ]
+        if args.signals_only:
+            results["loadavg_end"] = os.getloadavg()
+            print(json.dumps(results, indent=2))
+            if args.out:
+                args.out.write_text(json.dumps(results, indent=2))
+            return
         ds_path = Path(tmp) / "synthetic.npz"
         make_dataset(ds_path)
         worker = None

@@ -337,3 +337,18 @@ def test_resume_of_a_run_from_before_the_signals_continues_without_them(tmp_path
     with pytest.raises(ConfigError, match="holdout_fraction"):
         _run(success_data, log_dir, resume=True, steps=40, log_every=5, ckpt_every=10, bc_steps=0,
              holdout_fraction=0.2)  # fmt: skip
+
+
+def test_the_analyzer_reads_the_same_verdict_pick_and_findings_with_or_without_signals(tmp_path, success_data):
+    """No rule reads the signals yet (issue 16 item 2): a run with them is judged exactly like the same run without."""
+    from analyzer import analyze
+
+    kw = dict(steps=60, log_every=5, ckpt_every=10, bc_steps=10, holdout_fraction=0.2)
+    with_signals = _run(success_data, tmp_path / "with", **kw)
+    without = _run(success_data, tmp_path / "without", no_signals=True, **kw)
+    a, b = (analyze([d]).runs[0] for d in (with_signals, without))
+    assert set(ALL_SIGNALS) <= set(a.run.series) and not set(ALL_SIGNALS) & set(b.run.series)
+    assert (a.verdict, a.verdict_reason, a.peak_step) == (b.verdict, b.verdict_reason, b.peak_step)
+    assert (a.checkpoint.step if a.checkpoint else None) == (b.checkpoint.step if b.checkpoint else None)
+    strip = lambda r: [(f.code, f.level, f.message.replace("without", "with")) for f in r.findings]  # noqa: E731
+    assert strip(a) == strip(b)
