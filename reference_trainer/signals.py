@@ -28,7 +28,7 @@ import torch
 
 from reference_trainer.agent import ActorCriticAgent
 from reference_trainer.data import Batch, OfflineDataset
-from reference_trainer.networks import images_to_float
+from reference_trainer.networks import Critic, images_to_float
 from reference_trainer.remedies import dr3_term
 
 #: Transitions per fixed batch: Kumar et al. compute srank on a batch of this size; every signal uses it.
@@ -175,7 +175,7 @@ class SignalProbe:
         stacked = torch.stack([v.float().reshape(()) for v in values]).tolist()
         return dict(zip(self.names, stacked, strict=True))
 
-    def _values(self, agent: ActorCriticAgent, critic) -> list[torch.Tensor]:  # noqa: ANN001 - Critic
+    def _values(self, agent: ActorCriticAgent, critic: Critic) -> list[torch.Tensor]:
         fx = self.train
         out = critic.forward_from(critic.encode(fx.obs), fx.batch.actions)
         _, a_next = agent.backup_target(fx.next_obs, fx.batch.rewards, fx.batch.dones, fx.eps)
