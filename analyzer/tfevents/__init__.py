@@ -12,11 +12,12 @@ the reader lazily, for records the vectorised path does not decode).
 from __future__ import annotations
 
 from analyzer.tfevents.crc import masked_crc32c
-from analyzer.tfevents.reader import EventFileData, TagData, read_event_file
+from analyzer.tfevents.reader import EventFileData, EventStream, TagData, read_event_file
 from analyzer.tfevents.writer import EventWriter, encode_record, scalar_event_bytes
 
 __all__ = [
     "EventFileData",
+    "EventStream",
     "EventWriter",
     "TagData",
     "encode_record",

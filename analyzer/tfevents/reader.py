@@ -34,7 +34,7 @@ from numpy.lib.stride_tricks import sliding_window_view
 from analyzer.model import IngestIssue
 from analyzer.tfevents.crc import TABLES, mask_array, masked_crc32c
 
-__all__ = ["EventFileData", "TagData", "read_event_file"]
+__all__ = ["READ_BLOCK", "EventFileData", "EventStream", "TagData", "read_event_file"]
 
 _U64 = struct.Struct("<Q")
 _U32 = struct.Struct("<I")
@@ -169,12 +169,15 @@ def _split(
             return offs, lens, off
 
 
-def _resync(buf: bytes, u8: np.ndarray, start: int, end: int, allow_truncated: bool) -> int | None:
-    """First offset >= start holding a record whose header CRC and data CRC validate.
+def _resync(
+    buf: bytes, u8: np.ndarray, start: int, end: int, allow_truncated: bool, final: bool = True
+) -> tuple[int | None, int | None]:
+    """(first offset >= start holding a record whose header CRC and data CRC validate, None).
 
     With `allow_truncated`, a valid header whose record runs past the end also counts (a torn
     last write); not when nothing valid was seen yet, so a 2^-32 header-CRC coincidence in a
-    random file cannot make it look like an event file.
+    random file cannot make it look like an event file. Not `final` (more bytes will come):
+    (None, offset) where the search must go on once they have arrived.
     """
     chunk = 1 << 16
     a = start
@@ -191,13 +194,17 @@ def _resync(buf: bytes, u8: np.ndarray, start: int, end: int, allow_truncated: b
             p = a + int(c)
             (n,) = _U64.unpack_from(buf, p)
             if p + 16 + n > end:
+                if not final:
+                    return None, p  # decided once the record's bytes are there
                 if allow_truncated:
-                    return p  # reported as truncation by the caller
+                    return p, None  # reported as truncation by the caller
                 continue
             if masked_crc32c(memoryview(buf)[p + 12 : p + 12 + n]) == _U32.unpack_from(buf, p + 12 + n)[0]:
-                return p
+                return p, None
         a = b
-    return None
+    if not final:
+        return None, max(start, end - 11)
+    return None, None
 
 
 # --------------------------------------------------------------------------------------------
@@ -372,6 +379,9 @@ class _Collector:
         self.hparams: dict[str, Any] = {}
         self.skipped: dict[str, int] = {}
         self.fast = 0
+        #: index of the first record of the block being decoded (records of earlier blocks of a
+        #: stream come first): record indices stored here are file-wide, so order survives blocks
+        self.rec_base = 0
 
     def declare(self, tag: str, plugin: str | None) -> None:
         if plugin is not None:
@@ -398,6 +408,8 @@ class _Collector:
             step = np.zeros(m, dtype=np.int64)
         value = cols(lay.value, lay.value + lay.width).view("<f4" if lay.width == 4 else "<f8").ravel()
         self.declare(lay.tag, lay.plugin)
+        if self.rec_base:
+            rec = rec + self.rec_base
         sub = np.zeros(m, dtype=np.int64)
         with np.errstate(invalid="ignore"):  # signalling-NaN payloads stay NaN, silently
             value = value.astype(np.float64)
@@ -416,6 +428,7 @@ class _Collector:
         if not ev.HasField("summary"):
             self.skip(ev.WhichOneof("what") or "empty_event")
             return True
+        rec += self.rec_base
         for i, v in enumerate(ev.summary.value):
             plugin = v.metadata.plugin_data.plugin_name if v.HasField("metadata") else None
             self.declare(v.tag, plugin)
@@ -472,9 +485,13 @@ class _Collector:
             elif kind is not None:
                 self.hparams[name] = None
 
-    def result(self) -> tuple[dict[str, TagData], int]:
+    def result(self) -> tuple[dict[str, TagData], int, dict[str, int]]:
+        """Per-tag scalars in record order, their count, and non-scalar counts found only now.
+
+        Does not change the collector: a stream asks again after more records were added."""
         out: dict[str, TagData] = {}
         total = 0
+        extra: dict[str, int] = {}
         for tag in sorted(set(self.parts) | set(self.slow)):
             tensors_ok = self.plugins.get(tag, set()) <= {"", "scalars"}
             parts = [p for p in self.parts.get(tag, []) if tensors_ok or not p[5]]
@@ -482,7 +499,7 @@ class _Collector:
             rows = [r for r in self.slow.get(tag, []) if tensors_ok or not r[5]]
             skipped += len(self.slow.get(tag, [])) - len(rows)
             if skipped:
-                self.skip("tensor_non_scalar_plugin", skipped)
+                extra["tensor_non_scalar_plugin"] = extra.get("tensor_non_scalar_plugin", 0) + skipped
             if rows:
                 cols = list(zip(*rows, strict=True))
                 parts.append(
@@ -505,7 +522,7 @@ class _Collector:
                 step, value, wall = step[order], value[order], wall[order]
             out[tag] = TagData(steps=step, values=value, wall_time=wall)
             total += step.shape[0]
-        return out, total
+        return out, total, extra
 
 
 def _tensor_scalar(t: Any) -> float | None:
@@ -543,16 +560,18 @@ def _tensor_scalar(t: Any) -> float | None:
 
 
 def _decode(
+    col: _Collector,
     buf: bytes,
     u8: np.ndarray,
     offs: np.ndarray,
     lens: np.ndarray,
     check_crc: bool,
-    path: str,
     fast: bool = True,
-) -> tuple[_Collector, list[IngestIssue], int]:
-    """Decode all records (offsets of CRC-valid headers); returns collector, data-CRC issues, records."""
-    col = _Collector()
+) -> tuple[list[int], list[int]]:
+    """Decode records (offsets of CRC-valid headers) into `col`.
+
+    Returns the indices (into `offs`) of the records whose data CRC failed and of those that are
+    not Event protos; the caller reports them at their file offsets."""
     bad_crc: list[int] = []
     not_event: list[int] = []
     slow: list[int] = []
@@ -585,28 +604,7 @@ def _decode(
             continue
         if not col.add_slow(r, bytes(data)):
             not_event.append(r)
-    issues = [
-        IngestIssue(
-            path,
-            f"data CRC mismatch in record at byte {int(offs[r])}; record skipped",
-            "warning",
-            int(offs[r]),
-            1,
-        )
-        for r in sorted(bad_crc)
-    ]
-    if not_event:
-        first = int(offs[min(not_event)])
-        issues.append(
-            IngestIssue(
-                path,
-                f"{len(not_event)} record(s) are not TensorBoard Event protos (first at byte {first}); skipped",
-                "warning",
-                first,
-                len(not_event),
-            )
-        )
-    return col, issues, int(offs.shape[0]) - len(bad_crc)
+    return sorted(bad_crc), not_event
 
 
 def _decode_block(col: _Collector, rec: np.ndarray, data: np.ndarray, slow: list[int]) -> None:
@@ -678,7 +676,205 @@ def _decode_block(col: _Collector, rec: np.ndarray, data: np.ndarray, slow: list
 
 
 # --------------------------------------------------------------------------------------------
-# Public entry point
+# Public entry points
+
+#: Bytes read from a file at a time. A file up to this size is read in one piece, exactly as if it
+#: were read whole; a larger one block by block, so memory per file is one block plus the scalars.
+READ_BLOCK = 64 << 20
+#: Record lengths remembered for the "~N record(s)" estimate of a damaged stretch.
+_RECENT_LENS = 4096
+
+
+class EventStream:
+    """One event file read as its bytes arrive: `feed` the next bytes, `result()` at any time.
+
+    Why: a file in a bucket is read block by block (bounded memory, one sequential pass) and
+    `--watch` reads only the bytes appended since its last poll. Between feeds the stream keeps
+    the file offset reached, the bytes of a record not complete yet (or of a damaged stretch still
+    being resynchronised) and the scalars decoded so far. Feeding a file in pieces of any size
+    gives what reading it whole gives (tests check it): a record cut at the end of the bytes fed
+    is a truncation only once `finish()` says no more bytes will come.
+    """
+
+    def __init__(self, path: str, *, check_crc: bool = True, fast: bool = True) -> None:
+        self.path = path
+        self.check_crc = check_crc
+        self.fast = fast
+        self.offset = 0  # bytes fed so far: the file offset of the next byte to feed
+        self.finished = False
+        self._pending = b""  # fed but not consumed: a partial record or bytes still to resynchronise
+        self._col = _Collector()
+        self._records = 0  # records split so far (valid header CRCs)
+        self._ok = 0  # records whose data CRC is valid too
+        self._recent = np.zeros(0, dtype=np.int64)
+        self._issues: list[IngestIssue] = []
+        #: damage being resynchronised: (file offset of the damaged record, whether any record came
+        #: before it, median record length before it)
+        self._damage: tuple[int, bool, float | None] | None = None
+        self._not_event = 0
+        self._first_not_event: int | None = None
+
+    @property
+    def pending_bytes(self) -> int:
+        """Bytes fed but not yet part of a complete record (a live writer's unfinished record)."""
+        return len(self._pending)
+
+    def feed(self, data: bytes, final: bool = False) -> None:
+        """Consume the next bytes of the file (`final`: and nothing comes after them)."""
+        if self.finished:
+            raise ValueError(f"{self.path}: event stream already finished")
+        data = data if isinstance(data, bytes) else bytes(data)
+        buf = self._pending + data if self._pending else data
+        base = self.offset - len(self._pending)
+        self.offset += len(data)
+        end = len(buf)
+        u8 = np.frombuffer(buf, dtype=np.uint8)
+        offs_all: list[np.ndarray] = []
+        lens_all: list[np.ndarray] = []
+        split = 0  # records split in this call
+        pos = 0
+        while True:
+            if self._damage is not None:
+                pos, resolved = self._resynchronise(buf, u8, pos, end, base, final)
+                if not resolved or pos >= end:
+                    break
+            if pos >= end:
+                break
+            offs_l, lens_l, stop = _split(buf, u8, pos, end)
+            offs = np.concatenate(offs_l) if offs_l else np.zeros(0, dtype=np.int64)
+            lens = np.concatenate(lens_l) if lens_l else np.zeros(0, dtype=np.int64)
+            if self.check_crc and offs.shape[0]:
+                ok = _headers_ok(u8, offs)
+                if not ok.all():
+                    k = int(np.argmin(ok))
+                    stop, offs, lens = int(offs[k]), offs[:k], lens[:k]
+            offs_all.append(offs)
+            lens_all.append(lens)
+            split += offs.shape[0]
+            if lens.shape[0]:
+                self._recent = np.concatenate([self._recent, lens[-_RECENT_LENS:]])[-_RECENT_LENS:]
+            if stop >= end:
+                pos = end
+                break
+            header_ok = (
+                end - stop >= 12 and masked_crc32c(buf[stop : stop + 8]) == _U32.unpack_from(buf, stop + 8)[0]
+            )
+            if header_ok or end - stop < 12:
+                if not final:
+                    pos = stop  # an incomplete record: wait for the rest
+                    break
+                (n,) = _U64.unpack_from(buf, stop) if end - stop >= 8 else (None,)
+                claim = f": record claims {n} data bytes" if header_ok else ""
+                self._issues.append(
+                    IngestIssue(
+                        self.path,
+                        f"truncated at byte {base + stop}{claim}, file ends at byte {base + end}",
+                        "warning",
+                        base + stop,
+                        1,
+                    )
+                )
+                pos = end
+                break
+            median = float(np.median(self._recent)) if self._recent.shape[0] else None
+            self._damage = (base + stop, self._records + split > 0, median)
+            pos = stop + 1
+        if split:
+            offs = np.concatenate(offs_all)
+            lens = np.concatenate(lens_all)
+            self._col.rec_base = self._records
+            bad, not_event = _decode(self._col, buf, u8, offs, lens, self.check_crc, self.fast)
+            self._issues.extend(
+                IngestIssue(
+                    self.path,
+                    f"data CRC mismatch in record at byte {base + int(offs[r])}; record skipped",
+                    "warning",
+                    base + int(offs[r]),
+                    1,
+                )
+                for r in bad
+            )
+            if not_event:
+                first = base + int(offs[min(not_event)])
+                self._not_event += len(not_event)
+                if self._first_not_event is None:
+                    self._first_not_event = first
+            self._records += split
+            self._ok += split - len(bad)
+        self._pending = buf[pos:] if pos < end else b""
+        if final:
+            self.finished = True
+            if self.offset == 0:
+                self._issues.append(IngestIssue(self.path, "empty event file (no records)", "warning", 0, 0))
+
+    def finish(self) -> EventFileData:
+        """No more bytes: report a cut last record or unresolved damage, and return everything read."""
+        if not self.finished:
+            self.feed(b"", final=True)
+        return self.result()
+
+    def _resynchronise(
+        self, buf: bytes, u8: np.ndarray, pos: int, end: int, base: int, final: bool
+    ) -> tuple[int, bool]:
+        """Look for the next valid record after damage: (where to go on, whether it was settled)."""
+        assert self._damage is not None
+        stop, any_before, median = self._damage
+        found, wait = _resync(buf, u8, pos, end, any_before, final)
+        if wait is not None:
+            return wait, False
+        self._damage = None
+        file_end = base + end
+        nxt = None if found is None else base + found
+        if nxt is None and not any_before and stop == 0:
+            self._issues.append(
+                IngestIssue(self.path, "not a TFRecord/event file: no valid record found", "error", 0, None)
+            )
+            return end, True
+        if median is not None:
+            typical = median + 16
+        elif found is not None and found + 8 <= end:
+            typical = float(_U64.unpack_from(buf, found)[0]) + 16
+        else:
+            typical = float(file_end - stop)
+        gap = (nxt if nxt is not None else file_end) - stop
+        lost = max(1, round(gap / typical))
+        if nxt is None:
+            msg = f"damaged record at byte {stop} (bad header CRC); no valid record after it, {gap} bytes unread"
+            self._issues.append(IngestIssue(self.path, msg, "warning", stop, lost))
+            return end, True
+        msg = (
+            f"damaged record at byte {stop} (bad header CRC); resynchronised at byte {nxt}, "
+            f"skipping {gap} bytes (~{lost} record(s))"
+        )
+        self._issues.append(IngestIssue(self.path, msg, "warning", stop, lost))
+        return int(found), True  # type: ignore[arg-type]
+
+    def result(self) -> EventFileData:
+        """Everything decoded so far (the stream can go on being fed afterwards)."""
+        out = EventFileData(path=self.path)
+        issues = list(self._issues)
+        if self._not_event:
+            first = self._first_not_event
+            issues.append(
+                IngestIssue(
+                    self.path,
+                    f"{self._not_event} record(s) are not TensorBoard Event protos (first at byte {first}); skipped",
+                    "warning",
+                    first,
+                    self._not_event,
+                )
+            )
+        if self._records:
+            out.scalars, out.scalars_read, extra = self._col.result()
+            out.hparams = dict(self._col.hparams)
+            out.skipped = dict(self._col.skipped)
+            for kind, n in extra.items():
+                out.skipped[kind] = out.skipped.get(kind, 0) + n
+            out.fast_records = self._col.fast
+        out.records = self._ok
+        issues.sort(key=lambda i: -1 if i.offset is None else i.offset)
+        out.issues = issues
+        return out
 
 
 def read_event_file(
@@ -689,86 +885,18 @@ def read_event_file(
     `check_crc=False` skips the per-record CRC checks (about a third faster); damage is then only
     noticed when a length header points outside the file (resynchronisation still uses CRCs).
     `fast=False` decodes every record through protobuf (the reference the fast path is tested against).
+    A file up to READ_BLOCK bytes is read in one piece; a larger one in blocks (EventStream).
     """
     path = str(path)
-    out = EventFileData(path=path)
+    stream = EventStream(path, check_crc=check_crc, fast=fast)
     try:
         with open(path, "rb") as fh:
-            buf = fh.read()
+            if os.fstat(fh.fileno()).st_size <= READ_BLOCK:
+                stream.feed(fh.read())  # the usual case: one read, one pass
+            while block := fh.read(READ_BLOCK):
+                stream.feed(block)
     except OSError as exc:
+        out = EventFileData(path=path)
         out.issues.append(IngestIssue(path, f"cannot read event file: {exc.strerror or exc}", "error"))
         return out
-    end = len(buf)
-    if end == 0:
-        out.issues.append(IngestIssue(path, "empty event file (no records)", "warning", 0, 0))
-        return out
-    u8 = np.frombuffer(buf, dtype=np.uint8)
-    all_offs: list[np.ndarray] = []
-    all_lens: list[np.ndarray] = []
-    pos = 0
-    while pos < end:
-        offs_l, lens_l, stop = _split(buf, u8, pos, end)
-        offs = np.concatenate(offs_l) if offs_l else np.zeros(0, dtype=np.int64)
-        lens = np.concatenate(lens_l) if lens_l else np.zeros(0, dtype=np.int64)
-        if check_crc and offs.shape[0]:
-            ok = _headers_ok(u8, offs)
-            if not ok.all():
-                k = int(np.argmin(ok))
-                stop, offs, lens = int(offs[k]), offs[:k], lens[:k]
-        all_offs.append(offs)
-        all_lens.append(lens)
-        if stop >= end:
-            break
-        pos = _damage(out, buf, u8, stop, end, all_lens)
-    offs = np.concatenate(all_offs) if all_offs else np.zeros(0, dtype=np.int64)
-    lens = np.concatenate(all_lens) if all_lens else np.zeros(0, dtype=np.int64)
-    if offs.shape[0]:
-        col, issues, out.records = _decode(buf, u8, offs, lens, check_crc, path, fast)
-        out.issues.extend(issues)
-        out.scalars, out.scalars_read = col.result()
-        out.hparams = col.hparams
-        out.skipped = col.skipped
-        out.fast_records = col.fast
-    out.issues.sort(key=lambda i: -1 if i.offset is None else i.offset)
-    return out
-
-
-def _damage(
-    out: EventFileData, buf: bytes, u8: np.ndarray, stop: int, end: int, lens: list[np.ndarray]
-) -> int:
-    """Report the problem at `stop` and return where reading resumes (`end` if it cannot)."""
-    path = out.path
-    header_ok = end - stop >= 12 and masked_crc32c(buf[stop : stop + 8]) == _U32.unpack_from(buf, stop + 8)[0]
-    if header_ok or end - stop < 12:
-        (n,) = _U64.unpack_from(buf, stop) if end - stop >= 8 else (None,)
-        claim = f": record claims {n} data bytes" if header_ok else ""
-        out.issues.append(
-            IngestIssue(path, f"truncated at byte {stop}{claim}, file ends at byte {end}", "warning", stop, 1)
-        )
-        return end
-    seen = np.concatenate(lens) if lens else np.zeros(0, dtype=np.int64)
-    nxt = _resync(buf, u8, stop + 1, end, allow_truncated=seen.shape[0] > 0)
-    nothing_before = not seen.shape[0]
-    if nxt is None and nothing_before and stop == 0:
-        out.issues.append(
-            IngestIssue(path, "not a TFRecord/event file: no valid record found", "error", 0, None)
-        )
-        return end
-    if seen.shape[0]:
-        typical = float(np.median(seen)) + 16
-    elif nxt is not None and nxt + 8 <= end:
-        typical = float(_U64.unpack_from(buf, nxt)[0]) + 16
-    else:
-        typical = float(end - stop)
-    gap = (nxt if nxt is not None else end) - stop
-    lost = max(1, round(gap / typical))
-    if nxt is None:
-        msg = f"damaged record at byte {stop} (bad header CRC); no valid record after it, {gap} bytes unread"
-        out.issues.append(IngestIssue(path, msg, "warning", stop, lost))
-        return end
-    msg = (
-        f"damaged record at byte {stop} (bad header CRC); resynchronised at byte {nxt}, "
-        f"skipping {gap} bytes (~{lost} record(s))"
-    )
-    out.issues.append(IngestIssue(path, msg, "warning", stop, lost))
-    return nxt
+    return stream.finish()
