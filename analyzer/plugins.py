@@ -13,7 +13,7 @@ examples/offrl-plugin-example is a complete one):
 Why one at a time, with every failure caught: one broken or outdated plugin must not take the
 analyzer down, nor hide the others (sqlfluff's rule). Each entry point is imported on its own; a
 failure - an import error, a duplicate rule code, an invalid profile, an object of the wrong shape -
-is recorded as a `PluginProblem` (the analysis reports it as a warning, `offrl-analyze plugins`
+is recorded as a `PluginProblem` (the analysis reports it as a warning, `offrl-analyze rules`
 lists it) and the rest load. `OFFRL_NO_PLUGINS=1` turns discovery off (reproducible runs, tests).
 """
 
@@ -94,7 +94,7 @@ class LoadedPlugin:
     name: str
     value: str
     distribution: str
-    what: str  # what it added, for `offrl-analyze plugins`
+    what: str  # what it added ("rules EX001", "profiles mytrainer", ...)
 
 
 _PROBLEMS: dict[tuple[str, str, str], PluginProblem] = {}
