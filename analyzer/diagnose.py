@@ -593,7 +593,7 @@ def advise(verdict: str, findings: list[Finding], a: Analysis) -> list[str]:
     if "NF001" in codes:
         out.append(
             "Non-finite values: restart from the last finite checkpoint with a lower Q learning rate "
-            "(`q_lr: 1e-4` in an `offrl-train --config` file) or a larger CQL alpha (`--cql-alpha 5`)."
+            "(`offrl-train ... --q-lr 1e-4`) or a larger CQL alpha (`--cql-alpha 5`)."
         )
     if "DV001" in codes or "CQ001" in codes:
         out.append(

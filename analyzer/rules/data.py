@@ -216,8 +216,8 @@ _EVAL_METRICS = ("eval_return", "eval_success")
     "information about over- or underfitting, so a verdict on them would be invented.",
     example="`NF001 non-finite-values: q_data non-finite from step 143000 to the end (57 of 200 points; "
     "first value inf)`",
-    remediation="Restart from the last finite checkpoint with a lower critic learning rate (`q_lr: 1e-4` "
-    "in an `offrl-train --config` file), gradient clipping, or a larger CQL alpha "
+    remediation="Restart from the last finite checkpoint with a lower critic learning rate "
+    "(`offrl-train ... --q-lr 1e-4`), gradient clipping, or a larger CQL alpha "
     "(`offrl-train ... --cql-alpha 5`); check the data for NaN rewards/observations.",
 )
 def non_finite(ctx: Context) -> list[Finding]:

@@ -104,8 +104,8 @@ def _growth(steps: np.ndarray, values: np.ndarray) -> dict | None:
     example="`DV001 critic-divergence: q_data grew 7.8e10x (from 387 early on to 3.0e13 at step 990001); it "
     "first passed 10x its early level at step 160001`",
     remediation="Deploy (or restart from) the last checkpoint before the divergence started. Raise CQL alpha "
-    "(`offrl-train ... --cql-alpha 5`), lower the critic learning rate (`q_lr: 1e-4` in an `offrl-train "
-    "--config` file), use a slower target update (tau 5e-3), check the reward scale.",
+    "(`offrl-train ... --cql-alpha 5`), lower the critic learning rate (`--q-lr 1e-4`), "
+    "use a slower target update (`--tau 2e-3`), check the reward scale.",
 )
 def q_divergence(ctx: Context) -> list[Finding]:
     a = ctx.analysis
@@ -323,7 +323,12 @@ def alpha_too_high(ctx: Context) -> list[Finding]:
     scale = e.q_range if e.q_range else abs(mc)
     if not np.isfinite(level) or scale <= 0 or mc - level < float(ctx.params["collapse_fraction"]) * scale:
         return []
-    ev = {"q_tail_level": level, "dataset_mc_return": mc, "shortfall": mc - level, "scale": scale}
+    ev: dict[str, float | None] = {
+        "q_tail_level": level,
+        "dataset_mc_return": mc,
+        "shortfall": mc - level,
+        "scale": scale,
+    }
     msg = f"{a.q_name} ends at {fmt(level)}, {fmt(mc - level)} below the dataset MC return {fmt(mc)}"
     if a.reg is not None and a.reg_name != "brac_divergence":
         g = tail_level(a.reg.steps, a.reg.values, a.tail_fraction)
