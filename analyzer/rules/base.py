@@ -83,18 +83,11 @@ class Analysis:
     switch: tuple[int, float, float] | None = None
 
 
-@dataclass
-class Context:
-    """What a rule's check receives: the analysis plus its own resolved parameters and level."""
+class _Reporting:
+    """`finding(...)`: one rule's finding with its code, name and level filled in (per-run and group rules)."""
 
-    analysis: Analysis
-    params: dict[str, Any]
     spec: RuleSpec
     level: Level
-
-    @property
-    def run(self) -> Run:
-        return self.analysis.run
 
     def finding(
         self,
@@ -113,6 +106,20 @@ class Context:
             evidence=dict(evidence or {}),
         )
 
+
+@dataclass
+class Context(_Reporting):
+    """What a rule's check receives: the analysis plus its own resolved parameters and level."""
+
+    analysis: Analysis
+    params: dict[str, Any]
+    spec: RuleSpec
+    level: Level
+
+    @property
+    def run(self) -> Run:
+        return self.analysis.run
+
     def inconclusive(self, reason: str, **evidence: Any) -> Finding:
         """A check that could not run: always says why (and how to fix it, when a person can)."""
         ev = {"inconclusive": True, "reason": reason, **evidence}
@@ -123,7 +130,7 @@ Check = Callable[[Context], list[Finding]]
 
 
 @dataclass
-class GroupContext:
+class GroupContext(_Reporting):
     """What a group-scope rule receives: every run of the analysis, after their own rules ran.
 
     Why a scope of its own: some readings need several runs (Metric 3.2 compares a run with a larger
@@ -143,23 +150,6 @@ class GroupContext:
     @property
     def runs(self) -> list[Run]:
         return [a.run for a in self.analyses]
-
-    def finding(
-        self,
-        message: str,
-        *,
-        evidence: Mapping[str, object] | None = None,
-        steps: tuple[int, int] | None = None,
-        level: Level | None = None,
-    ) -> Finding:
-        return Finding(
-            code=self.spec.code,
-            name=self.spec.name,
-            level=level or self.level,
-            message=message,
-            steps=(int(steps[0]), int(steps[1])) if steps else None,
-            evidence=dict(evidence or {}),
-        )
 
 
 #: findings per run id (only runs the rule has something to say about)
