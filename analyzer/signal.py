@@ -25,18 +25,41 @@ def ema(values: np.ndarray, weight: float = 0.6) -> np.ndarray:
     `last = last*w + (1-w)*y`, output `last / (1 - w**n)` with n the number of finite points so
     far; non-finite inputs are skipped and their output repeats the last smoothed value (NaN
     before the first finite point). Matches what users see in TensorBoard's UI.
+
+    The recursion runs in scipy's `lfilter` (C) rather than a Python loop: the loop was the largest
+    single cost of diagnosing a run (docs/performance.md); both compute the same products and sums
+    in the same order, so the values are identical to the loop's (tests/test_signal.py checks).
     """
     y = np.asarray(values, dtype=np.float64)
-    out = np.full(y.shape, np.nan)
     if not 0.0 <= weight < 1.0:
         raise ValueError(f"EMA weight must be in [0, 1), got {weight}")
-    last, n, cur = 0.0, 0, np.nan
-    for i, v in enumerate(y):
-        if np.isfinite(v):
-            last = last * weight + (1.0 - weight) * v
-            n += 1
-            cur = last / (1.0 - weight**n) if weight > 0 else last
-        out[i] = cur
+    out = np.full(y.shape, np.nan)
+    ok = np.isfinite(y)
+    f = y[ok]
+    if f.size == 0:
+        return out
+    if weight > 0:
+        from scipy.signal import lfilter
+
+        last = lfilter([1.0 - weight], [1.0, -weight], f)
+        sm = last / _debias(weight, f.size)
+    else:
+        sm = f.copy()
+    # each point shows the smoothed value of the last finite point at or before it
+    idx = np.cumsum(ok) - 1
+    seen = idx >= 0
+    out[seen] = sm[idx[seen]]
+    return out
+
+
+def _debias(weight: float, n: int) -> np.ndarray:
+    """`1 - weight**k` for k = 1..n with Python's float power (the same rounding as the scalar loop)."""
+    out = np.ones(n)
+    for k in range(n):
+        d = 1.0 - weight ** (k + 1)
+        if d == 1.0:
+            break  # weight**k is below half an ulp of 1 from here on
+        out[k] = d
     return out
 
 
@@ -555,21 +578,22 @@ def level_shift(
     n = s.size
     if n < 2 * window + min_before:
         return None
-    best: tuple[int, float] | None = None
-    ratios = []
-    for i in range(max(window, min_before), n // 2 + 1):
-        before = float(np.median(v[i - window : i]))
-        after = float(np.median(v[i : i + window]))
-        if before <= 0 or after <= 0:
-            continue
-        r = max(after / before, before / after)
-        ratios.append(r)
-        if best is None or r > best[1]:
-            best = (int(s[i]), r)
-    if best is None or best[1] < min_ratio:
+    # medians of every `window` consecutive points, at once (a Python loop of np.median calls was most
+    # of a run's diagnosis time); med[j] is the median of v[j : j + window]
+    med = np.median(np.lib.stride_tricks.sliding_window_view(v, window), axis=1)
+    idx = np.arange(max(window, min_before), n // 2 + 1)
+    before, after = med[idx - window], med[idx]
+    ok = (before > 0) & (after > 0)
+    if not ok.any():
+        return None
+    idx, before, after = idx[ok], before[ok], after[ok]
+    r_all = np.maximum(after / before, before / after)
+    k = int(np.argmax(r_all))  # the first of equal maxima, as the loop's strict '>' kept
+    best = (int(s[idx[k]]), float(r_all[k]))
+    if best[1] < min_ratio:
         return None
     # windows next to the switch share its points: compare with shifts at least `window` points away
-    far = [r for j, r in enumerate(ratios) if abs(j - ratios.index(best[1])) >= window]
-    if far and best[1] < 2.0 * max(far):
+    far = r_all[np.abs(np.arange(r_all.size) - k) >= window]
+    if far.size and best[1] < 2.0 * float(far.max()):
         return None
     return best

@@ -160,3 +160,82 @@ def test_hinge_refinement_finds_a_kink_on_a_flat_top(seed):
     from analyzer.signal import refine_peak
 
     assert abs(refine_peak(x * 10, y, 168 * 10, 15) - 1800) <= 30  # within 3 points, from 12 away
+
+
+# ----------------------------------------------------------------------------------------------
+# the vectorised EMA and level shift compute exactly what the plain loops they replaced computed
+
+
+def _ema_loop(values, weight):
+    """The scalar loop `ema` was (TensorBoard's formula, point by point)."""
+    out = np.full(len(values), np.nan)
+    last, n, cur = 0.0, 0, np.nan
+    for i, v in enumerate(np.asarray(values, dtype=np.float64)):
+        if np.isfinite(v):
+            last = last * weight + (1.0 - weight) * v
+            n += 1
+            cur = last / (1.0 - weight**n) if weight > 0 else last
+        out[i] = cur
+    return out
+
+
+def _level_shift_loop(steps, values, min_ratio=2.0, window=3, min_before=3):
+    """The loop of np.median calls `level_shift` was."""
+    m = np.isfinite(values)
+    s, v = steps[m], np.abs(values[m])
+    n = s.size
+    if n < 2 * window + min_before:
+        return None
+    best, ratios = None, []
+    for i in range(max(window, min_before), n // 2 + 1):
+        before, after = float(np.median(v[i - window : i])), float(np.median(v[i : i + window]))
+        if before <= 0 or after <= 0:
+            continue
+        r = max(after / before, before / after)
+        ratios.append(r)
+        if best is None or r > best[1]:
+            best = (int(s[i]), r)
+    if best is None or best[1] < min_ratio:
+        return None
+    far = [r for j, r in enumerate(ratios) if abs(j - ratios.index(best[1])) >= window]
+    if far and best[1] < 2.0 * max(far):
+        return None
+    return best
+
+
+def _hostile_curves(seed, count=120):
+    rng = np.random.default_rng(seed)
+    for _ in range(count):
+        n = int(rng.integers(0, 120))
+        v = rng.normal(0, 1, n) * 10 ** rng.uniform(-3, 3)
+        if rng.random() < 0.5:
+            v = np.abs(v) + rng.choice([0.0, 1.0, 5.0])
+        if rng.random() < 0.3 and n:
+            v[rng.integers(0, n, size=max(1, n // 10))] = rng.choice([np.nan, np.inf, -np.inf, 0.0])
+        if rng.random() < 0.4 and n > 20:
+            v[int(rng.integers(3, n // 2 + 1)) :] *= rng.uniform(2, 6)  # a level shift somewhere
+        yield np.cumsum(rng.integers(1, 5, n)), v
+
+
+@pytest.mark.parametrize("seed", [0, 1])
+def test_vectorised_ema_equals_the_loop_bit_for_bit(seed):
+    for _, v in _hostile_curves(seed):
+        for w in (0.0, 0.6, 0.9, 0.999):
+            np.testing.assert_array_equal(ema(v, w), _ema_loop(v, w))
+            fwd = _ema_loop(v, w)
+            back = _ema_loop(fwd[::-1], w)[::-1]
+            back[np.isnan(fwd)] = np.nan
+            np.testing.assert_array_equal(ema_zero_phase(v, w), back)
+
+
+@pytest.mark.parametrize("seed", [0, 1])
+def test_vectorised_level_shift_equals_the_loop(seed):
+    from analyzer.signal import level_shift
+
+    found = 0
+    for s, v in _hostile_curves(seed):
+        for window in (1, 3, 4):
+            got = level_shift(s, v, window=window)
+            assert got == _level_shift_loop(s, v, window=window)
+            found += got is not None
+    assert found > 10  # the cases include real shifts, not only curves where both say None
