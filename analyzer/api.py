@@ -1,8 +1,9 @@
 """Library entry points: `analyze(paths)` for logs on disk, `analyze_runs(runs)` for Run objects.
 
-Pipeline: load the rules file -> ingest (analyzer.ingest.load_runs with the rules file's tag
-mappings) -> per run: overrides, signal analysis, rules, verdict -> capacity comparison across
-runs (Metric 3.2, second form), which can turn a run's verdict into underfitting -> Report.
+Pipeline: load the rules file -> per run, in the workers (analyzer.batch): ingest with the rules
+file's tag mappings, overrides, signal analysis, rules, verdict -> in this process: the group-scope
+rules across runs (UF003: Metric 3.2's capacity comparison), which can turn a run's verdict into
+underfitting -> Report.
 """
 
 from __future__ import annotations
@@ -11,16 +12,15 @@ import fnmatch
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
-from analyzer.config import RulesConfig, load_config, load_profile_file
-from analyzer.diagnose import analyze_signals, diagnose_run, finish, run_rules
-from analyzer.ingest import load_runs
-from analyzer.ingest.profiles import Profile, profile_set
+from analyzer.batch import diagnose_alone, diagnose_paths
+from analyzer.config import RulesConfig, load_config
+from analyzer.diagnose import diagnose_run, finish
 from analyzer.model import IngestIssue, Run
 from analyzer.report import Finding, Report, RunResult
 from analyzer.rules import ordered_specs
 from analyzer.rules.base import Analysis, GroupContext
 
-__all__ = ["Progress", "analyze", "analyze_runs", "diagnose_run"]
+__all__ = ["Progress", "analyze", "analyze_runs", "diagnose_alone", "diagnose_run"]
 
 Progress = Callable[[str, int, int, str], None]
 """`progress(stage, done, total, run_id)`: stage is "read" or "diagnose"; done counts from 1."""
@@ -36,61 +36,28 @@ def analyze(
     *,
     workers: int = 1,
     progress: Progress | None = None,
+    executor: str = "local",
+    address: str | None = None,
 ) -> Report:
     """Diagnose every run found under `paths`. Unreadable paths land in `Report.errors`.
 
-    `progress(stage, done, total, run_id)` is called once per run after it is read (stage "read",
-    also with workers) and once per run after it is diagnosed (stage "diagnose"): the CLI's bar.
+    Each run is read and diagnosed by its own rules in the same worker (analyzer.batch): `workers`
+    local processes (capped by CPUs and runs), or Ray tasks with `executor="ray"` (the `cluster`
+    extra; `address` as for `ray.init`: None starts or joins a local instance, "auto", "ray://host:10001").
+    The group-scope rules (UF003's capacity comparison) then run here, on every run's analysis.
+
+    `progress(stage, done, total, run_id)` is called once per run directory after it is read (stage
+    "read") and once per run after it is diagnosed (stage "diagnose"): the CLI's bar.
 
     Raises ConfigError (analyzer.config) for a bad rules file - the CLI maps it to exit code 2.
     """
     cfg = _config(rules)
     if isinstance(paths, (str, Path)):
         paths = [paths]
-    on_run = None
-    if progress is not None:
-
-        def on_run(done: int, total: int, run_id: str) -> None:
-            progress("read", done, total, run_id)
-
-    profiles = _profiles(cfg)
-    runs, errors = load_runs(
-        list(paths), mappings=cfg.load_mappings() or None, profiles=profiles, workers=workers, on_run=on_run
+    done, errors = diagnose_paths(
+        list(paths), cfg, workers=workers, executor=executor, address=address, progress=progress
     )
-    runs = [_remap(r, cfg, profiles) for r in runs]
-    return analyze_runs(runs, cfg, errors=list(errors), progress=progress)
-
-
-def _profiles(cfg: RulesConfig) -> dict[str, Profile] | None:
-    """The installed profiles plus the rules file's `profiles:` files (None: just the installed ones)."""
-    if not cfg.profiles:
-        return None
-    return profile_set([load_profile_file(p) for p in cfg.profiles])
-
-
-def _remap(run: Run, cfg: RulesConfig, profiles: dict[str, Profile] | None = None) -> Run:
-    """Re-read a run whose `runs:` entry carries its own tag mappings (they win over global ones)."""
-    own = cfg.run_override(run.id).mappings
-    if not own:
-        return run
-    from analyzer.ingest.mlflow_runs import source_of
-
-    try:  # a run from an MLflow store is read again from there, by its run id
-        again, _ = load_runs(
-            [source_of(run) or run.path], mappings={**cfg.load_mappings(), **own}, profiles=profiles
-        )
-    except Exception as exc:  # noqa: BLE001 - keep the first reading, report why
-        run.issues.append(IngestIssue(str(run.path), f"per-run mappings not applied: {exc}", "warning"))
-        return run
-    if len(again) != 1:
-        run.issues.append(
-            IngestIssue(
-                str(run.path), f"per-run mappings not applied: re-reading found {len(again)} runs", "warning"
-            )
-        )
-        return run
-    again[0].id = run.id
-    return again[0]
+    return _report(done, cfg, errors)
 
 
 def analyze_runs(
@@ -106,21 +73,23 @@ def analyze_runs(
     failed to load (analyzer.plugins) are listed in `Report.errors` as warnings.
     """
     cfg = _config(rules)
-    analyses = []
-    results: list[RunResult] = []
+    done: list[tuple[Analysis, RunResult]] = []
     for run in runs:
-        ov = cfg.run_override(run.id)
-        a = analyze_signals(run, cfg, ov)
-        findings = run_rules(a, cfg)
-        analyses.append((a, findings))
-        results.append(finish(a, findings, cfg))
+        done.append(diagnose_alone(run, cfg))
         if progress is not None:
-            progress("diagnose", len(results), len(runs), run.id)
-    extra = run_group_rules([a for a, _ in analyses], results, cfg)
-    for i, (a, findings) in enumerate(analyses):
+            progress("diagnose", len(done), len(runs), run.id)
+    return _report(done, cfg, list(errors or []))
+
+
+def _report(done: list[tuple[Analysis, RunResult]], cfg: RulesConfig, errors: list[IngestIssue]) -> Report:
+    """The group-scope rules over every run, each run that gains findings finished again, and the Report."""
+    analyses = [a for a, _ in done]
+    results = [r for _, r in done]
+    extra = run_group_rules(analyses, results, cfg)
+    for i, (a, res) in enumerate(done):
         if a.run.id in extra:
-            results[i] = finish(a, findings + extra[a.run.id], cfg)
-    issues = [*(errors or []), *unmatched_run_patterns(cfg, [r.id for r in runs]), *plugin_warnings()]
+            results[i] = finish(a, res.findings + extra[a.run.id], cfg)
+    issues = [*errors, *unmatched_run_patterns(cfg, [a.run.id for a in analyses]), *plugin_warnings()]
     return Report(runs=results, errors=issues)
 
 

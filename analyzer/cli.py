@@ -194,16 +194,35 @@ def default_format() -> str:
     return "github" if os.environ.get("GITHUB_ACTIONS") == "true" else "table"
 
 
-def run_analysis(paths: list[Any], rules: Any, workers: int, show_progress: bool) -> Any:
+def run_analysis(
+    paths: list[Any],
+    rules: Any,
+    workers: int,
+    show_progress: bool,
+    executor: str = "local",
+    address: str | None = None,
+) -> Any:
     """Call the engine; with `show_progress`, a rich bar on stderr that advances per run.
 
     Two stages, one bar each: reading logs (per run directory, also with --workers) and
     diagnosing (per run). The bar is transient: it disappears once the table prints.
+    `executor="ray"`: the runs are read and diagnosed as Ray tasks (docs/scaling.md).
     """
+    from analyzer.executor import RayUnavailable
+
+    try:
+        return _run_analysis(paths, rules, workers, show_progress, executor, address)
+    except RayUnavailable as e:
+        raise CliError(str(e)) from None
+
+
+def _run_analysis(
+    paths: list[Any], rules: Any, workers: int, show_progress: bool, executor: str, address: str | None
+) -> Any:
     from analyzer.api import analyze
 
     if not show_progress:
-        return analyze(paths, rules, workers=workers)
+        return analyze(paths, rules, workers=workers, executor=executor, address=address)
     from rich.console import Console
     from rich.progress import (
         BarColumn,
@@ -237,7 +256,9 @@ def run_analysis(paths: list[Any], rules: Any, workers: int, show_progress: bool
             shown = short_run_id(terminal(run_id), width)
             bar.update(tasks[stage], completed=done, total=total, run=escape(shown))
 
-        return analyze(paths, rules, workers=workers, progress=on_progress)
+        return analyze(
+            paths, rules, workers=workers, progress=on_progress, executor=executor, address=address
+        )
 
 
 # ----------------------------------------------------------------------------------------------
@@ -316,6 +337,21 @@ def check(
             help="Processes used to read logs (capped at the CPUs available and the number of runs).",
         ),
     ] = 1,
+    executor: Annotated[
+        str,
+        typer.Option(
+            "--executor",
+            metavar="local|ray",
+            help="local: --workers processes; ray: Ray tasks, for trees of many thousands of runs "
+            "(the 'cluster' extra).",
+        ),
+    ] = "local",
+    address: Annotated[
+        str | None,
+        typer.Option(
+            "--address", help="With --executor ray: auto | ray://HOST:10001 (default: start a local Ray)."
+        ),
+    ] = None,
     watch: Annotated[
         bool, typer.Option("--watch", help="Re-read growing logs; report new runs and first overfitting.")
     ] = False,
@@ -365,7 +401,9 @@ def check(
         raise typer.Exit(EXIT_OK)
 
     show_progress = not quiet and sys.stderr is not None and sys.stderr.isatty()
-    report = run_analysis(paths, rules, workers, show_progress)
+    if executor not in ("local", "ray"):
+        raise CliError(f"--executor: expected local or ray, got {executor!r}")
+    report = run_analysis(paths, rules, workers, show_progress, executor, address)
     _emit(report, fmt, policy, output, quiet, verbose)
     _write_pictures(report, policy, plot, report_dir, quiet)
 

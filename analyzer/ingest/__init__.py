@@ -42,8 +42,11 @@ __all__ = [
     "CsvSource",
     "EventSource",
     "RunDir",
+    "RunPlan",
     "discover_runs",
     "load_runs",
+    "plan_runs",
+    "read_run",
     "read_raw_run",
 ]
 
@@ -483,6 +486,99 @@ def _unique_ids(groups: list[tuple[Path, list[RunDir]]]) -> list[RunDir]:
     return out
 
 
+@dataclasses.dataclass
+class RunPlan:
+    """What the paths given hold, before the run directories are read.
+
+    Why separate from reading: `load_runs` reads the plan's jobs in a local pool, and analyzer.batch
+    reads *and diagnoses* them in the same workers (or Ray tasks); both turn the per-job results
+    into runs and errors the same way (`root_errors`, `read_in_process`).
+    """
+
+    jobs: list[RunDir]  # run directories to read, with their final (unique) ids
+    groups: list[tuple[Path, list[RunDir]]]  # each searched root and the run directories under it
+    errors: list[IngestIssue]  # paths that could not be searched, reader-plugin errors
+    plugin_runs: list[Run]  # read by a reader plugin (analyzer.plugins) while planning, in this process
+    tracking: list[mlflow_runs.MlflowSource]  # `mlflow:<uri>` sources: read in this process
+
+    def root_errors(self, yielded_by_job: Sequence[bool]) -> list[IngestIssue]:
+        """`no training logs` for each root none of whose jobs produced a run or an error."""
+        done = {k for k, y in zip(_root_index(self.groups), yielded_by_job, strict=True) if y}
+        return [
+            IngestIssue(str(root), _NO_LOGS, "error")
+            for k, (root, _) in enumerate(self.groups)
+            if k not in done
+        ]
+
+    def read_in_process(
+        self,
+        taken: set[str],
+        mappings: Mapping[str, Any] | None = None,
+        duplicate_policy: str = "keep-last",
+        profiles: Mapping[str, Profile] | None = None,
+    ) -> tuple[list[Run], list[IngestIssue]]:
+        """The MLflow stores' runs (read now: one client per store) and the plugins' runs, with ids made
+        unique against `taken` (the ids of the runs read from the jobs; updated)."""
+        runs = list(self.plugin_runs)
+        errors: list[IngestIssue] = []
+        for source in self.tracking:
+            found, errs = mlflow_runs.load_source(source, mappings, duplicate_policy, profiles)
+            runs.extend(found)
+            errors.extend(errs)
+        for run in runs:
+            base, n = run.id, 2
+            while run.id in taken:
+                run.id, n = f"{base}#{n}", n + 1
+            taken.add(run.id)
+        return runs, errors
+
+
+def plan_runs(
+    paths: Sequence[str | Path | mlflow_runs.MlflowSource],
+    *,
+    mappings: Mapping[str, Any] | None = None,
+    profiles: Mapping[str, Profile] | None = None,
+) -> RunPlan:
+    """Discover the run directories under `paths` (reader plugins read the paths they claim now)."""
+    if isinstance(paths, (str, Path, mlflow_runs.MlflowSource)):
+        paths = [paths]  # one path, not a sequence of characters
+    errors: list[IngestIssue] = []
+    groups: list[tuple[Path, list[RunDir]]] = []
+    plugin_runs: list[Run] = []
+    tracking: list[mlflow_runs.MlflowSource] = []
+    for p in paths:
+        source = mlflow_runs.parse_source(p)
+        if source is not None:
+            tracking.append(source)
+            continue
+        assert not isinstance(p, mlflow_runs.MlflowSource)  # for mypy: parse_source took those
+        path = Path(p)
+        try:
+            exists = path.exists()
+        except OSError as exc:
+            errors.append(IngestIssue(str(path), f"cannot access path: {exc.strerror or exc}", "error"))
+            continue
+        if not exists:
+            errors.append(IngestIssue(str(path), "path does not exist", "error"))
+            continue
+        claimed = read_with_plugin(path, mappings, profiles)
+        if claimed is not None:
+            plugin_runs.extend(claimed[0])
+            errors.extend(claimed[1])
+            continue
+        rds = discover_runs(path, issues=errors)  # unreadable sub-directories are errors, not skipped
+        if not rds:
+            errors.append(IngestIssue(str(path), _NO_LOGS, "error"))
+            continue
+        groups.append((path, rds))
+    return RunPlan(_unique_ids(groups), groups, errors, plugin_runs, tracking)
+
+
+#: Read one planned run directory: `(run or None, errors)`, never raises. Called with keywords
+#: (`mappings=`, `duplicate_policy=`, `use_cache=`, `profiles=`) by analyzer.batch's workers.
+read_run = _load_one
+
+
 def load_runs(
     paths: Sequence[str | Path | mlflow_runs.MlflowSource],
     *,
@@ -509,38 +605,8 @@ def load_runs(
     """
     if duplicate_policy not in DUPLICATE_POLICIES:
         raise ValueError(f"duplicate_policy must be one of {DUPLICATE_POLICIES}, not {duplicate_policy!r}")
-    if isinstance(paths, (str, Path, mlflow_runs.MlflowSource)):
-        paths = [paths]  # one path, not a sequence of characters
-    errors: list[IngestIssue] = []
-    groups: list[tuple[Path, list[RunDir]]] = []
-    plugin_runs: list[Run] = []  # read by a reader plugin (analyzer.plugins), in this process
-    tracking: list[mlflow_runs.MlflowSource] = []  # `mlflow:<uri>` sources: runs in a tracking store
-    for p in paths:
-        source = mlflow_runs.parse_source(p)
-        if source is not None:
-            tracking.append(source)
-            continue
-        assert not isinstance(p, mlflow_runs.MlflowSource)  # for mypy: parse_source took those
-        path = Path(p)
-        try:
-            exists = path.exists()
-        except OSError as exc:
-            errors.append(IngestIssue(str(path), f"cannot access path: {exc.strerror or exc}", "error"))
-            continue
-        if not exists:
-            errors.append(IngestIssue(str(path), "path does not exist", "error"))
-            continue
-        claimed = read_with_plugin(path, mappings, profiles)
-        if claimed is not None:
-            plugin_runs.extend(claimed[0])
-            errors.extend(claimed[1])
-            continue
-        rds = discover_runs(path, issues=errors)  # unreadable sub-directories are errors, not skipped
-        if not rds:
-            errors.append(IngestIssue(str(path), _NO_LOGS, "error"))
-            continue
-        groups.append((path, rds))
-    jobs = _unique_ids(groups)
+    plan = plan_runs(paths, mappings=mappings, profiles=profiles)
+    jobs = plan.jobs
 
     def progress(index: int, _result: object) -> None:
         if on_run is not None:
@@ -551,27 +617,15 @@ def load_runs(
         _load_one, [(rd, mappings, duplicate_policy, use_cache, profiles) for rd in jobs], workers, progress
     )
     runs: list[Run] = []
-    yielded: set[int] = set()  # roots that produced a run or an error
-    for (run, errs), root_index in zip(results, _root_index(groups), strict=True):
+    errors = list(plan.errors)
+    for run, errs in results:
         errors.extend(errs)
         if run is not None:
             runs.append(run)
-        if run is not None or errs:
-            yielded.add(root_index)
-    for k, (root, _) in enumerate(groups):
-        if k not in yielded:
-            errors.append(IngestIssue(str(root), _NO_LOGS, "error"))
-    for source in tracking:  # read in this process: one client per store, no files to share out
-        found, errs = mlflow_runs.load_source(source, mappings, duplicate_policy, profiles)
-        plugin_runs.extend(found)  # ids made unique with the plugin runs' below
-        errors.extend(errs)
-    used = {r.id for r in runs}
-    for run in plugin_runs:
-        base, n = run.id, 2
-        while run.id in used:
-            run.id, n = f"{base}#{n}", n + 1
-        used.add(run.id)
-        runs.append(run)
+    errors.extend(plan.root_errors([run is not None or bool(errs) for run, errs in results]))
+    more, errs = plan.read_in_process({r.id for r in runs}, mappings, duplicate_policy, profiles)
+    runs.extend(more)
+    errors.extend(errs)
     runs.sort(key=lambda r: r.id)
     return runs, errors
 
