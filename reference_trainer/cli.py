@@ -107,8 +107,13 @@ app.command(cls=_TrainCommand, help=__doc__, context_settings={"help_option_name
 
 
 def main(argv: list[str] | None = None) -> None:
-    """Console-script entry point."""
-    app(args=argv if argv is not None else sys.argv[1:], prog_name=PROG)
+    """Console-script entry point; `offrl-train sweep SWEEP.yaml ...` goes to reference_trainer.sweep."""
+    args = list(argv if argv is not None else sys.argv[1:])
+    if args[:1] == ["sweep"]:  # a sub-command beside the flags-only training command
+        from reference_trainer.sweep import main as sweep_main
+
+        return sweep_main(args[1:])
+    app(args=args, prog_name=PROG)
 
 
 if __name__ == "__main__":

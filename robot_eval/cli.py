@@ -29,11 +29,17 @@ class _EvalGroup(GuardedGroup):
     prog = PROG
 
     def user_errors(self) -> Mapping[type[BaseException], int]:
+        from analyzer.executor import RayUnavailable
         from robot_eval.dataset import DatasetError
         from robot_eval.evaluate import EvalError
         from robot_eval.tasks import TaskError
 
-        return {EvalError: EXIT_USAGE, TaskError: EXIT_USAGE, DatasetError: EXIT_USAGE}
+        return {
+            EvalError: EXIT_USAGE,
+            TaskError: EXIT_USAGE,
+            DatasetError: EXIT_USAGE,
+            RayUnavailable: EXIT_USAGE,
+        }
 
 
 app = typer.Typer(
@@ -360,10 +366,18 @@ def loop_cmd(
             "results/closed_loop/trials), skip trials CORPUS already holds, and score CORPUS",
         ),
     ] = None,
+    executor: Annotated[
+        str, Opt(metavar="local|ray", help="local: --jobs threads; ray: one Ray task per trial")
+    ] = "local",
+    address: Annotated[
+        str | None,
+        Opt(help="with --executor ray: auto | ray://host:10001 (default: start a local Ray)"),
+    ] = None,
     fmt: FormatOpt = "text",
 ) -> int:
     from robot_eval.loop.run import default_jobs
 
+    _choice(executor, ("local", "ray"), "--executor")
     _choice(preset, tuple(PRESETS), "--preset")
     _choice(precision, ("fp32", "bf16"), "--precision")
     _choice(fmt, FORMATS, "--format")

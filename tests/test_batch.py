@@ -115,7 +115,7 @@ def test_unknown_executor_is_refused():
         analyze([DEMO], executor="slurm")
 
 
-@pytest.mark.parametrize("tool", ["offrl-analyze"])
+@pytest.mark.parametrize("tool", ["offrl-analyze", "offrl-train sweep"])
 def test_executor_ray_without_ray_installed_is_one_line_exit_2(tool, tmp_path):
     """As if the `cluster` extra were not installed: one line naming the extra, exit 2, no traceback."""
     import subprocess

@@ -17,6 +17,7 @@ import os
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import asdict
 from pathlib import Path
@@ -57,9 +58,53 @@ def run_one(tdir: Path, threads: int, precision: str) -> tuple[Path, int]:
     """One trial as its own process (isolation: a crash or a leak in one run cannot touch the others)."""
     cmd = [sys.executable, "-m", "robot_eval.loop.trial", str(tdir), "--threads", str(threads)]
     cmd += ["--precision", precision]
+    from analyzer.executor import die_with_parent  # the trial dies with this process (a killed Ray task)
+
     with (tdir / "trial.log").open("a") as log:
-        rc = subprocess.run(cmd, stdout=log, stderr=subprocess.STDOUT).returncode
+        rc = subprocess.run(
+            cmd, stdout=log, stderr=subprocess.STDOUT, preexec_fn=die_with_parent()
+        ).returncode
     return tdir, rc
+
+
+def trial_gpus(tdir: Path) -> int:
+    """1 when the trial's trainer runs on CUDA (its spec's train.device), else 0: a Ray task's GPU share."""
+    try:
+        device = json.loads((tdir / "spec.json").read_text())["train"].get("device", "cpu")
+    except (OSError, ValueError, KeyError, AttributeError):
+        return 0
+    return 1 if str(device).startswith("cuda") else 0
+
+
+def run_trials(
+    todo: list[Path],
+    jobs: int,
+    precision: str,
+    done: Callable[[Path, int], None],
+    executor: str = "local",
+    address: str | None = None,
+) -> None:
+    """Run the trials (each `run_one`): `jobs` local threads, or one Ray task each (1 CPU, or 1 GPU when
+    its trainer is on CUDA) with `executor="ray"`; `done(trial_dir, exit_code)` as each finishes.
+
+    A Ray task whose worker dies is retried and the trial resumes from its folder, phase by phase."""
+    if executor == "ray":
+        from analyzer.executor import ray_map
+
+        for gpus in sorted({trial_gpus(d) for d in todo}):
+            group = [d for d in todo if trial_gpus(d) == gpus]
+            ray_map(
+                run_one,
+                [(d, 1, precision) for d in group],
+                address=address,
+                num_cpus=1,
+                num_gpus=gpus,
+                on_result=lambda _i, res: done(*res),
+            )
+        return
+    with ThreadPoolExecutor(max_workers=max(1, jobs)) as pool:
+        for fut in as_completed([pool.submit(run_one, d, 1, precision) for d in todo]):
+            done(*fut.result())
 
 
 def is_done(tdir: Path, spec: dict[str, Any]) -> bool:
@@ -88,13 +133,21 @@ def run_loop(
     figures_dir: Path | None = None,
     log=print,
     export_to: Path | None = None,
+    executor: str = "local",
+    address: str | None = None,
 ) -> dict[str, Any]:
     """Run every trial of `scenario` (or 'all') under `preset`, then score all finished trials in OUT (or, with
-    `export_to`, export each finished trial there, skip the trials it already holds, and score the corpus)."""
+    `export_to`, export each finished trial there, skip the trials it already holds, and score the corpus).
+    `executor="ray"` runs each trial as a Ray task (`run_trials`); OUT must then be on a filesystem every
+    node of the cluster sees (docs/scaling.md)."""
     from robot_eval.loop.corpus import export
 
     out = Path(out)
     trials = trials_for(scenario, preset, seeds)
+    if executor == "ray":  # connect first: a missing Ray or cluster is said before any dataset is collected
+        from analyzer.executor import ray_init
+
+        ray_init(address)
     t_start = time.perf_counter()
     datasets: dict[str, tuple[Path, float]] = {}
     for t in trials:
@@ -125,19 +178,24 @@ def run_loop(
     log(
         f"{len(seen)} trials, {len(seen) - len(todo)} already finished"
         + (f" ({exported} of them in {export_to})" if export_to is not None else "")
-        + f", {len(todo)} to run with {jobs} job(s)"
+        + (
+            f", {len(todo)} to run with {jobs} job(s)"
+            if executor == "local"
+            else f", {len(todo)} to run on Ray"
+        )
     )
     failed: list[str] = []
-    with ThreadPoolExecutor(max_workers=max(1, jobs)) as pool:
-        for fut in as_completed([pool.submit(run_one, d, 1, precision) for d in todo]):
-            tdir, rc = fut.result()
-            if rc != 0:
-                failed.append(f"{tdir.name} (exit {rc}, see {tdir / 'trial.log'})")
-                log(f"FAILED {tdir.name}")
-                continue
-            log(f"done {tdir.name}")
-            if export_to is not None:
-                export(out, export_to, [tdir], log=log)
+
+    def finished(tdir: Path, rc: int) -> None:
+        if rc != 0:
+            failed.append(f"{tdir.name} (exit {rc}, see {tdir / 'trial.log'})")
+            log(f"FAILED {tdir.name}")
+            return
+        log(f"done {tdir.name}")
+        if export_to is not None:
+            export(out, export_to, [tdir], log=log)
+
+    run_trials(todo, jobs, precision, finished, executor, address)
     from robot_eval.loop.report import write_report
 
     summary = write_report(
@@ -145,7 +203,8 @@ def run_loop(
         results_dir or out / "tables",
         figures_dir or out / "figures",
         {k: v[1] for k, v in datasets.items()},
-        command=" ".join(["offrl-eval", "loop", scenario, "--preset", preset, "--jobs", str(jobs)]),
+        command=" ".join(["offrl-eval", "loop", scenario, "--preset", preset, "--jobs", str(jobs)])
+        + (" --executor ray" if executor == "ray" else ""),
         log=log,
     )
     summary["failed"] = failed
@@ -216,6 +275,8 @@ def command(a: Any) -> dict[str, Any]:
         figures_dir=Path(a.figures) if a.figures else None,
         log=lambda m: print(m, file=sys.stderr),
         export_to=export_to,
+        executor=getattr(a, "executor", "local"),
+        address=getattr(a, "address", None),
     )
     res["files"] = [*res.get("figures", []), *([res["results_dir"]] if "results_dir" in res else [])]
     return res

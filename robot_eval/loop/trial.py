@@ -62,10 +62,16 @@ def train(spec: dict[str, Any], tdir: Path, threads: int, precision: str) -> flo
         import shutil
 
         shutil.rmtree(run_dir)
+    from analyzer.executor import die_with_parent  # no orphaned trainer when the trial process is killed
+
     t0 = time.perf_counter()
     with (tdir / "train.log").open("a") as log:
         rc = subprocess.run(
-            args, stdout=log, stderr=subprocess.STDOUT, env={**os.environ, "OMP_NUM_THREADS": str(threads)}
+            args,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            env={**os.environ, "OMP_NUM_THREADS": str(threads)},
+            preexec_fn=die_with_parent(),
         ).returncode
     if rc != 0:
         raise RuntimeError(f"offrl-train exited with {rc}; see {tdir / 'train.log'}")
