@@ -131,15 +131,28 @@ def parse_reward_range(text: str | None) -> tuple[float, float] | None:
     return (lo, hi)
 
 
-def _sources(args: list[str], experiments: list[str]) -> list[Any]:
-    """PATH arguments as paths, and `mlflow:<tracking URI>` as MLflow sources (with --experiment).
+def _sources(args: list[str], experiments: list[str], storage_options: list[str] | None = None) -> list[Any]:
+    """PATH arguments as paths, `mlflow:<tracking URI>` as MLflow sources (with --experiment), and
+    URLs (`s3://bucket/prefix`, `gs://...`, any fsspec URL) as remote paths (with --storage-option).
 
-    Why strings first: a Path would fold the `//` of `mlflow:sqlite:///mlflow.db` or `http://host`."""
+    Why strings first: a Path would fold the `//` of `mlflow:sqlite:///mlflow.db` or `s3://bucket`."""
+    from analyzer.ingest import storage
     from analyzer.ingest.mlflow_runs import MlflowError, MlflowSource, check_source, mlflow_problem
 
+    try:
+        options = storage.parse_storage_options(list(storage_options or []))
+    except ValueError as e:
+        raise CliError(f"--storage-option: {e}") from None
+    if options and not any(storage.is_url(a) for a in args):
+        raise CliError("--storage-option applies to URL paths (e.g. s3://bucket/prefix/)")
     out: list[Any] = []
     for a in args:
-        if a.startswith("mlflow:"):
+        if storage.is_url(a) and not a.startswith("mlflow:"):
+            try:
+                out.append(storage.as_path(a, options))
+            except (OSError, ValueError) as e:
+                raise CliError(f"{a}: {getattr(e, 'strerror', None) or e}") from None
+        elif a.startswith("mlflow:"):
             source = MlflowSource(a[len("mlflow:") :], tuple(experiments))
             try:
                 check_source(source)  # the store is there and is MLflow's (before mlflow is imported)
@@ -159,7 +172,17 @@ def _sources(args: list[str], experiments: list[str]) -> list[Any]:
 def _check_paths(paths: list[Any]) -> None:
     if not paths:
         raise CliError("no PATH given; usage: offrl-analyze PATH... (see offrl-analyze --help)")
+    from analyzer.ingest.storage import RemotePath
+
     for p in paths:
+        if isinstance(p, RemotePath):
+            try:  # one recursive listing: a missing bucket, bad credentials or no network end here
+                found = p.exists()
+            except OSError as e:
+                raise CliError(f"{p}: {e.strerror or e}") from None
+            if not found:
+                raise CliError(f"{p}: no such file or folder in the bucket")
+            continue
         if not isinstance(p, Path):
             continue  # an MLflow source, checked by _sources
         if not p.exists():
@@ -271,7 +294,7 @@ def check(
         list[str] | None,
         typer.Argument(
             metavar="PATH...",
-            help="Run directories, log files, folders of runs, or mlflow:<tracking URI> "
+            help="Run directories, log files, folders of runs, bucket URLs (s3://, gs://, any fsspec URL) or mlflow:<tracking URI> "
             "(docs/formats.md, 'Where your logs are').",
             show_default=False,
         ),
@@ -282,6 +305,16 @@ def check(
             "--experiment",
             metavar="NAME",
             help="With mlflow: sources, read only this experiment (repeatable; default: all).",
+        ),
+    ] = None,
+    storage_option: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--storage-option",
+            metavar="KEY=VALUE",
+            help="With s3:// gs:// ... paths: an fsspec storage option (repeatable; e.g. "
+            "endpoint_url=http://127.0.0.1:9000, anon=true, client_kwargs.region_name=eu-west-1). "
+            "Credentials come from the usual places (environment, profile).",
         ),
     ] = None,
     rules_file: Annotated[
@@ -370,7 +403,7 @@ def check(
     version: VersionOption = False,
 ) -> None:
     """Analyse runs (the default command: `offrl-analyze PATH...`)."""
-    paths = _sources(list(args or []), list(experiment or []))
+    paths = _sources(list(args or []), list(experiment or []), list(storage_option or []))
     fmt = fmt or default_format()
     if fmt not in available_formats():  # also loads output plugins, so a broken one is reported
         raise CliError(f"--format: unknown format {fmt!r}; choose one of {', '.join(available_formats())}")
@@ -383,10 +416,11 @@ def check(
     rules = load_rules(rules_file, gamma, rr, horizon)
 
     if watch:
+        from analyzer.ingest.storage import RemotePath
         from analyzer.watch import watch as watch_loop
 
-        if not all(isinstance(p, Path) for p in paths):
-            raise CliError("--watch follows local folders; mlflow: sources are read once (no --watch)")
+        if not all(isinstance(p, (Path, RemotePath)) for p in paths):
+            raise CliError("--watch follows local folders and buckets; mlflow: sources are read once (no --watch)")
 
         try:
             watch_loop(

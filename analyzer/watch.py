@@ -1,9 +1,14 @@
 """`offrl-analyze --watch PATH`: follow growing logs and say when a run FIRST shows overfitting.
 
-Why a loop of whole analyses instead of tailing files: the verdict depends on the whole curve
-(a peak is only a peak once Q has fallen after it), so each poll re-reads the logs and re-runs the
-diagnosis. Events are emitted once per run (new run, first overfitting, first divergence), so a long watch does not
-repeat itself. `max_iterations`, `on_event` and `sleep` exist so tests drive the loop without waiting.
+Why the diagnosis is redone on the whole curve: the verdict depends on all of it (a peak is only a
+peak once Q has fallen after it). What is cheap is everything around that (`Follower`): each poll
+lists the folders (a bucket: one listing), compares every run's files with what they were (size,
+mtime, inode; a bucket's ETag), and for a run that changed reads only the bytes appended since the
+last poll (analyzer/ingest/tail.py) and diagnoses that run again. Unchanged runs keep their result;
+cross-run rules are rerun over all results. A rotated or truncated file is read again from its
+start and announced. Events are emitted once per run (new run, first overfitting, first
+divergence), so a long watch does not repeat itself. `max_iterations`, `on_event` and `sleep` exist
+so tests drive the loop without waiting.
 """
 
 from __future__ import annotations
@@ -16,7 +21,7 @@ from typing import Any, Literal
 
 from analyzer.report import Report
 
-EventKind = Literal["new_run", "overfitting", "diverged", "ingest_error"]
+EventKind = Literal["new_run", "overfitting", "diverged", "ingest_error", "reread"]
 
 
 @dataclass(frozen=True)
@@ -48,6 +53,8 @@ class WatchEvent:
             )
             at = f", noticed at step {self.last_step}" if self.last_step is not None else ""
             return f"DIVERGED: {self.run}: {keep}{at} — stop this run; {self.message}"
+        if self.kind == "reread":
+            return f"read again from the start: {self.run}: {self.message}"
         return f"unreadable: {self.run}: {self.message}"
 
 
@@ -107,6 +114,127 @@ def _last_step(run: Any) -> int | None:
     return max(steps) if steps else None
 
 
+@dataclass
+class PollStats:
+    """What one poll did (benchmarks/watch.py, `Follower.last`)."""
+
+    runs: int = 0
+    changed: int = 0  # runs read and diagnosed again
+    files_read: int = 0  # files with new bytes (or read for the first time)
+    bytes_read: int = 0
+    seconds: float = 0.0
+    read_seconds: float = 0.0  # of which reading log files (the rest: listing, stats, diagnosis)
+
+
+@dataclass
+class _Known:
+    fingerprint: tuple[Any, ...]
+    result: Any  # analyzer.batch.DirResult
+
+
+class Follower:
+    """A watch's state across polls: per-file reading state (a Tail) and each run's last result.
+
+    `poll()` returns the Report a fresh `analyze(paths, rules)` would (same planning, reading and
+    diagnosis functions: analyzer.batch), at a cost that grows with what changed since the last
+    poll, not with what is there. Runs are read in this process (the Tail's state lives here).
+    """
+
+    def __init__(self, paths: Sequence[Any], rules: Any = None) -> None:
+        from analyzer.api import _config
+        from analyzer.batch import ReadOptions, profiles_for
+        from analyzer.ingest.storage import as_path
+        from analyzer.ingest.tail import Tail
+
+        self.paths = [as_path(p) for p in paths]
+        self.cfg = _config(rules)
+        self.opts = ReadOptions(self.cfg.load_mappings() or None, "keep-last", False, profiles_for(self.cfg))
+        self.tail = Tail()
+        self.known: dict[str, _Known] = {}
+        self.last = PollStats()
+
+    @staticmethod
+    def _fingerprint(rd: Any) -> tuple[tuple[Any, ...], tuple[str, ...]]:
+        """What a run's result depends on: its log files' versions, checkpoint names, config files."""
+        from analyzer.ingest.configfiles import CONFIG_NAMES
+        from analyzer.ingest.discover import find_checkpoints
+        from analyzer.ingest.storage import stat
+
+        files = [e.path for e in rd.event_files] + [c.path for c in rd.csv_files] + list(rd.wandb_files)
+        rows: list[Any] = []
+        for path in files:
+            try:
+                rows.append((str(path), stat(path)))
+            except OSError:
+                rows.append((str(path), None))
+        configs: list[Any] = []
+        for name in CONFIG_NAMES:
+            try:
+                configs.append((name, stat(rd.config_dir / name)))
+            except OSError:
+                continue
+        ckpts = tuple(str(c.path) for c in find_checkpoints(rd.config_dir))
+        return (rd.kind, tuple(rows), ckpts, tuple(configs)), tuple(str(p) for p in files)
+
+    def poll(self) -> tuple[Report, list[WatchEvent]]:
+        """One look at the paths: the full report, and the files that had to be read from the start."""
+        from analyzer.api import _report
+        from analyzer.batch import diagnose_alone, diagnose_dir, remap
+        from analyzer.ingest import plan_runs
+        from analyzer.ingest.follow import following
+        from analyzer.ingest.storage import RemotePath
+
+        t0 = time.perf_counter()
+        bytes0, files0, read0 = self.tail.bytes_read, self.tail.files_read, self.tail.seconds
+        for p in self.paths:
+            if isinstance(p, RemotePath):
+                p.refresh()  # this poll's listing: new objects, new sizes and ETags
+        cfg, opts = self.cfg, self.opts
+        plan = plan_runs(self.paths, mappings=opts.mappings, profiles=opts.profiles)
+        known: dict[str, _Known] = {}
+        owner: dict[str, str] = {}
+        changed = 0
+        out = []
+        for rd in plan.jobs:
+            fp, files = self._fingerprint(rd)
+            owner.update(dict.fromkeys(files, rd.id))
+            old = self.known.get(rd.id)
+            if old is None or old.fingerprint != fp:
+                changed += 1
+                with following(self.tail):  # only bytes appended since the last poll are read
+                    old = _Known(fp, diagnose_dir(rd, cfg, opts))
+            known[rd.id] = old
+            out.append(old.result)
+        self.known = known
+        self.tail.keep_only(set(owner))
+        done = []
+        errors = list(plan.errors)
+        for r in out:
+            errors.extend(r.errors)
+            if r.done is not None:
+                done.append(r.done)
+        errors.extend(plan.root_errors([r.done is not None or bool(r.errors) for r in out]))
+        more, errs = plan.read_in_process(
+            {a.run.id for a, _ in done}, opts.mappings, "keep-last", opts.profiles
+        )
+        errors.extend(errs)
+        done.extend(diagnose_alone(remap(run, cfg, opts.profiles), cfg) for run in more)
+        done.sort(key=lambda d: d[0].run.id)
+        resets = [
+            WatchEvent("reread", owner.get(r.path, r.path), message=f"{r.path}: {r.reason}")
+            for r in self.tail.take_resets()
+        ]
+        self.last = PollStats(
+            runs=len(plan.jobs) + len(more),
+            changed=changed,
+            files_read=self.tail.files_read - files0,
+            bytes_read=self.tail.bytes_read - bytes0,
+            seconds=time.perf_counter() - t0,
+            read_seconds=self.tail.seconds - read0,
+        )
+        return _report(done, cfg, errors), resets
+
+
 def watch(
     paths: Sequence[str | Path],
     interval: float,
@@ -119,21 +247,23 @@ def watch(
     sleep: Callable[[float], None] = time.sleep,
     between: Callable[[int], None] | None = None,
 ) -> WatchState:
-    """Poll `paths` every `interval` seconds until interrupted (or `max_iterations` polls).
+    """Poll `paths` (folders, files, bucket URLs) every `interval` seconds until interrupted (or
+    `max_iterations` polls).
 
-    `between(i)` is called after poll i (tests append to logs there); Ctrl-C propagates as
-    KeyboardInterrupt, which the CLI turns into exit code 0.
+    Each poll is a `Follower.poll` (only new bytes are read, only changed runs diagnosed). With
+    `analyze_fn`, each poll is `analyze_fn(paths, rules, workers=workers)` instead (the old full
+    re-read; benchmarks/watch.py compares the two). `between(i)` is called after poll i (tests
+    append to logs there); Ctrl-C propagates as KeyboardInterrupt, which the CLI turns into exit 0.
     """
-    if analyze_fn is None:
-        from analyzer.api import analyze
-
-        analyze_fn = analyze
     state = WatchState()
-    paths = [Path(p) for p in paths]
+    follower = Follower(paths, rules) if analyze_fn is None else None
     i = 0
     while max_iterations is None or i < max_iterations:
-        report = analyze_fn(paths, rules, workers=workers)
-        for event in state.update(report):
+        if follower is not None:
+            report, resets = follower.poll()
+        else:
+            report, resets = analyze_fn(list(paths), rules, workers=workers), []  # type: ignore[misc]
+        for event in resets + state.update(report):
             on_event(event)
         i += 1
         if max_iterations is not None and i >= max_iterations:

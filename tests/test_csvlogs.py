@@ -209,7 +209,9 @@ def test_unreadable_file(tmp_path, monkeypatch):
     def denied(*_a, **_k):
         raise PermissionError(13, "Permission denied")
 
-    monkeypatch.setattr(csvlogs, "open", denied, raising=False)
+    from analyzer.ingest import storage
+
+    monkeypatch.setattr(storage, "open", denied, raising=False)  # files are read by the storage layer
     log = read_csv_log(p)
     assert log.tags == {}
     assert [(i.level, i.message) for i in log.issues] == [("error", "cannot read file: Permission denied")]

@@ -107,3 +107,61 @@ def test_a_run_that_starts_to_diverge_is_announced_once_with_the_checkpoint_befo
     (ev,) = [e for e in first if e.kind == "diverged"]
     assert ev.step is not None and ev.line().startswith("DIVERGED: ") and f"keep step {ev.step}" in ev.line()
     assert not [e for e in state.update(analyze_runs([sr.run])) if e.kind == "diverged"]  # once per run
+
+
+# ----------------------------------------------------------------------------------------------
+# Follower: each poll reads only what is new, and reports what a fresh analysis would
+
+
+def _json(report) -> dict:
+    import json
+
+    from analyzer.output.json_out import render_json
+
+    return json.loads(render_json(report))
+
+
+def test_follower_reports_what_a_fresh_analysis_reports_at_every_poll(tmp_path):
+    from analyzer.api import analyze
+    from analyzer.watch import Follower
+
+    demo = _make_demo()
+    logs = tmp_path / "logs"
+    demo.write_run(logs / "growing", "overfit", first=0, last=4000)
+    demo.write_run(logs / "idle_a", "healthy")
+    demo.write_run(logs / "idle_b", "underfit")
+    follower = Follower([logs])
+    stages = [(4100, 9000), (9100, 14000), (14100, 20000)]
+    f = logs / "growing" / demo.EVENT_NAME
+    size = 0
+    for k in range(len(stages) + 1):
+        report, resets = follower.poll()
+        assert _json(report) == _json(analyze([logs])) and resets == []
+        if k == 0:
+            assert follower.last.changed == 3
+        else:  # only the growing run was read again, and only its new bytes (+ a 64-byte overlap check)
+            assert follower.last.changed == 1 and follower.last.files_read == 1
+            assert follower.last.bytes_read == f.stat().st_size - size + 64
+        size = f.stat().st_size
+        if k < len(stages):
+            demo.write_run(logs / "growing", "overfit", first=stages[k][0], last=stages[k][1])
+    idle, _ = follower.poll()
+    assert follower.last.changed == 0 and follower.last.bytes_read == 0 and follower.last.files_read == 0
+    assert {r.run.id: r.verdict for r in idle.runs}["growing"] == "overfitting"
+
+
+def test_truncated_log_is_read_again_and_announced(tmp_path):
+    demo = _make_demo()
+    logs = tmp_path / "logs"
+    demo.write_run(logs / "r", "healthy", last=8000)
+    f = logs / "r" / demo.EVENT_NAME
+
+    def cut(i: int) -> None:
+        if i == 1:
+            f.write_bytes(f.read_bytes()[: f.stat().st_size // 2])
+
+    events: list[WatchEvent] = []
+    watch([logs], 0, max_iterations=2, on_event=events.append, sleep=lambda s: None, between=cut)
+    (again,) = [e for e in events if e.kind == "reread"]
+    assert again.run == "r" and "truncated" in again.message
+    assert again.line().startswith("read again from the start: r: ")

@@ -19,10 +19,10 @@ from typing import Any
 
 import numpy as np
 
-from analyzer.ingest import cache, d3rlpy_pair, mlflow_runs
+from analyzer.ingest import cache, d3rlpy_pair, mlflow_runs, storage
 from analyzer.ingest.cache import LogPart
 from analyzer.ingest.configfiles import read_configs
-from analyzer.ingest.csvlogs import CsvLog, read_csv_log
+from analyzer.ingest.csvlogs import CsvLog
 from analyzer.ingest.discover import (
     CsvSource,
     EventSource,
@@ -31,11 +31,12 @@ from analyzer.ingest.discover import (
     discover_runs,
     find_checkpoints,
 )
+from analyzer.ingest.follow import read_csv, read_events
 from analyzer.ingest.merge import DUPLICATE_POLICIES, Merged, Segment, merge_segments
 from analyzer.ingest.pool import run_in_pool
 from analyzer.ingest.profiles import Profile, resolve
 from analyzer.model import Checkpoint, IngestIssue, RawRun, Run, Series
-from analyzer.tfevents import EventFileData, read_event_file
+from analyzer.tfevents import EventFileData
 
 __all__ = [
     "DUPLICATE_POLICIES",
@@ -82,7 +83,7 @@ def _read_events(
     loaded: list[tuple[float, str, EventSource, EventFileData]] = []
     for src in sources:
         try:
-            data = read_event_file(src.path)
+            data = read_events(src.path)  # local, a bucket's object, or only new bytes (follow.py)
         except Exception as exc:  # the reader promises not to raise; a bug there must not lose the run
             issues.append(
                 IngestIssue(str(src.path), f"event file unreadable: {type(exc).__name__}: {exc}", "error")
@@ -158,7 +159,7 @@ def _csv_first_wall(log: CsvLog) -> float:
 def _read_csvs(sources: Sequence[CsvSource], issues: list[IngestIssue]) -> list[CsvLog]:
     logs: list[CsvLog] = []
     for src in sources:
-        log = read_csv_log(src.path, src.tag)
+        log = read_csv(src.path, src.tag)
         issues.extend(log.issues)
         if log.tags:
             logs.append(log)
@@ -540,7 +541,7 @@ def plan_runs(
     profiles: Mapping[str, Profile] | None = None,
 ) -> RunPlan:
     """Discover the run directories under `paths` (reader plugins read the paths they claim now)."""
-    if isinstance(paths, (str, Path, mlflow_runs.MlflowSource)):
+    if isinstance(paths, (str, Path, storage.RemotePath, mlflow_runs.MlflowSource)):
         paths = [paths]  # one path, not a sequence of characters
     errors: list[IngestIssue] = []
     groups: list[tuple[Path, list[RunDir]]] = []
@@ -552,11 +553,11 @@ def plan_runs(
             tracking.append(source)
             continue
         assert not isinstance(p, mlflow_runs.MlflowSource)  # for mypy: parse_source took those
-        path = Path(p)
         try:
+            path = storage.as_path(p)  # a URL (s3://, gs://, ...) is read through fsspec (storage.py)
             exists = path.exists()
         except OSError as exc:
-            errors.append(IngestIssue(str(path), f"cannot access path: {exc.strerror or exc}", "error"))
+            errors.append(IngestIssue(str(p), f"cannot access path: {exc.strerror or exc}", "error"))
             continue
         if not exists:
             errors.append(IngestIssue(str(path), "path does not exist", "error"))

@@ -9,7 +9,8 @@ Rules that keep it safe:
   directory;
 * one entry per (run path, duplicate policy), overwritten when the run changes, so it cannot grow
   without bound as a live run grows;
-* an entry is valid only if every log file's path, size and mtime (ns) match, and the reading code
+* an entry is valid only if every log file's path, size and mtime (ns) match (in a bucket: size,
+  LastModified and ETag; the cache itself stays local, never in the bucket), and the reading code
   is the same (size and mtime of the reader modules, plus CACHE_VERSION);
 * runs with a log file modified in the last `LIVE_SECONDS` are not stored (still being written);
 * entries are `.npz` files loaded with `allow_pickle=False` plus a JSON header: nothing in the
@@ -31,10 +32,11 @@ from typing import Any
 
 import numpy as np
 
+import analyzer.ingest.storage as storage
 from analyzer.model import IngestIssue, Series
 
 #: Bump when the reader's output changes, so old entries are never served.
-CACHE_VERSION = 1
+CACHE_VERSION = 2
 #: A run whose log files changed this recently is still being written: do not cache it.
 LIVE_SECONDS = 60.0
 
@@ -90,17 +92,17 @@ def _fingerprint(rd: Any) -> tuple[list[list[Any]], float] | None:
     sources += [(p, "wandb") for p in getattr(rd, "wandb_files", ())]
     for path, label in sources:
         try:
-            st = os.stat(path)
+            st = storage.stat(path)  # a bucket's object: size, LastModified and ETag
         except OSError:
             return None
-        rows.append([str(Path(path).resolve()), label, st.st_size, st.st_mtime_ns])
-        newest = max(newest, st.st_mtime)
+        rows.append([str(path.resolve()), label, *st.key()])
+        newest = max(newest, st.mtime or 0.0)
     rows.sort()
     return rows, newest
 
 
 def _entry(rd: Any, policy: str) -> Path:
-    ident = json.dumps([str(Path(rd.path).resolve()), rd.kind, policy])
+    ident = json.dumps([str(rd.path.resolve()), rd.kind, policy])
     return cache_dir() / (hashlib.sha256(ident.encode()).hexdigest()[:32] + ".npz")
 
 

@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+import analyzer.ingest.storage as storage
 from analyzer.ingest.merge import Segment
 from analyzer.model import IngestIssue, XUnit
 
@@ -77,8 +78,7 @@ def _issue(path: Path, message: str, level: str = "warning") -> IngestIssue:
 def read_bytes(path: Path) -> tuple[bytes | None, IngestIssue | None]:
     """Read a whole file, turning OS errors into an issue (permissions, a directory named *.csv, ...)."""
     try:
-        with open(path, "rb") as fh:
-            return fh.read(), None
+        return storage.read_bytes(path), None  # a RemotePath: fetched whole, like a local file
     except OSError as exc:
         reason = exc.strerror or exc.__class__.__name__
         return None, _issue(path, f"cannot read file: {reason}", "error")
@@ -305,12 +305,18 @@ def read_csv_log(path: Path, tag: str | None = None) -> CsvLog:
     `tag` names the single series of a headerless file (d3rlpy `<metric>.csv`, TorchRL
     `scalars/<key>.csv`); it defaults to the file stem.
     """
-    path = Path(path)
-    log = CsvLog(path=path, layout="")
+    path = storage.as_path(path)
     data, err = read_bytes(path)
     if err is not None or data is None:
+        log = CsvLog(path=path, layout="")
         log.issues.append(err or _issue(path, "cannot read file"))
         return log
+    return read_csv_bytes(data, path, tag)
+
+
+def read_csv_bytes(data: bytes, path: Path, tag: str | None = None) -> CsvLog:
+    """`read_csv_log` on bytes already read (`path` names the file in issues and picks the layout)."""
+    log = CsvLog(path=path, layout="")
     problem = _text_problem(data)
     if problem:
         level = "warning" if problem.startswith("empty") else "error"

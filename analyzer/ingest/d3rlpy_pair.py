@@ -21,6 +21,7 @@ Two halves, kept apart like the rest of ingestion:
 
 from __future__ import annotations
 
+import os
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -183,7 +184,9 @@ def onto_step_axis(
                 covered.append(name)
                 continue
         out[name] = [tb_seg]
-    tb_dirs = sorted({str(Path(s.file).parent) for segs in event_tags.values() for s in segs if s.file})
+    tb_dirs = sorted(
+        {os.path.dirname(s.file) for segs in event_tags.values() for s in segs if s.file}
+    )  # URLs too
     where = tb_dirs[0] if len(tb_dirs) == 1 else f"{len(tb_dirs)} TensorBoard folders"
     issues.append(
         IngestIssue(

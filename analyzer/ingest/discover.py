@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from analyzer.ingest.d3rlpy_pair import pair_runs
+from analyzer.ingest.storage import RemotePath, as_path
 from analyzer.model import IngestIssue
 
 EVENT_PREFIX = "events.out.tfevents."
@@ -143,6 +144,12 @@ def _scan_links(path: Path) -> tuple[list[str], list[str], set[str]]:
     files: list[str] = []
     dirs: list[str] = []
     links: set[str] = set()
+    if isinstance(path, RemotePath):  # a bucket: answered from its listing (storage.py)
+        try:
+            files, dirs = path.scan()
+        except OSError as exc:
+            _note_unreadable(path, exc)
+        return files, dirs, links
     try:
         with os.scandir(path) as it:
             for entry in it:
@@ -256,7 +263,7 @@ def discover_runs(root: str | Path, issues: list[IngestIssue] | None = None) -> 
     """
     token = _UNREADABLE.set({})
     try:
-        runs = _discover_runs(Path(root))
+        runs = _discover_runs(as_path(root))
         found = _UNREADABLE.get() or {}
     finally:
         _UNREADABLE.reset(token)
@@ -267,6 +274,8 @@ def discover_runs(root: str | Path, issues: list[IngestIssue] | None = None) -> 
 
 def _discover_runs(root: Path) -> list[RunDir]:
     try:
+        if isinstance(root, RemotePath):
+            root.ensure_listed()  # one recursive listing; every folder below is answered from it
         if root.is_file():
             return [single_file_run(root)]
         if not root.is_dir():
@@ -274,7 +283,7 @@ def _discover_runs(root: Path) -> list[RunDir]:
     except OSError:
         return []
     runs: list[RunDir] = []
-    root_real = os.path.realpath(root)
+    root_real = str(root) if isinstance(root, RemotePath) else os.path.realpath(root)
     followed: set[str] = set()
     # (directory, its real path): real paths are carried down the walk so that a symlinked
     # directory is followed once and a symlink back to an ancestor (a cycle) is not followed at all

@@ -394,12 +394,13 @@ def _check_header(buf: bytes) -> str | None:
 
 def read_wandb_run(path: str | Path) -> WandbRunData:
     """Read one `run-<id>.wandb` file; never raises on bad data or a missing/unsupported wandb."""
-    path = Path(path)
+    import analyzer.ingest.storage as storage
+
+    path = storage.as_path(path)
     spath = str(path)
     out = WandbRunData(path=spath)
     try:
-        with open(path, "rb") as fh:
-            buf = fh.read()
+        buf = storage.read_bytes(path)  # local or a RemotePath (storage.py)
     except OSError as exc:
         out.issues.append(_issue(spath, f"cannot read W&B run file: {exc.strerror or exc}", "error"))
         return out

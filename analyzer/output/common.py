@@ -6,14 +6,18 @@ import os
 from collections import Counter
 from pathlib import Path
 
+from analyzer.ingest.storage import is_url
 from analyzer.report import VERDICTS, Report, RunResult
 
 
 def display_path(path: str | os.PathLike[str]) -> str:
-    """Path relative to the working directory when inside it ("/"-separated), else absolute.
+    """Path relative to the working directory when inside it ("/"-separated), else absolute; a URL
+    (a run in a bucket, analyzer/ingest/storage.py) as it is.
 
     Why: CI annotations and SARIF locations must be repository-relative to attach to files.
     """
+    if is_url(path):
+        return str(path)
     p = Path(path)
     try:
         rel = p.resolve().relative_to(Path.cwd().resolve())
