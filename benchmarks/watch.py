@@ -130,7 +130,7 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--runs", type=int, default=1000, help="idle runs")
     ap.add_argument("--steps", type=int, default=1000, help="steps per idle run (4 tags each)")
-    ap.add_argument("--base-steps", type=int, default=250_000, help="steps the growing run starts with")
+    ap.add_argument("--base-steps", type=int, default=50_000, help="steps the growing run starts with")
     ap.add_argument("--growth", type=int, default=1000, help="scalars added per poll to the growing run")
     ap.add_argument("--polls", type=int, default=6)
     ap.add_argument("--json", type=Path, help="also write the numbers here")

@@ -145,3 +145,19 @@ def test_finished_stream_refuses_more_bytes() -> None:
     with pytest.raises(ValueError):
         s.feed(b"abc")
     assert [i.message for i in s.result().issues] == ["empty event file (no records)"]
+
+
+def test_a_stream_fed_many_times_keeps_few_blocks(tmp_path) -> None:
+    """--watch feeds a stream at every poll; its blocks are merged and the result stays exact."""
+    f = tmp_path / "events.out.tfevents.1.many"
+    stream = EventStream(str(f))
+    fed = 0
+    for k in range(100):
+        with EventWriter(f) as w:
+            steps = np.arange(k * 10, (k + 1) * 10)
+            w.add_scalar_table(steps, {"a": np.sin(steps / 7.0), "b": np.cos(steps / 9.0)}, WALL0 + steps)
+        data = f.read_bytes()
+        stream.feed(data[fed:])
+        fed = len(data)
+    assert max(len(p) for p in stream._col.parts.values()) <= 33
+    _same(stream.result(), read_event_file(f))

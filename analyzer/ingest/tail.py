@@ -27,9 +27,10 @@ import numpy as np
 
 from analyzer.ingest.csvlogs import _NON_SPACE, CsvLog, _first_line, _is_number, _text_problem, read_csv_bytes
 from analyzer.ingest.merge import Segment
-from analyzer.ingest.storage import FileStat, RemotePath, iter_blocks, read_range, stat
+from analyzer.ingest.storage import BLOCK, FileStat, RemotePath, read_range, stat
 from analyzer.model import IngestIssue
 from analyzer.tfevents import EventFileData, EventStream
+from analyzer.tfevents.reader import READ_BLOCK
 
 __all__ = ["Reset", "Tail"]
 
@@ -91,10 +92,7 @@ class Tail:
             del self._csvs[ck]
 
     def _read(self, path: Path, start: int, end: int) -> bytes:
-        if isinstance(path, RemotePath) and start == 0:
-            data = b"".join(iter_blocks(path, size=end))
-        else:
-            data = read_range(path, start, end)
+        data = read_range(path, start, end)
         self.bytes_read += len(data)
         return data
 
@@ -142,30 +140,40 @@ class Tail:
                 why = self._change(state.stat, st)
                 if why is None:
                     start = state.stream.offset - len(state.tail)
-                    new = self._read(path, start, st.size)
-                    if new[: len(state.tail)] == state.tail and len(new) >= len(state.tail):
+                    head = self._read(path, start, min(st.size, start + len(state.tail)))
+                    if head == state.tail:
                         self.files_read += 1
-                        state.stream.feed(new[len(state.tail) :])
-                        state.tail = (state.tail + new[len(state.tail) :])[-OVERLAP:]
+                        state.tail = self._feed(state.stream, path, state.stream.offset, st.size, state.tail)
                         state.stat = st
                         state.data = state.stream.result()
                         return state.data
                     why = "rewritten (its earlier bytes changed)"
                 self.resets.append(Reset(key, why))
-            data = self._read(path, 0, st.size)
+            self._events.pop(key, None)
+            self.files_read += 1
+            if st.size == 0:  # an empty file is reported as a full read reports it, and looked at again
+                return EventStream(key).finish()
+            stream = EventStream(key)
+            tail = self._feed(stream, path, 0, st.size, b"")
         except OSError as exc:
             self._events.pop(key, None)
             out = EventFileData(path=key)
             out.issues.append(IngestIssue(key, f"cannot read event file: {exc.strerror or exc}", "error"))
             return out
-        self.files_read += 1
-        if not data:  # an empty file is reported as a full read reports it, and looked at again
-            return EventStream(key).finish()
-        stream = EventStream(key)
-        stream.feed(data)
-        state = _EventState(st, stream, data[-OVERLAP:], stream.result())
+        state = _EventState(st, stream, tail, stream.result())
         self._events[key] = state
         return state.data
+
+    def _feed(self, stream: EventStream, path: Path, start: int, end: int, tail: bytes) -> bytes:
+        """Feed bytes [start, end) of the file block by block (memory: one block); the new last bytes."""
+        block = BLOCK if isinstance(path, RemotePath) else READ_BLOCK
+        for a in range(start, end, block):
+            data = self._read(path, a, min(a + block, end))
+            if not data:
+                break
+            stream.feed(data)
+            tail = (tail + data)[-OVERLAP:]
+        return tail
 
     # ---------------------------------------------------------------------------------------------
     # CSV files

@@ -416,6 +416,22 @@ class _Collector:
         self.parts.setdefault(lay.tag, []).append((rec, sub, step, value, wall, lay.tensor))
         self.fast += m
 
+    def compact(self, limit: int = 32) -> None:
+        """Merge a tag's blocks into one per kind once there are more than `limit` of them.
+
+        Why: a stream fed for days (`--watch`) adds a few blocks per tag at every feed."""
+        for tag, parts in self.parts.items():
+            if len(parts) <= limit:
+                continue
+            merged = []
+            for flag in (False, True):
+                ps = [p for p in parts if p[5] == flag]
+                if ps:
+                    rec, sub, step, value, wall = (np.concatenate([p[i] for p in ps]) for i in range(5))
+                    order = np.lexsort((sub, rec))
+                    merged.append((rec[order], sub[order], step[order], value[order], wall[order], flag))
+            self.parts[tag] = merged
+
     def add_slow(self, rec: int, data: bytes) -> bool:
         """Decode one record through protobuf; False if it is not an Event."""
         from google.protobuf.message import DecodeError
@@ -801,6 +817,7 @@ class EventStream:
                     self._first_not_event = first
             self._records += split
             self._ok += split - len(bad)
+            self._col.compact()
         self._pending = buf[pos:] if pos < end else b""
         if final:
             self.finished = True
