@@ -126,6 +126,10 @@ class PollStats:
     read_seconds: float = 0.0  # of which reading log files (the rest: listing, stats, diagnosis)
 
 
+#: Runs to read in one poll from which `workers > 1` reads them in worker processes (a first poll).
+_POOL_MIN_RUNS = 8
+
+
 @dataclass
 class _Known:
     fingerprint: tuple[Any, ...]
@@ -137,10 +141,11 @@ class Follower:
 
     `poll()` returns the Report a fresh `analyze(paths, rules)` would (same planning, reading and
     diagnosis functions: analyzer.batch), at a cost that grows with what changed since the last
-    poll, not with what is there. Runs are read in this process (the Tail's state lives here).
+    poll, not with what is there. Runs are read in this process (the Tail's state lives here), except
+    when `workers > 1` and a poll has many runs to read (the first): worker processes read those whole.
     """
 
-    def __init__(self, paths: Sequence[Any], rules: Any = None) -> None:
+    def __init__(self, paths: Sequence[Any], rules: Any = None, workers: int = 1) -> None:
         from analyzer.api import _config
         from analyzer.batch import ReadOptions, profiles_for
         from analyzer.ingest.storage import as_path
@@ -152,6 +157,7 @@ class Follower:
         self.tail = Tail()
         self.known: dict[str, _Known] = {}
         self.last = PollStats()
+        self.workers = workers
 
     @staticmethod
     def _fingerprint(rd: Any) -> tuple[tuple[Any, ...], tuple[str, ...]]:
@@ -193,18 +199,32 @@ class Follower:
         plan = plan_runs(self.paths, mappings=opts.mappings, profiles=opts.profiles)
         known: dict[str, _Known] = {}
         owner: dict[str, str] = {}
-        changed = 0
-        out = []
+        out: list[Any] = []
+        stale: list[tuple[int, Any, tuple[Any, ...]]] = []
         for rd in plan.jobs:
             fp, files = self._fingerprint(rd)
             owner.update(dict.fromkeys(files, rd.id))
             old = self.known.get(rd.id)
             if old is None or old.fingerprint != fp:
-                changed += 1
+                stale.append((len(out), rd, fp))
+            out.append(old.result if old is not None else None)
+            if old is not None:
+                known[rd.id] = old
+        changed = len(stale)
+        if self.workers > 1 and len(stale) >= _POOL_MIN_RUNS:
+            # many runs to read (the first poll): worker processes read them in full; the Tail has no
+            # state for them, so a run that changes later is read whole once more, then incrementally
+            from analyzer.ingest.pool import run_in_pool
+
+            results = run_in_pool(diagnose_dir, [(rd, cfg, opts) for _, rd, _ in stale], self.workers)
+        else:
+            results = []
+            for _, rd, _ in stale:
                 with following(self.tail):  # only bytes appended since the last poll are read
-                    old = _Known(fp, diagnose_dir(rd, cfg, opts))
-            known[rd.id] = old
-            out.append(old.result)
+                    results.append(diagnose_dir(rd, cfg, opts))
+        for (i, rd, fp), res in zip(stale, results, strict=True):
+            known[rd.id] = _Known(fp, res)
+            out[i] = res
         self.known = known
         self.tail.keep_only(set(owner))
         done = []
@@ -256,7 +276,7 @@ def watch(
     append to logs there); Ctrl-C propagates as KeyboardInterrupt, which the CLI turns into exit 0.
     """
     state = WatchState()
-    follower = Follower(paths, rules) if analyze_fn is None else None
+    follower = Follower(paths, rules, workers) if analyze_fn is None else None
     i = 0
     while max_iterations is None or i < max_iterations:
         if follower is not None:

@@ -74,6 +74,9 @@ def s3(tmp_path_factory):
     shutil.copytree(
         ROOT / "fixtures" / "demo", local / "nested" / "team" / "demo", ignore=shutil.ignore_patterns("*.py")
     )
+    shutil.copytree(
+        ROOT / "fixtures" / "real" / "corl" / "wandb", local / "wandb_runs" / "wandb"
+    )  # W&B records
     _damaged_corpus(local)
     port = _free_port()
     server = moto_server.ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
@@ -117,7 +120,7 @@ def _objects(client) -> dict[str, str]:
     return {o["Key"]: o["ETag"] for o in client.list_objects_v2(Bucket=BUCKET).get("Contents", [])}
 
 
-@pytest.mark.parametrize("prefix", ["formats", "nested", "damaged"])
+@pytest.mark.parametrize("prefix", ["formats", "nested", "damaged", "wandb_runs"])
 def test_bucket_report_equals_the_disk_report(s3, prefix) -> None:
     endpoint, local, client = s3
     before = _objects(client)
@@ -143,6 +146,8 @@ def test_bucket_report_equals_the_disk_report(s3, prefix) -> None:
         for kind in ("data CRC mismatch", "resynchronised at byte", "truncated at byte", "empty event file"):
             assert any(kind in m for m in issues), (kind, issues)
         assert any("binary content" in m for m in issues)
+    if prefix == "wandb_runs":  # history decoded from the binary run-<id>.wandb record log
+        assert [r["framework"] for r in remote["runs"]] == ["corl"] and remote["runs"][0]["metrics"]
     assert _objects(client) == before  # the analyzer never writes into the bucket
 
 

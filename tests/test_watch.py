@@ -165,3 +165,28 @@ def test_truncated_log_is_read_again_and_announced(tmp_path):
     (again,) = [e for e in events if e.kind == "reread"]
     assert again.run == "r" and "truncated" in again.message
     assert again.line().startswith("read again from the start: r: ")
+
+
+def test_first_poll_with_workers_then_only_new_bytes(tmp_path):
+    """--watch --workers 2: the first poll's many runs are read by worker processes; a run that grows
+    afterwards is read whole once by the watch itself, then only its new bytes."""
+    from analyzer.api import analyze
+    from analyzer.watch import Follower
+
+    demo = _make_demo()
+    logs = tmp_path / "logs"
+    for k in range(8):
+        demo.write_run(logs / f"r{k}", "healthy", last=4000)
+    follower = Follower([logs], workers=2)
+    report, _ = follower.poll()
+    assert follower.last.changed == 8 and follower.last.bytes_read == 0  # read in the workers
+    assert _json(report) == _json(analyze([logs]))
+    f = logs / "r3" / demo.EVENT_NAME
+    sizes = []
+    for lo, hi in [(4100, 6000), (6100, 8000)]:
+        demo.write_run(logs / "r3", "healthy", first=lo, last=hi)
+        report, _ = follower.poll()
+        assert follower.last.changed == 1 and _json(report) == _json(analyze([logs]))
+        sizes.append((follower.last.bytes_read, f.stat().st_size))
+    assert sizes[0][0] == sizes[0][1]  # whole, once
+    assert sizes[1][0] == sizes[1][1] - sizes[0][1] + 64  # then only what was appended
