@@ -137,3 +137,19 @@ def test_a_memory_bucket_reads_like_the_folder(mem) -> None:
 
     remote = analyze([f"memory://{base}/formats"])
     assert summary(remote) == summary(analyze([src])) and len(remote.runs) >= 14 and not remote.errors
+
+
+def test_probes_outside_the_listing_cost_one_request_per_parent(mem, monkeypatch) -> None:
+    """Runs without checkpoints make find_checkpoints probe sibling folders above the prefix
+    (`<parent of root>/checkpoints/<run>`, ...): answered by listing that parent once."""
+    from analyzer.ingest import load_runs
+
+    fs, base = mem
+    for k in range(6):
+        fs.pipe(f"{base}/runs/r{k}/progress.csv", b"step,loss\n0,1\n1,0.5\n")
+    calls: list[str] = []
+    real_ls = fs.ls
+    monkeypatch.setattr(fs, "ls", lambda path, *a, **k: calls.append(path) or real_ls(path, *a, **k))
+    runs, _ = load_runs([storage.as_path(f"memory://{base}/runs")])
+    assert len(runs) == 8 and all(not r.checkpoints for r in runs)
+    assert len(calls) <= 2, calls  # the root's parent (and its parent), once each

@@ -292,6 +292,18 @@ class Remote:
             return self._dirs[key]
         if self._in_tree(key):
             return None  # inside a listed prefix and not seen: not a folder
+        parent, _, base = key.rpartition("/")
+        if parent and parent.strip("/"):
+            # ask the parent first (listed once, then cached): probes for folders that are not there
+            # (a run's sibling checkpoint folders) cost one request per parent, not one per run
+            try:
+                above = self.folder(parent)
+            except OSError:
+                above = _Dir(dirs={base})  # the parent cannot be listed (a prefix-only grant): ask `key`
+            if above is None or base not in above.dirs:
+                with self._lock:
+                    self._dirs[key] = None
+                return None
         try:
             entries = self.fs.ls(key, detail=True)
         except FileNotFoundError:
