@@ -180,6 +180,29 @@ def test_workers_read_a_bucket_too(s3) -> None:
     assert one == two
 
 
+def test_ray_tasks_read_a_bucket_too(s3) -> None:
+    """`--executor ray`: the runs of a bucket read and diagnosed in Ray tasks (each task reconnects with the
+    same storage options), the report the local reading gives."""
+    ray = pytest.importorskip("ray", reason="Ray (the 'cluster' extra) is not installed")
+    endpoint, _, _ = s3
+    url = f"s3://{BUCKET}/formats/"
+    local = _report(url, "--storage-option", f"endpoint_url={endpoint}")
+    if ray.is_initialized():
+        ray.shutdown()
+    path = os.pathsep.join(p for p in (str(ROOT), os.environ.get("PYTHONPATH", "")) if p)
+    ray.init(
+        num_cpus=2,
+        include_dashboard=False,
+        log_to_driver=False,
+        runtime_env={"env_vars": {"PYTHONPATH": path}},
+    )
+    try:
+        on_ray = _report(url, "--storage-option", f"endpoint_url={endpoint}", "--executor", "ray")
+    finally:
+        ray.shutdown()
+    assert on_ray == local and local["runs"]
+
+
 def test_single_file_url(s3) -> None:
     endpoint, local, _ = s3
     key = "nested/team/demo/overfit/events.out.tfevents.1700000000.demo"
