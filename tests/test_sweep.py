@@ -141,3 +141,19 @@ def test_a_failed_run_exits_1_and_the_others_still_train(tmp_path):
     assert "failed dataset=missing" in res.stderr and "1 of 2 run(s) done; 1 failed" in res.stderr
     assert (tmp_path / "out" / "dataset=toy" / "checkpoints" / "ckpt_20.pt").is_file()
     assert "missing.npz" in (tmp_path / "out" / ".sweep" / "dataset=missing.log").read_text()
+
+
+def test_resources_per_task_follow_the_settings(tmp_path):
+    """A Ray task reserves the run's torch threads as CPUs and one GPU when it trains on CUDA."""
+    from reference_trainer.sweep import SweepRun
+    from robot_eval.loop.run import trial_gpus
+
+    assert (
+        SweepRun("a", {}, {"threads": 4, "device": "cuda:1"}).cpus,
+        SweepRun("a", {}, {"device": "cuda"}).gpus,
+    ) == (4, 1)
+    assert (SweepRun("b", {}, {"device": "cpu"}).cpus, SweepRun("b", {}, {}).gpus) == (1, 0)
+    (tmp_path / "spec.json").write_text(json.dumps({"train": {"device": "cuda", "steps": 10}}))
+    assert trial_gpus(tmp_path) == 1
+    (tmp_path / "spec.json").write_text(json.dumps({"train": {"steps": 10}}))
+    assert trial_gpus(tmp_path) == 0 and trial_gpus(tmp_path / "missing") == 0
