@@ -188,3 +188,40 @@ def test_loop_smoke_preset_on_ray(local_ray, tmp_path, capsys):
     capsys.readouterr()
     assert eval_main(args) == 0  # resumable: a second call runs nothing
     assert "1 already finished, 0 to run" in capsys.readouterr().err
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not Path("/proc").is_dir(), reason="finds the task's worker through /proc (Linux)")
+def test_loop_trial_killed_after_training_resumes_without_training_again(local_ray, tmp_path):
+    """The smoke trial's Ray worker is SIGKILLed once training is done; Ray runs the task again and the trial
+    continues from its files: the trainer ran once (train.log), and the result is complete."""
+    pytest.importorskip("pybullet")
+    from robot_eval.loop.run import run_loop
+
+    out = tmp_path / "loop"
+
+    def trained(cmd: str) -> bool:
+        tdir = Path(cmd.split("robot_eval.loop.trial ", 1)[1].split()[0])
+        try:
+            return (
+                "train" in json.loads((tdir / "timing.json").read_text())
+                and not (tdir / "eval.json").exists()
+            )
+        except (OSError, ValueError):
+            return False
+
+    killed: list[str | None] = []
+    killer = threading.Thread(
+        target=lambda: killed.append(
+            _kill_task_of(f"robot_eval.loop.trial {out}{os.sep}", trained, time.monotonic() + 600)
+        )
+    )
+    killer.start()
+    summary = run_loop("size", "smoke", out, executor="ray", log=lambda _m: None)
+    killer.join()
+    assert killed and killed[0] is not None, "the trial was not caught between training and evaluation"
+    assert summary["failed"] == []
+    trial = next((out / "trials").iterdir())
+    result = json.loads((trial / "result.json").read_text())
+    assert set(result["success"]) == {"10", "20", "30", "40"} and set(result["fqe"]) == set(result["success"])
+    assert (trial / "train.log").read_text().count("done: logs and checkpoints") == 1
