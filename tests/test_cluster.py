@@ -190,6 +190,24 @@ def test_loop_smoke_preset_on_ray(local_ray, tmp_path, capsys):
     assert "1 already finished, 0 to run" in capsys.readouterr().err
 
 
+def test_datasets_collected_as_ray_tasks_are_the_local_ones(local_ray, tmp_path):
+    pytest.importorskip("pybullet")
+    from robot_eval.loop.run import collect_datasets
+    from robot_eval.loop.scenarios import DataSpec
+
+    specs = [DataSpec(trajectories=5), DataSpec(trajectories=4, n_objects=2, seed=3)]
+    on_ray = collect_datasets(specs, tmp_path / "ray", executor="ray", log=lambda _m: None)
+    local = collect_datasets(specs, tmp_path / "local", jobs=1, log=lambda _m: None)
+    assert list(on_ray) == list(local) == [d.name for d in specs]
+    for name in on_ray:
+        a, b = np.load(on_ray[name][0]), np.load(local[name][0])
+        assert sorted(a.files) == sorted(b.files)
+        for key in a.files:
+            np.testing.assert_array_equal(a[key], b[key])
+    again = collect_datasets(specs, tmp_path / "ray", executor="ray", log=lambda _m: None)
+    assert again == on_ray  # collected once: the second call reads the recorded collection times
+
+
 @pytest.mark.slow
 @pytest.mark.skipif(not Path("/proc").is_dir(), reason="finds the task's worker through /proc (Linux)")
 def test_loop_trial_killed_after_training_resumes_without_training_again(local_ray, tmp_path):

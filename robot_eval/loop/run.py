@@ -48,6 +48,45 @@ def collect_dataset(data: DataSpec, out_dir: Path, workers: int = 1) -> tuple[Pa
     return path, sec
 
 
+#: trajectories per collection process when datasets are collected as Ray tasks (a 5,000-trajectory dataset gets 8)
+_TRAJ_PER_CPU = 500
+_MAX_COLLECT_CPUS = 8
+
+
+def collect_datasets(
+    specs: list[DataSpec],
+    out_dir: Path,
+    jobs: int = 1,
+    executor: str = "local",
+    address: str | None = None,
+    log: Callable[[str], None] = print,
+) -> dict[str, tuple[Path, float]]:
+    """Every dataset the trials need, collected once: name -> (path, seconds its collection took).
+
+    Locally one after the other with `jobs` collection processes each. With `executor="ray"` the datasets not on
+    disk yet are collected at the same time as Ray tasks, each with about one CPU per 500 trajectories (at most 8),
+    so a study's collection takes as long as its largest dataset rather than the sum (docs/scaling.md). A dataset
+    is the same for any number of collection processes (per-trajectory seeds, docs/robot_eval.md)."""
+    for d in specs:
+        log(f"dataset {d.name}")
+    if executor != "ray":
+        return {d.name: collect_dataset(d, out_dir, workers=max(1, jobs)) for d in specs}
+    from analyzer.executor import ray_map
+
+    out: dict[str, tuple[Path, float]] = {}
+    todo: dict[int, list[DataSpec]] = {}
+    for d in specs:
+        if (out_dir / f"{d.name}.npz").exists() and (out_dir / f"{d.name}.json").exists():
+            out[d.name] = collect_dataset(d, out_dir)  # already there: read its collection time
+        else:
+            cpus = max(1, min(_MAX_COLLECT_CPUS, -(-d.trajectories // _TRAJ_PER_CPU)))
+            todo.setdefault(cpus, []).append(d)
+    for cpus, group in sorted(todo.items()):
+        found = ray_map(collect_dataset, [(d, out_dir, cpus) for d in group], address=address, num_cpus=cpus)
+        out.update({d.name: res for d, res in zip(group, found, strict=True)})
+    return {d.name: out[d.name] for d in specs}
+
+
 def _spec(trial: Trial, dataset: Path) -> dict[str, Any]:
     d = trial.to_dict()
     d["dataset_path"] = str(dataset.resolve())
@@ -149,11 +188,8 @@ def run_loop(
 
         ray_init(address)
     t_start = time.perf_counter()
-    datasets: dict[str, tuple[Path, float]] = {}
-    for t in trials:
-        if t.data.name not in datasets:
-            log(f"dataset {t.data.name}")
-            datasets[t.data.name] = collect_dataset(t.data, out / "data", workers=max(1, jobs))
+    specs = list({t.data.name: t.data for t in trials}.values())
+    datasets = collect_datasets(specs, out / "data", jobs, executor, address, log)
     todo: list[Path] = []
     seen: set[str] = set()
     exported = 0
