@@ -91,12 +91,12 @@ def _procs() -> dict[int, tuple[int, str]]:
     return out
 
 
-def _kill_task_of(marker: str, ready, deadline: float) -> str | None:
+def _kill_task_of(marker: str, ready, deadline: float, stop: threading.Event | None = None) -> str | None:
     """SIGKILL the Ray worker (a `ray::` process) whose child has `marker` in its command line, once
     `ready(cmd)` says the child got far enough; returns the child's command line (None: none in time).
 
     `marker` names this test's own folder: the machine may run other trainers that are none of ours."""
-    while time.monotonic() < deadline:
+    while time.monotonic() < deadline and not (stop is not None and stop.is_set()):
         procs = _procs()
         for _pid, (ppid, cmd) in procs.items():
             parent = procs.get(ppid, (0, ""))[1]
@@ -113,7 +113,7 @@ def test_sweep_on_ray_trains_every_run_once_and_resumes_a_killed_task(local_ray,
     from reference_trainer.sweep import run_sweep
 
     _dataset(tmp_path / "toy.npz")
-    (tmp_path / "sweep.yaml").write_text(SWEEP.format(steps=1500))
+    (tmp_path / "sweep.yaml").write_text(SWEEP.format(steps=2000))
     out = tmp_path / "out"
     killed: list[str | None] = []
 
@@ -121,22 +121,26 @@ def test_sweep_on_ray_trains_every_run_once_and_resumes_a_killed_task(local_ray,
         run_dir = Path(cmd.split("--log-dir ", 1)[1].split()[0])
         return (run_dir / "checkpoints").is_dir() and any((run_dir / "checkpoints").iterdir())
 
+    stop = threading.Event()
     killer = threading.Thread(
         target=lambda: killed.append(
-            _kill_task_of(f"--log-dir {out}{os.sep}", has_checkpoint, time.monotonic() + 300)
+            _kill_task_of(f"--log-dir {out}{os.sep}", has_checkpoint, time.monotonic() + 300, stop)
         )
     )
     killer.start()
     log: list[str] = []
-    runs = run_sweep(tmp_path / "sweep.yaml", out, executor="ray", log=log.append)
-    killer.join()
+    try:
+        runs = run_sweep(tmp_path / "sweep.yaml", out, executor="ray", log=log.append)
+    finally:
+        stop.set()
+        killer.join()
 
     assert killed and killed[0] is not None, "no training process was caught mid-run"
     victim = Path(killed[0].split("--log-dir ", 1)[1].split()[0]).name
     assert sorted(r.name for r in runs) == sorted(f"hidden={h}__seed={s}" for h in (8, 16) for s in (0, 1))
     assert all(r.status == "trained" for r in runs), log
     for r in runs:  # every run complete: its last checkpoint is the last step
-        assert (out / r.name / "checkpoints" / "ckpt_1500.pt").is_file()
+        assert (out / r.name / "checkpoints" / "ckpt_2000.pt").is_file()
     commands = [
         ln for ln in (out / ".sweep" / f"{victim}.log").read_text().splitlines() if ln.startswith("$ ")
     ]
@@ -229,14 +233,18 @@ def test_loop_trial_killed_after_training_resumes_without_training_again(local_r
             return False
 
     killed: list[str | None] = []
+    stop = threading.Event()
     killer = threading.Thread(
         target=lambda: killed.append(
-            _kill_task_of(f"robot_eval.loop.trial {out}{os.sep}", trained, time.monotonic() + 600)
+            _kill_task_of(f"robot_eval.loop.trial {out}{os.sep}", trained, time.monotonic() + 600, stop)
         )
     )
     killer.start()
-    summary = run_loop("size", "smoke", out, executor="ray", log=lambda _m: None)
-    killer.join()
+    try:
+        summary = run_loop("size", "smoke", out, executor="ray", log=lambda _m: None)
+    finally:
+        stop.set()
+        killer.join()
     assert killed and killed[0] is not None, "the trial was not caught between training and evaluation"
     assert summary["failed"] == []
     trial = next((out / "trials").iterdir())
