@@ -429,7 +429,7 @@ def load_source(
     runs: list[Run] = []
     for raw, run_id in found:
         run = resolve(raw, dict(mappings) if mappings else None, profiles)
-        # where to read this run again (per-run mappings in a rules file: api._remap)
+        # where to read this run again (per-run mappings in a rules file: analyzer.batch.remap)
         run.metadata.sources[SOURCE_URI_KEY] = source.uri
         run.metadata.sources[SOURCE_RUN_KEY] = run_id
         runs.append(run)
