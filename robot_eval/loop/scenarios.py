@@ -55,6 +55,7 @@ class Preset:
     objects: tuple[int, ...] = (1, 35)
     objects_data: int = 200
     overfit_data: int = 50
+    holdout_fraction: float = 0.0  # offrl-train --holdout-fraction: the held-out split of the selection signals
 
 
 PRESETS: dict[str, Preset] = {
@@ -106,6 +107,12 @@ PRESETS: dict[str, Preset] = {
 }  # fmt: skip
 
 
+# `quick` with a 10% held-out split, so that the trainer logs every selection signal (issue 16); its own seeds (4-11),
+# so that its runs are new runs, not re-runs of `quick`'s seeds 0-3 (docs/selection.md)
+PRESETS["select"] = replace(
+    PRESETS["quick"], name="select", holdout_fraction=0.1, seeds=(4, 5, 6, 7, 8, 9, 10, 11)
+)
+
 # `quick` at CQL alpha 0.1: how much the workflow's reading depends on alpha (docs/closed_loop.md)
 PRESETS["quick-alpha0.1"] = replace(PRESETS["quick"], name="quick-alpha0.1", cql_alpha=0.1)
 
@@ -156,6 +163,8 @@ def _train(p: Preset, **over: Any) -> dict[str, Any]:
         t["backup"] = p.backup
     if p.gamma is not None:
         t["gamma"] = p.gamma
+    if p.holdout_fraction > 0.0:  # likewise: runs without a held-out split keep their keys
+        t["holdout-fraction"] = p.holdout_fraction
     t.update(over)
     return t
 
