@@ -165,6 +165,10 @@ def test_smoke_end_to_end_and_resume(tmp_path, capsys):
     assert set(result["success"]) == {"10", "20", "30", "40"}
     assert result["analysis"]["verdict"] in {"overfitting", "underfitting", "healthy", "inconclusive"}
     assert set(result["fqe"]) == set(result["success"])
+    # the forward-pass tier: every checkpoint scored once, on the training data (the smoke run has no held-out split)
+    assert set(result["forward"]) == set(result["success"])
+    assert json.loads((trial / "forward.json").read_text())["data"] == "training data"
+    assert all(math.isfinite(v["policy_data_distance"]) for v in result["forward"].values())
     assert (out / "tables" / "runs.csv").exists() and (out / "figures" / "loop-size.png").exists()
     mtime = (trial / "result.json").stat().st_mtime
     capsys.readouterr()

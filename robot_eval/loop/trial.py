@@ -173,6 +173,21 @@ def fqe(spec: dict[str, Any], tdir: Path, threads: int) -> tuple[dict[str, float
     return vals, time.perf_counter() - t0
 
 
+def forward(spec: dict[str, Any], tdir: Path, threads: int) -> tuple[dict[str, Any], float]:
+    """One forward pass of every checkpoint over the run's held-out transitions (reference_trainer.forward): the
+    scores of `offrl-select --forward`. Written once, like the FQE values; a run without a held-out split is scored
+    on its training data, and forward.json says so."""
+    from reference_trainer.checkpoint import list_checkpoints
+    from reference_trainer.forward import forward_scores
+
+    out = tdir / "forward.json"
+    if out.exists():
+        return json.loads(out.read_text()), 0.0
+    res = forward_scores(list_checkpoints(tdir / "run"), spec["dataset_path"], threads=threads)
+    _write_json(out, res.to_dict())
+    return res.to_dict(), res.cpu_seconds
+
+
 def read_progress(run_dir: Path) -> dict[str, dict[int, float]]:
     """progress.csv -> {metric (without the offrl/ prefix): {step: value}}; non-numbers become NaN."""
     series: dict[str, dict[int, float]] = {}
@@ -207,6 +222,9 @@ def run_trial(tdir: Path, threads: int = 1, precision: str = "bf16") -> dict[str
     if sec:  # a fit (also a refit with another budget) replaces the FQE time rather than adding to it
         timing["fqe"] = sec
         _write_json(timing_path, timing)
+    fw, sec = forward(spec, tdir, threads)
+    if sec:
+        add("forward", sec)
     result = {
         "spec": spec,
         "timing": timing,
@@ -214,6 +232,7 @@ def run_trial(tdir: Path, threads: int = 1, precision: str = "bf16") -> dict[str
         "analysis": analysis,
         "analysis_nodv": analysis_nodv,
         "fqe": fq,
+        "forward": fw.get("scores", {}),
         "logs": {k: {str(s): v for s, v in d.items()} for k, d in read_progress(tdir / "run").items()},
     }
     _write_json(tdir / "result.json", result)
