@@ -224,21 +224,30 @@ DEFAULT_ORDER = ("drift", "qpeak", "last")
 
 
 # ---------------------------------------------------------------------------- confidence
-#: Confidence that the pick is within 0.1 success of the best checkpoint, by how the two cheap readings agree: the
-#: share of development runs (seeds 0, 1, 4, 5) where that held, per agreement bin (benchmarks/selection.py fits it;
-#: docs/selection.md shows its reliability on held-out runs). Keys: "agree" (drift and qpeak within one checkpoint
-#: interval), "disagree", "single" (only one selector had its inputs).
-CONFIDENCE: dict[str, float] = {"agree": 0.5, "disagree": 0.5, "single": 0.5}
-#: Below this confidence the answer is a shortlist to roll out (or FQE), not one checkpoint.
+#: "The policy clearly left the data": its distance at some checkpoint after the warm start reached this multiple of
+#: its lowest. A round number (doubled), fixed before the held-out runs were scored.
+CLEAR_DRIFT = 2.0
+#: Confidence that the pick is within 0.1 success of the best checkpoint: the Laplace-smoothed share of development
+#: runs where that held, per method and basis (`confidence_basis`). Fitted by `python benchmarks/selection.py` on
+#: the development seeds; its reliability on held-out runs is in docs/selection.md.
+CONFIDENCE: dict[str, float] = {}
+#: Below this confidence the answer is a shortlist to roll out (or hand to FQE), not one checkpoint.
 SHORTLIST_BELOW = 0.6
 
 
-def agreement(t: CheckpointTable) -> str:
-    """How the drift and Q-peak picks relate (the confidence feature)."""
-    a, b = select_drift(t), select_qpeak(t)
-    if a is None or b is None:
-        return "single"
-    return "agree" if abs(a.order[0] - b.order[0]) <= 1 else "disagree"
+def confidence_basis(t: CheckpointTable, method: str) -> str:
+    """The bin a pick's confidence is read from: for `drift`, whether the policy clearly left the data at some
+    point after the warm start (then the checkpoint before it is a sharper answer) or stayed close all run."""
+    if method != "drift":
+        return method
+    found = _distance(t)
+    if found is None:
+        return "drift/no distance"
+    _, d = found
+    after = (t.steps > t.warm_start) & np.isfinite(d)
+    lowest = float(np.nanmin(d))
+    drifted = bool(after.any() and lowest > 0 and np.max(d[after]) >= CLEAR_DRIFT * lowest)
+    return "drift/drifted" if drifted else "drift/stayed close"
 
 
 @dataclass
@@ -293,8 +302,8 @@ def select(
             f"{t.run_id}: selector {method!r} needs {SELECTORS[str(method)].needs}; the run has none"
         )
     steps = [int(t.steps[i]) for i in ranking.order]
-    basis = agreement(t)
-    conf = (confidence or CONFIDENCE).get(basis)
+    basis = confidence_basis(t, name)
+    conf = (CONFIDENCE if confidence is None else confidence).get(basis)
     short = steps[:shortlist] if conf is None or conf < SHORTLIST_BELOW else steps[:1]
     used = {
         k: v
@@ -302,3 +311,33 @@ def select(
         if (name == "drift" and k.endswith("policy_data_distance")) or (name == "qpeak" and k == _q_name(t))
     }
     return Selection(t.run_id, name, steps, short, conf, basis, ranking.reasons, used)
+
+
+# ---------------------------------------------------------------------------- collapse early warning
+@dataclass(frozen=True)
+class DriftAlarm:
+    """The first step at which the policy left the data: policy_data_distance above (1 + tolerance) x its lowest
+    value so far (after the warm start, read causally: nothing after `step` was needed to raise it)."""
+
+    step: int
+    distance: float
+    lowest: float
+    lowest_step: int
+
+
+def drift_alarm(
+    steps: np.ndarray, distance: np.ndarray, warm_start: int = 0, tolerance: float = DRIFT_TOLERANCE
+) -> DriftAlarm | None:
+    """The collapse early warning of `drift`, raised as a run is logged (analyzer/live.py can call it per point).
+
+    The running minimum includes the warm start (the BC policy is the closest the policy gets to the data); the
+    alarm is only raised after it, where the policy starts optimising the critic. None when it never fires."""
+    lowest, lowest_step = math.inf, -1
+    for s, d in zip(np.asarray(steps, dtype=np.int64), np.asarray(distance, dtype=np.float64), strict=True):
+        if not math.isfinite(d):
+            continue
+        if s > warm_start and lowest < math.inf and d > (1.0 + tolerance) * lowest:
+            return DriftAlarm(int(s), float(d), float(lowest), int(lowest_step))
+        if d < lowest:
+            lowest, lowest_step = float(d), int(s)
+    return None
