@@ -12,21 +12,23 @@ nothing but the minibatch indices (common random numbers), so the result is the 
 same sampling seed.
 
 Conventions follow the trainer: deterministic policy action tanh(mean); `terminals` stop bootstrapping, `timeouts` do
-not; gamma from the dataset metadata. State observations only (an image Q network per checkpoint is out of a CPU
+not; gamma from the dataset metadata. Any deterministic policy can be evaluated (`fit_fqe_policies`: a callable from an
+observation batch to actions in [-1, 1], e.g. another framework's policy through reference_trainer/policy_hooks.py);
+`fit_fqe` is the same for reference-trainer checkpoint files. State observations only (an image Q network per checkpoint is out of a CPU
 budget): image datasets raise ValueError.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import torch
 
-from reference_trainer.data import load_dataset, trajectory_starts
+from reference_trainer.data import OfflineDataset, load_dataset, trajectory_starts
 from reference_trainer.policy import load_policy
 
 
@@ -76,13 +78,26 @@ class _Ensemble(torch.nn.Module):
         return x.squeeze(-1)
 
 
+#: A deterministic policy: (N, obs_dim) float observations -> (N, act_dim) actions in [-1, 1].
+PolicyFn = Callable[[torch.Tensor], torch.Tensor]
+
+
 @torch.no_grad()
-def _actions(policies: Sequence, obs: torch.Tensor, chunk: int = 65536) -> torch.Tensor:
+def _actions(policies: Sequence[PolicyFn], obs: torch.Tensor, chunk: int = 65536) -> torch.Tensor:
     """(K, N, act_dim) deterministic actions of every policy on `obs`."""
     out = []
     for p in policies:
-        out.append(torch.cat([p.actor.act(obs[i : i + chunk]).float() for i in range(0, len(obs), chunk)]))
+        out.append(torch.cat([p(obs[i : i + chunk]).float() for i in range(0, len(obs), chunk)]))
     return torch.stack(out)
+
+
+def _dataset(dataset: str | Path, cfg: FQEConfig) -> OfflineDataset:
+    torch.set_num_threads(max(1, cfg.threads))
+    torch.manual_seed(cfg.seed)
+    ds = load_dataset(dataset, gamma=cfg.gamma)
+    if ds.is_image:
+        raise ValueError(f"{dataset}: FQE is implemented for state observations only")
+    return ds
 
 
 def fit_fqe(
@@ -93,20 +108,35 @@ def fit_fqe(
     cfg = cfg or FQEConfig()
     if not checkpoints:
         return []
-    torch.set_num_threads(max(1, cfg.threads))
-    torch.manual_seed(cfg.seed)
-    ds = load_dataset(dataset, gamma=cfg.gamma)
-    if ds.is_image:
-        raise ValueError(f"{dataset}: FQE is implemented for state observations only")
+    ds = _dataset(dataset, cfg)  # seeds torch first: the same fit as before fit_fqe_policies existed
     policies = [load_policy(p) for p in checkpoints]
+    entries: list[tuple[int, str, PolicyFn]] = [
+        (int(pol.step), str(path), pol.actor.act) for path, pol in zip(checkpoints, policies, strict=True)
+    ]
+    return _fit(entries, ds, cfg)
+
+
+def fit_fqe_policies(
+    policies: Sequence[tuple[int, str, PolicyFn]], dataset: str | Path, cfg: FQEConfig | None = None
+) -> list[FQEResult]:
+    """Fit one FQE critic per (step, name, policy) on `dataset` (policies from any framework); results in the order
+    given. Raises ValueError (with the path) for an unreadable or image dataset."""
+    cfg = cfg or FQEConfig()
+    if not policies:
+        return []
+    return _fit(list(policies), _dataset(dataset, cfg), cfg)
+
+
+def _fit(policies: list[tuple[int, str, PolicyFn]], ds: OfflineDataset, cfg: FQEConfig) -> list[FQEResult]:
+    fns = [fn for _, _, fn in policies]
     gamma = cfg.gamma if cfg.gamma is not None else float(ds.metadata.get("gamma", 0.99))
     with np.load(ds.path, allow_pickle=False) as npz:
         starts = trajectory_starts(npz["terminals"].astype(bool), npz["timeouts"].astype(bool))
     obs, act, rew, nobs, done = ds.observations, ds.actions, ds.rewards, ds.next_observations, ds.dones
-    k, n = len(policies), ds.size
-    next_a = _actions(policies, nobs)  # (K, N, A): pi_k(s') for every transition, computed once
+    k, n = len(fns), ds.size
+    next_a = _actions(fns, nobs)  # (K, N, A): pi_k(s') for every transition, computed once
     s0 = obs[torch.as_tensor(starts, dtype=torch.long)]
-    a0 = _actions(policies, s0)
+    a0 = _actions(fns, s0)
     d_in = obs.shape[1] + act.shape[1]
     q = _Ensemble(k, d_in, cfg.hidden, cfg.depth)
     q_targ = _Ensemble(k, d_in, cfg.hidden, cfg.depth)
@@ -135,6 +165,6 @@ def fit_fqe(
     with torch.no_grad():
         v0 = q(torch.cat([s0.expand(k, -1, -1), a0], dim=-1)).mean(dim=1)
     return [
-        FQEResult(str(path), int(pol.step), float(v0[i]), float(td_tail[i] / tail))
-        for i, (path, pol) in enumerate(zip(checkpoints, policies, strict=True))
+        FQEResult(name, int(step), float(v0[i]), float(td_tail[i] / tail))
+        for i, (step, name, _) in enumerate(policies)
     ]
