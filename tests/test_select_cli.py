@@ -14,7 +14,7 @@ import pytest
 torch = pytest.importorskip("torch")
 
 from analyzer.api import analyze  # noqa: E402
-from analyzer.selection import select, table_from_run  # noqa: E402
+from analyzer.selection import DRIFT_TOLERANCE, select, table_from_run  # noqa: E402
 from reference_trainer.select import main  # noqa: E402
 
 TINY = ["--steps", "40", "--ckpt-every", "10", "--log-every", "5", "--bc-steps", "10", "--hidden", "16"]
@@ -184,14 +184,57 @@ def test_method_default_falls_back_when_signals_are_missing(runs, capsys) -> Non
     assert got["method"] == "qpeak" and got["pick"] == select(_table(runs["plain"])).pick
 
 
-def test_d3rlpy_loader_says_how_to_install(runs, capsys) -> None:
+D3 = Path(__file__).resolve().parents[1] / "fixtures" / "real" / "d3rlpy_policy"
+D3_RUN = D3 / "d3rlpy_logs" / "td3_plus_bc"
+
+
+def _has_d3rlpy() -> bool:
     try:
         import d3rlpy  # noqa: F401
     except ImportError:
-        code, _, err = _call([runs["signals"], "--forward", "--policy-loader", "d3rlpy"], capsys)
-        assert code == 2 and "d3rlpy is not installed; pip install d3rlpy" in err
-    else:
-        pytest.skip("d3rlpy is installed")
+        return False
+    return True
+
+
+def test_d3rlpy_run_logs_only_and_install_hint(capsys) -> None:
+    got = _json(
+        [D3_RUN], capsys
+    )  # d3rlpy's CSV logs hold no Q: the default falls back to the last checkpoint
+    assert got["method"] == "last" and got["ranked"] == [30, 20, 10]
+    if _has_d3rlpy():
+        pytest.skip("d3rlpy is installed: the install hint cannot show")
+    code, _, err = _call(
+        [D3_RUN, "--forward", "--policy-loader", "d3rlpy", "--dataset", D3 / "data.npz"], capsys
+    )
+    assert code == 2 and "d3rlpy is not installed; pip install d3rlpy" in err
+
+
+def test_d3rlpy_loader_on_real_model_files(capsys) -> None:
+    pytest.importorskip("d3rlpy")
+    from reference_trainer.policy_hooks import get_loader
+
+    truth = json.loads((D3 / "TRUTH.json").read_text())
+    loader = get_loader("d3rlpy")
+    found = loader.find_checkpoints(D3_RUN)
+    assert [s for s, _ in found] == truth["steps"] == [10, 20, 30]
+    with np.load(D3 / "data.npz") as npz:
+        obs, act = npz["observations"], npz["actions"]
+    for step, path in found:
+        pi = loader.load(path)(torch.as_tensor(obs[:5]))
+        assert pi.numpy() == pytest.approx(np.clip(truth["actions"][str(step)], -1, 1), abs=1e-6)
+    got = _json([D3_RUN, "--policy-loader", "d3rlpy", "--forward", "--fqe", "2", "--fqe-steps", "10",
+                 "--dataset", D3 / "data.npz"], capsys)  # fmt: skip
+    dist = {s: float(((loader.load(p)(torch.as_tensor(obs)).numpy() - act) ** 2).mean()) for s, p in found}
+    lowest = min(dist.values())
+    close = [
+        s for s in sorted(dist, reverse=True) if dist[s] <= (1 + DRIFT_TOLERANCE) * lowest
+    ]  # drift, by hand
+    assert got["tiers"]["forward"]["inputs"] == ["forward:policy_data_distance"]
+    assert set(map(int, got["tiers"]["fqe"]["values"])) == set(
+        (close + sorted(set(dist) - set(close), key=dist.get))[:2]
+    )
+    assert got["tiers"]["fqe"]["fitted"] == 2 and got["tiers"]["fqe"]["checkpoints"] == 3
+    assert got["tiers"]["fqe"]["gamma"] == pytest.approx(0.9)  # from d3rlpy's params.json
 
 
 class WrappedLoader:
