@@ -167,3 +167,37 @@ def test_drift_on_real_trials_picks_near_the_best_where_the_policy_clearly_left_
         hits += int(max(success.values()) - success[pick] <= 0.1 + 1e-9)
     assert checked >= 3
     assert hits / checked >= 0.6
+
+
+def _run_with_distance(distance: np.ndarray, warm_start: int) -> Run:
+    steps = np.arange(100, 100 * (len(distance) + 1), 100, dtype=np.int64)
+    q = np.concatenate([np.linspace(-2, 0, len(steps) // 3), np.linspace(0, 4, len(steps) - len(steps) // 3)])
+    return Run(
+        id="r",
+        path=Path("."),
+        framework="offrl",
+        metadata=RunMetadata(warm_start=warm_start, gamma=0.9, reward_range=(0.0, 1.0), horizon=40),
+        series={
+            "q_data": Series("q_data", steps, q),
+            "td_error": Series("td_error", steps, np.full(len(steps), 0.5)),
+            "policy_data_distance": Series("policy_data_distance", steps, distance),
+        },
+        checkpoints=[Checkpoint(int(s), None) for s in steps if s % 1000 == 0],
+    )
+
+
+def test_of004_warns_when_the_policy_leaves_the_data_and_names_the_checkpoint_before():
+    from analyzer.api import analyze_runs
+
+    d = np.concatenate([np.linspace(0.15, 0.08, 20), np.full(10, 0.09), np.full(30, 0.2)])  # leaves at 3100
+    res = analyze_runs([_run_with_distance(d, warm_start=2000)]).runs[0]
+    of4 = [f for f in res.findings if f.code == "OF004"]
+    assert len(of4) == 1
+    assert of4[0].evidence["alarm_step"] == 3100 and of4[0].evidence["lowest"] == pytest.approx(0.08)
+    assert "at or before step 3000" in of4[0].message
+    # stays close all run: no warning; no distance logged: no warning
+    calm = analyze_runs([_run_with_distance(np.full(60, 0.09), warm_start=2000)]).runs[0]
+    assert not [f for f in calm.findings if f.code == "OF004"]
+    run = _run_with_distance(d, warm_start=2000)
+    del run.series["policy_data_distance"]
+    assert not [f for f in analyze_runs([run]).runs[0].findings if f.code == "OF004"]

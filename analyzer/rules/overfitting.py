@@ -7,6 +7,7 @@ import numpy as np
 from analyzer.report import Finding
 from analyzer.rules.base import Analysis, Context, Param, fmt, rule
 from analyzer.rules.evidence import OF001Evidence
+from analyzer.selection import DRIFT_TOLERANCE, drift_alarm
 from analyzer.signal import tail_level, tail_trend
 
 
@@ -365,5 +366,64 @@ def q_falls_from_start(ctx: Context) -> list[Finding]:
             + (f" ({fall / sigma:.0f} smoothed-noise sigmas)" if sigma > 0 else ""),
             evidence=ev,
             steps=(int(s[finite][0]), int(s[finite][-1])),
+        )
+    ]
+
+
+@rule(
+    "OF004",
+    "policy-left-data",
+    "warning",
+    "The policy walked away from the dataset's actions after the warm start (collapse early warning).",
+    family="overfitting",
+    params=(
+        Param(
+            "tolerance",
+            DRIFT_TOLERANCE,
+            "positive",
+            "the alarm fires when policy_data_distance exceeds (1 + tolerance) x its lowest value so far",
+            "closed loop (docs/selection.md): chosen on development seeds from 0.1-1.0; the policy's BC distance "
+            "rises by 1.4-1.7x when CQL takes over and by 2-2.7x where success collapses",
+        ),
+    ),
+    detects="The run logs `policy_data_distance` (the mean squared distance of the policy's action from the "
+    "dataset action; our trainer, or any framework logging it under that name) and, after the BC warm start, "
+    "it rises above (1 + `tolerance`) x the lowest value it had reached. Read causally: the step named is the "
+    "first logged point at which the alarm could have been raised.",
+    why="In the closed loop, success collapses when the policy leaves the data after the warm-start switch — "
+    "while dataset Q keeps rising, because the critic values the new out-of-distribution actions. The "
+    "distance shows the walk as it starts; the checkpoint before it is `offrl-select`'s `drift` pick "
+    "(held-out regret and recall of this warning in docs/selection.md).",
+    example="`OF004 policy-left-data: policy_data_distance 0.19 at step 4300 is 2.4x its lowest (0.08 at step "
+    "4000): the policy is leaving the data; deploy a checkpoint at or before step 4000 (offrl-select --method "
+    "drift)`",
+    remediation="Deploy a checkpoint from before the alarm (`offrl-select RUN`); to keep the policy near the "
+    "data, raise CQL's alpha / BRAC's penalty or lower the policy learning rate.",
+)
+def policy_left_data(ctx: Context) -> list[Finding]:
+    run = ctx.run
+    d = run.series.get("policy_data_distance")
+    if d is None or not len(d):
+        return []
+    ws = ctx.analysis.eff.warm_start or 0
+    alarm = drift_alarm(d.steps, d.values, int(ws), float(ctx.params["tolerance"]))
+    if alarm is None:
+        return []
+    unit = run.x_unit
+    before = [int(c.step) for c in run.checkpoints if c.step < alarm.step]
+    where = f"deploy a checkpoint at or before {unit} {before[-1]}" if before else "no checkpoint precedes it"
+    return [
+        ctx.finding(
+            f"policy_data_distance {alarm.distance:.3g} at {unit} {alarm.step} is "
+            f"{alarm.distance / alarm.lowest:.2g}x its lowest ({alarm.lowest:.3g} at {unit} {alarm.lowest_step}): "
+            f"the policy is leaving the data; {where} (offrl-select --method drift)",
+            evidence={
+                "alarm_step": alarm.step,
+                "distance": alarm.distance,
+                "lowest": alarm.lowest,
+                "lowest_step": alarm.lowest_step,
+                "ratio": alarm.distance / alarm.lowest if alarm.lowest > 0 else float("inf"),
+            },
+            steps=(alarm.lowest_step, alarm.step),
         )
     ]
