@@ -362,10 +362,14 @@ class _SelectCommand(GuardedCommand):
     prog = PROG
 
     def user_errors(self) -> dict[type[BaseException], int]:
-        from reference_trainer.data import DatasetError
         from reference_trainer.policy_hooks import LoaderUnavailable
 
-        return {LoaderUnavailable: 2, DatasetError: 2}
+        errors: dict[type[BaseException], int] = {LoaderUnavailable: 2}
+        try:  # imports torch: the logs-only tier runs without it (the base install has no trainer extra)
+            from reference_trainer.data import DatasetError
+        except ImportError:
+            return errors
+        return {**errors, DatasetError: 2}
 
 
 def run(
