@@ -213,7 +213,7 @@ def test_d3rlpy_loader_on_real_model_files(capsys) -> None:
     pytest.importorskip("d3rlpy")
     from reference_trainer.policy_hooks import get_loader
 
-    truth = json.loads((D3 / "TRUTH.json").read_text())
+    truth = json.loads((D3 / "ACTIONS.json").read_text())
     loader = get_loader("d3rlpy")
     found = loader.find_checkpoints(D3_RUN)
     assert [s for s, _ in found] == truth["steps"] == [10, 20, 30]
