@@ -45,6 +45,12 @@ _METRICS = [
     MetricInfo(
         "brac_divergence", "BRAC divergence", "Divergence estimate between pi and the behaviour policy."
     ),
+    MetricInfo(
+        "value_penalty",
+        "value penalty",
+        "Mean per-step term a value-penalty method subtracts from the bootstrapped value, r + gamma (Q' - p) "
+        "(BRAC-vp: alpha D(s'), or temp log pi - beta log pi_b with an entropy term); widens the feasible Q range.",
+    ),
     MetricInfo("dr3_term", "DR3 term", "Feature dot-product regularizer phi(s,a).phi(s',a') (DR3)."),
     MetricInfo("vib_term", "VIB term", "KL of the variational information bottleneck to N(0, I)."),
     MetricInfo(

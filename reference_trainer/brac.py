@@ -9,7 +9,14 @@ Then each step, read top to bottom:
      regularisation variant (`pr`) v = min_j Q'_j(s', a');
   3. critics: Bellman MSE (+ remedies);
   4. actor: temp log pi(a|s) - beta log pi_b(a|s) - Q(s, a), a ~ pi(s) (both variants);
-  5. logged divergence: sampled KL(pi || pi_b) with N actions per state.
+  5. logged divergence: sampled KL(pi || pi_b) with N actions per state, and `value_penalty`, the mean of
+     what step 2 subtracts from Q'(s', a') (temp log pi(a'|s') - beta log pi_b(a'|s') for `vp`, 0 for `pr`).
+
+Why `value_penalty` is logged: the backup adds it to every future step, so dataset Q may legitimately leave the
+reward-implied range [r_min, r_max] x H by up to gamma x H x the penalty, either way (with beta > temp and a tight
+pi_b the "penalty" is a bonus: beta log pi_b(a') is large and positive). The sampled KL alone does not bound it
+(the entropy part (beta - temp) E[log pi] is not in it), and the analyzer's divergence check (DV001) needs the
+actual term to widen the feasible range (docs/rules/DV001.md).
 """
 
 from __future__ import annotations
@@ -37,6 +44,7 @@ BRAC_METRICS = (
     "critic_loss",
     "policy_loss",
     "brac_divergence",
+    "value_penalty",
 )
 
 #: pi_b's log-std floor: a BC fit to near-deterministic scripted actions would otherwise shrink
@@ -107,10 +115,13 @@ class BRACAgent(ActorCriticAgent):
             a_next, logp_next, u_next = sample_tanh_gaussian(next_mean, next_log_std)
             # 2. target
             v = self.target_q(next_obs, a_next)
+            value_penalty = torch.zeros((), device=self.device)
             if cfg.brac_variant == "vp":
                 nb_mean, nb_log_std = self.behaviour(next_obs)
                 logb_next = tanh_log_prob_from_u(u_next, nb_mean, nb_log_std)
-                v = v + beta * logb_next - temp.detach() * logp_next
+                penalty = temp.detach() * logp_next - beta * logb_next
+                v = v - penalty
+                value_penalty = penalty.mean()
             y = batch.rewards + self.gamma * (1.0 - batch.dones) * v
             # 5. divergence estimate with N samples per state
             _, logp_s, u_s = sample_tanh_gaussian(mean.detach(), log_std.detach(), cfg.n_actions)
@@ -154,7 +165,17 @@ class BRACAgent(ActorCriticAgent):
         self.soft_update()
 
         q1, td1, loss1, dr3_1, vib1 = per_critic[0]
-        values = [q1.mean(), q_pis[0].mean(), y.mean(), td1, temp, loss1, policy_loss, divergence]
+        values = [
+            q1.mean(),
+            q_pis[0].mean(),
+            y.mean(),
+            td1,
+            temp,
+            loss1,
+            policy_loss,
+            divergence,
+            value_penalty,
+        ]
         if dr3_1 is not None:
             values.append(dr3_1)
         if vib1 is not None:

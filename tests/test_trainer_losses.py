@@ -182,3 +182,20 @@ def test_backup_option_is_validated():
 
     with pytest.raises(ConfigError, match="--backup"):
         TrainConfig(obs_shape=(3,), act_dim=2, backup="max").validate()
+
+
+def test_brac_logs_the_value_penalty_its_backup_subtracts():
+    """value_penalty is what the vp backup takes off gamma x Q'(s', a'): y(vp) - y(pr) = -gamma x value_penalty
+    on the same networks and noise, and it is 0 for pr (no penalty in the backup)."""
+    from reference_trainer.brac import BRACAgent
+
+    logged = {}
+    for variant in ("vp", "pr"):
+        torch.manual_seed(0)
+        cfg = TrainConfig(algo="brac", obs_shape=(3,), act_dim=2, hidden=16, depth=2, n_actions=4, bc_steps=0,
+                          gamma=0.9, brac_variant=variant, brac_beta=3.0)  # fmt: skip
+        agent = BRACAgent(cfg, torch.device("cpu"))
+        logged[variant] = dict(zip(agent.metric_names, agent.update(_toy_batch(), 1).tolist(), strict=True))
+    vp, pr = logged["vp"], logged["pr"]
+    assert pr["value_penalty"] == 0.0 and vp["value_penalty"] != 0.0
+    assert vp["q_target"] - pr["q_target"] == pytest.approx(-0.9 * vp["value_penalty"], rel=1e-4, abs=1e-5)

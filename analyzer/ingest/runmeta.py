@@ -138,6 +138,9 @@ def extract_metadata(raw: RawRun, profile: Profile, x_unit: str, issues: list[In
         md.checkpoint_interval, md.sources["checkpoint_interval"] = ck, ck_src
 
     ws, ws_src = _warm_start(raw, x_unit, profile)
+    if ws and profile.name == "offrl" and md.algorithm == "brac":
+        # our trainer's BRAC spends `bc_steps` fitting pi_b before its first logged step: the actor has no warm start
+        ws, ws_src = 0, f"{ws_src} (BRAC: the behaviour fit before the logged steps)"
     if ws is not None:
         md.warm_start, md.sources["warm_start"] = ws, ws_src
     return md

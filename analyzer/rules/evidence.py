@@ -61,6 +61,10 @@ class DV001Evidence(InconclusiveEvidence, total=False):
     bound: float
     ranges_beyond: float
     margin: float
+    # BRAC value penalty (when it widened q_lo / q_hi): gamma x H x max p below, x max(-p) above, and its source
+    penalty_below: float
+    penalty_above: float
+    penalty_source: str
     # mode growth
     growth: float
     q_second_quarter: float

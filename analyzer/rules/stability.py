@@ -93,7 +93,9 @@ def _growth(steps: np.ndarray, values: np.ndarray) -> dict | None:
     ),
     detects="(a) With reward range and horizon/gamma known: the smoothed dataset Q above Q_hi + m "
     "(m = `margin_fraction` x Q range) or below Q_lo - `below_range_factor` x Q range, Q_lo/Q_hi = "
-    "r_min/r_max x H (or one step). (b) Without them: median |Q| of the last quarter >= `growth_factor` x "
+    "r_min/r_max x H (or one step); for BRAC with a value penalty p per step (logged `value_penalty`, else "
+    "`brac_beta` x `brac_divergence`) Q_lo - gamma x H x max p and Q_hi + gamma x H x max(-p): the penalty is "
+    "part of every backup, so Q may leave the reward range by that much without diverging. (b) Without them: median |Q| of the last quarter >= `growth_factor` x "
     "that of the second quarter and still rising. (c) Any critic signal whose largest |value| is >= "
     "`signal_growth` x its early level and stays >= 10% of that growth to the end. The finding names the "
     "step the divergence started (first point beyond 10x the early level, or beyond the bound).",
@@ -149,38 +151,92 @@ def q_divergence(ctx: Context) -> list[Finding]:
     ]
 
 
+#: run-config keys of a BRAC value-penalty weight (our trainer's `--brac-beta`), read when no `value_penalty` is logged
+_PENALTY_WEIGHT_KEYS = ("brac_beta",)
+
+
+def _window_values(ctx: Context, name: str) -> np.ndarray:
+    """Finite values of a logged series over the steps the rules read (after a skipped warm start)."""
+    series = ctx.run.series.get(name)
+    if series is None:
+        return np.zeros(0)
+    s, v = finite(series.steps, series.values)
+    after = ctx.analysis.read_after
+    return v[s > after] if after is not None else v
+
+
+def value_penalty_shift(ctx: Context) -> tuple[float, float, str] | None:
+    """How far a BRAC value penalty lets dataset Q leave the reward-implied range: (below, above, source).
+
+    Why: BRAC-vp backs up r + gamma (Q'(s', a') - p(s')), p the per-step value penalty (alpha x D(s') in Wu et al.;
+    temp log pi - beta log pi_b in rlkit-style code, whose entropy part can make p negative). Every future step
+    pays it, so Q may lie up to gamma x H x max p below r_min x H, and gamma x H x max(-p) above r_max x H, with no
+    divergence at all. The term is read, in order of preference, from a logged `value_penalty` series (the exact
+    term) or as weight x `brac_divergence` (the textbook alpha D; the weight from the run config, `brac_beta`).
+    The largest value over the read window gives the loosest bound the logs support: a diverged critic leaves the
+    range by orders of magnitude, a penalty by its size. None for non-BRAC runs, `brac_variant: pr` (no penalty in
+    the backup) or when neither source is there.
+    """
+    a, e = ctx.analysis, ctx.analysis.eff
+    if a.reg_name != "brac_divergence" or e.H is None:
+        return None
+    hp = ctx.run.metadata.hyperparameters
+    if str(hp.get("brac_variant", "vp")).lower() == "pr":
+        return None
+    steps_ahead = e.H * (e.gamma if e.gamma is not None else 1.0)
+    p = _window_values(ctx, "value_penalty")
+    source = "logged value_penalty"
+    if not p.size:
+        weight = next((hp[k] for k in _PENALTY_WEIGHT_KEYS if isinstance(hp.get(k), int | float)), None)
+        d = _window_values(ctx, "brac_divergence")
+        if weight is None or not d.size:
+            return None
+        p = float(weight) * d
+        source = f"{fmt(float(weight))} (brac_beta) x logged brac_divergence"
+    below = steps_ahead * max(float(np.max(p)), 0.0)
+    above = steps_ahead * max(float(-np.min(p)), 0.0)
+    return below, above, f"{source}, x gamma x H = {fmt(steps_ahead)}"
+
+
 def _range_divergence(ctx: Context, s: np.ndarray, v: np.ndarray) -> Finding | None:
     a, e = ctx.analysis, ctx.analysis.eff
     if e.q_lo is None or e.q_hi is None or not e.q_range:
         return None
+    q_lo, q_hi, penalty = e.q_lo, e.q_hi, value_penalty_shift(ctx)
+    if penalty is not None:
+        q_lo, q_hi = q_lo - penalty[0], q_hi + penalty[1]
     m = float(ctx.params["margin_fraction"]) * e.q_range
-    floor = e.q_lo - float(ctx.params["below_range_factor"]) * e.q_range
-    hi_idx = np.flatnonzero(v > e.q_hi + m)
+    floor = q_lo - float(ctx.params["below_range_factor"]) * e.q_range
+    hi_idx = np.flatnonzero(v > q_hi + m)
     lo_idx = np.flatnonzero(v < floor)
     if not (hi_idx.size or lo_idx.size):
         return None
     first = int(min(hi_idx[0] if hi_idx.size else s.size, lo_idx[0] if lo_idx.size else s.size))
     up = hi_idx.size and (not lo_idx.size or hi_idx[0] <= lo_idx[0])
     ext = float(np.max(v)) if up else float(np.min(v))
-    bound, beyond = (e.q_hi, ext - e.q_hi) if up else (e.q_lo, e.q_lo - ext)
+    bound, beyond = (q_hi, ext - q_hi) if up else (q_lo, q_lo - ext)
     side = (
-        f"maximum {fmt(e.q_hi)} (+{fmt(m)} margin)"
+        f"maximum {fmt(q_hi)} (+{fmt(m)} margin)"
         if up
-        else f"minimum {fmt(e.q_lo)} (-{fmt(e.q_lo - floor)} margin)"
+        else f"minimum {fmt(q_lo)} (-{fmt(q_lo - floor)} margin)"
     )
+    with_penalty = f" (value penalty included: {penalty[2]})" if penalty is not None else ""
+    evidence: dict[str, object] = {
+        "extreme": ext,
+        "first_step": int(s[first]),
+        "q_lo": q_lo,
+        "q_hi": q_hi,
+        "bound": bound,
+        "ranges_beyond": beyond / e.q_range,
+        "margin": m,
+        "mode": "range",
+    }
+    if penalty is not None:
+        evidence.update(penalty_below=penalty[0], penalty_above=penalty[1], penalty_source=penalty[2])
     return ctx.finding(
         f"{a.q_name} reaches {fmt(ext)}, {orders(beyond / e.q_range)} the Q range {fmt(e.q_range)} beyond the "
-        f"feasible {side}; first beyond it at {a.run.x_unit} {int(s[first])}: the critic diverged",
-        evidence={
-            "extreme": ext,
-            "first_step": int(s[first]),
-            "q_lo": e.q_lo,
-            "q_hi": e.q_hi,
-            "bound": bound,
-            "ranges_beyond": beyond / e.q_range,
-            "margin": m,
-            "mode": "range",
-        },
+        f"feasible {side}{with_penalty}; first beyond it at {a.run.x_unit} {int(s[first])}: the critic diverged",
+        evidence=evidence,
         steps=(int(s[first]), int(s[-1])),
     )
 
