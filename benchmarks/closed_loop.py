@@ -93,10 +93,14 @@ def bc(
     with np.load(dataset) as d:
         x = torch.tensor(d["observations"])
         y = torch.tensor(d["actions"]).clamp(-0.999, 0.999)
+        meta = json.loads(str(d["metadata"])) if "metadata" in d else {}
+    # roll out in the dataset's own task: a 35-object dataset is scored on 35 object types, not on the default 1
+    env = {k: v for k, v in meta.get("env_kwargs", {}).items() if k in ("n_objects", "segment")}
     mu, sd = (x.mean(0), x.std(0) + 1e-6) if normalize else (torch.zeros(x.shape[1]), torch.ones(x.shape[1]))
     actor = Actor((x.shape[1],), y.shape[1], hidden, depth)
     opt = torch.optim.Adam(actor.parameters(), lr=lr)
     t0 = time.perf_counter()
+    loss = torch.zeros(())
     for _ in range(steps):
         idx = torch.randint(len(x), (256,))
         mean, log_std = actor((x[idx] - mu) / sd)
@@ -111,10 +115,12 @@ def bc(
             return actor.act(((torch.as_tensor(obs) - mu) / sd)[None])[0].numpy()
 
     scores, _ = evaluate_checkpoints(
-        [(steps, Path("bc"))], task_spec("pickplace"), episodes, loader=lambda p: policy
+        [(steps, Path("bc"))], task_spec("pickplace", **env), episodes, loader=lambda p: policy
     )
     return {"hidden": hidden, "depth": depth, "steps": steps, "lr": lr, "normalize": normalize,
-            "train_s": train_s, "success_rate": scores[0].success_rate, "episodes": episodes}  # fmt: skip
+            "train_s": train_s, "success_rate": scores[0].success_rate, "episodes": episodes,
+            "env": env, "transitions": len(x), "data_success_rate": meta.get("success_rate"),
+            "final_nll": float(loss.detach())}  # fmt: skip
 
 
 def readings(out: Path, rules: list[str], seeds: set[int] | None) -> str:
