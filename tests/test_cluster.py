@@ -119,7 +119,9 @@ def test_sweep_on_ray_trains_every_run_once_and_resumes_a_killed_task(local_ray,
 
     def has_checkpoint(cmd: str) -> bool:
         run_dir = Path(cmd.split("--log-dir ", 1)[1].split()[0])
-        return (run_dir / "checkpoints").is_dir() and any((run_dir / "checkpoints").iterdir())
+        # a finished checkpoint, not the temp file of one being written (killing the task then leaves nothing to
+        # resume from, and the sweep rightly starts the run again without --resume)
+        return (run_dir / "checkpoints").is_dir() and any((run_dir / "checkpoints").glob("ckpt_*.pt"))
 
     stop = threading.Event()
     killer = threading.Thread(
