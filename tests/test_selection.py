@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import math
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -201,3 +202,22 @@ def test_of004_warns_when_the_policy_leaves_the_data_and_names_the_checkpoint_be
     run = _run_with_distance(d, warm_start=2000)
     del run.series["policy_data_distance"]
     assert not [f for f in analyze_runs([run]).runs[0].findings if f.code == "OF004"]
+
+
+@pytest.mark.skipif(not _corpus_trials(), reason="closed-loop corpus not present")
+def test_confidence_table_is_the_fit_on_the_development_seeds():
+    """analyzer.selection.CONFIDENCE must be what benchmarks/selection.py fits on seeds 0-1 of the corpus."""
+    import importlib.util
+
+    from analyzer.selection import CONFIDENCE
+
+    path = Path(__file__).resolve().parents[1] / "benchmarks" / "selection.py"
+    spec = importlib.util.spec_from_file_location("selection_benchmark", path)
+    assert spec is not None and spec.loader is not None
+    bench = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = bench  # dataclasses look their module up there
+    spec.loader.exec_module(bench)
+    trials = [t for d in sorted(CORPUS.iterdir()) if d.is_dir() and (t := bench.load_trial(d)) is not None]
+    dev = [t for t in trials if t.seed in (0, 1) and t.success.max() > t.success.min()]
+    fitted = bench.fit_confidence(dev)
+    assert {k: v["p"] for k, v in fitted.items()} == pytest.approx(CONFIDENCE)
