@@ -66,6 +66,11 @@ _METRICS = [
         "on a fixed batch of dataset states.",
     ),
     MetricInfo(
+        "policy_data_distance_holdout",
+        "held-out policy-data action distance",
+        "policy_data_distance on a held-out split of the dataset never trained on.",
+    ),
+    MetricInfo(
         "td_error_holdout",
         "held-out TD error",
         "Bellman mean squared error, as td_error, on a held-out split of the dataset never trained on.",

@@ -156,8 +156,9 @@ def select_qpeak(t: CheckpointTable, **_: float) -> Ranking | None:
 
 
 def _distance(t: CheckpointTable) -> tuple[str, np.ndarray] | None:
-    """The policy's distance from the data: the forward pass's (all held-out transitions) over the logged one."""
-    for name in ("forward:policy_data_distance", "policy_data_distance"):
+    """The policy's distance from the data, best reading first: the forward pass's (every held-out transition), the
+    logged held-out one, the logged training-batch one (inflated ratios: BC fits training states closest)."""
+    for name in ("forward:policy_data_distance", "policy_data_distance_holdout", "policy_data_distance"):
         d = t.get(name)
         if d is not None:
             return name, d

@@ -10,7 +10,10 @@ analyzer can read them from any framework that logs them:
 - `srank`: effective rank of the penultimate features (Kumar et al. 2021, "Implicit under-parameterization"), delta 0.01;
 - `critic_weight_norm`: L2 norm of all parameters of critic 1;
 - `soft_opc`: SoftOPC (Irpan et al. 2019): mean Q on transitions of successful trajectories minus mean Q on all;
-- `td_error_holdout`, `q_data_holdout`: the training TD error and dataset Q on a held-out split never trained on.
+- `td_error_holdout`, `q_data_holdout`: the training TD error and dataset Q on a held-out split never trained on;
+- `policy_data_distance_holdout`: `policy_data_distance` on the held-out split. Why both: BC fits the training
+  transitions more closely than unseen ones, so the training-batch distance at the end of the warm start is lower
+  than the held-out one and any ratio to it is inflated (docs/selection.md); `drift` and OF004 read this one first.
 
 How they stay cheap and leave training untouched: every batch (and the policy noise of a sampled TD backup) is drawn
 once, from generators of their own seeded with SIGNAL_SEED, never from the global RNG the training steps use; the
@@ -40,7 +43,7 @@ SRANK_DELTA = 0.01
 SIGNAL_SEED = 20_160_916
 
 TRAIN_SIGNALS = ("policy_data_distance", "dr3_dot", "srank", "critic_weight_norm")
-HOLDOUT_SIGNALS = ("td_error_holdout", "q_data_holdout")
+HOLDOUT_SIGNALS = ("td_error_holdout", "q_data_holdout", "policy_data_distance_holdout")
 
 
 # ---------------------------------------------------------------------------- the measures (pure functions)
@@ -195,5 +198,6 @@ class SignalProbe:
             ho = self.holdout
             q = critic.forward_from(critic.encode(ho.obs), ho.batch.actions).q
             y, _ = agent.backup_target(ho.next_obs, ho.batch.rewards, ho.batch.dones, ho.eps)
-            values += [(q - y).pow(2).mean(), q.mean()]
+            pi_ho = torch.tanh(agent.actor(ho.obs)[0])
+            values += [(q - y).pow(2).mean(), q.mean(), policy_data_distance(pi_ho, ho.batch.actions)]
         return values

@@ -386,7 +386,7 @@ def q_falls_from_start(ctx: Context) -> list[Finding]:
             "rises by 1.4-1.7x when CQL takes over and by 2-2.7x where success collapses",
         ),
     ),
-    detects="The run logs `policy_data_distance` (the mean squared distance of the policy's action from the "
+    detects="The run logs `policy_data_distance_holdout` or `policy_data_distance` (the held-out reading first; the mean squared distance of the policy's action from the "
     "dataset action; our trainer, or any framework logging it under that name) and, after the BC warm start, "
     "it rises above (1 + `tolerance`) x the lowest value it had reached. Read causally: the step named is the "
     "first logged point at which the alarm could have been raised.",
@@ -402,7 +402,13 @@ def q_falls_from_start(ctx: Context) -> list[Finding]:
 )
 def policy_left_data(ctx: Context) -> list[Finding]:
     run = ctx.run
-    d = run.series.get("policy_data_distance")
+    # the held-out reading first: BC fits training states closest, so ratios to the training-batch minimum are inflated
+    name = (
+        "policy_data_distance_holdout"
+        if run.series.get("policy_data_distance_holdout")
+        else "policy_data_distance"
+    )
+    d = run.series.get(name)
     if d is None or not len(d):
         return []
     ws = ctx.analysis.eff.warm_start or 0
@@ -414,10 +420,11 @@ def policy_left_data(ctx: Context) -> list[Finding]:
     where = f"deploy a checkpoint at or before {unit} {before[-1]}" if before else "no checkpoint precedes it"
     return [
         ctx.finding(
-            f"policy_data_distance {alarm.distance:.3g} at {unit} {alarm.step} is "
+            f"{name} {alarm.distance:.3g} at {unit} {alarm.step} is "
             f"{alarm.distance / alarm.lowest:.2g}x its lowest ({alarm.lowest:.3g} at {unit} {alarm.lowest_step}): "
             f"the policy is leaving the data; {where} (offrl-select --method drift)",
             evidence={
+                "metric": name,
                 "alarm_step": alarm.step,
                 "distance": alarm.distance,
                 "lowest": alarm.lowest,
