@@ -89,7 +89,7 @@ def load_trial(tdir: Path) -> Trial | None:
     table = table.merge(
         {int(k): {"v_s0": float(v)} for k, v in r.get("fqe", {}).items()}, "FQE", prefix="fqe:"
     )
-    pdd = run.series.get("policy_data_distance")
+    pdd = run.series.get("policy_data_distance_holdout") or run.series.get("policy_data_distance")
     spec = r["spec"]
     cfg = json.loads((tdir / "run" / "config.json").read_text())
     return Trial(
