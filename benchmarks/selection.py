@@ -419,6 +419,37 @@ def figure(rel: list[dict[str, float]], path: Path) -> None:
     plt.close(fig)
 
 
+def measure_cost(trial_dir: Path, fqe_steps: int, shortlist: int = SHORTLIST) -> dict[str, float]:
+    """CPU seconds (time.process_time, one process, one thread) of each tier on one trial's checkpoints: the forward
+    pass of every checkpoint, FQE on every checkpoint, FQE on `shortlist` of them. Same process, same load."""
+    import time
+
+    import torch
+
+    from reference_trainer.checkpoint import list_checkpoints
+    from reference_trainer.forward import forward_scores
+    from reference_trainer.fqe import FQEConfig, fit_fqe
+
+    torch.set_num_threads(1)
+    spec = json.loads((trial_dir / "spec.json").read_text())
+    gamma = json.loads((trial_dir / "run" / "config.json").read_text()).get("gamma")
+    ckpts = list_checkpoints(trial_dir / "run")
+    out: dict[str, float] = {"checkpoints": len(ckpts), "fqe_steps": fqe_steps}
+    t0 = time.process_time()
+    forward_scores(ckpts, spec["dataset_path"])
+    out["forward_s"] = time.process_time() - t0
+    cfg = FQEConfig(steps=fqe_steps, seed=int(spec["seed"]), gamma=gamma)
+    t0 = time.process_time()
+    fit_fqe([p for _, p in ckpts[-shortlist:]], spec["dataset_path"], cfg)
+    out["fqe_shortlist_s"] = time.process_time() - t0
+    t0 = time.process_time()
+    fit_fqe([p for _, p in ckpts], spec["dataset_path"], cfg)
+    out["fqe_all_s"] = time.process_time() - t0
+    out["forward_share"] = out["forward_s"] / out["fqe_all_s"]
+    out["shortlist_share"] = out["fqe_shortlist_s"] / out["fqe_all_s"]
+    return out
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python benchmarks/selection.py", description=__doc__.split("\n\n")[0])
     p.add_argument("corpora", nargs="+", type=Path)
@@ -426,7 +457,14 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--json", type=Path)
     p.add_argument("--figures", type=Path)
     p.add_argument("--markdown", type=Path, help="write the tables (every split) to this file")
+    p.add_argument(
+        "--cost", type=Path, help="instead: measure each tier's CPU time on this trial dir (with checkpoints)"
+    )
+    p.add_argument("--fqe-steps", type=int, default=5000)
     a = p.parse_args(argv)
+    if a.cost:
+        print(json.dumps(measure_cost(a.cost, a.fqe_steps)))
+        return 0
     dev_seeds = {int(s) for s in a.dev_seeds.split(",") if s}
     trials: list[Trial] = []
     flat = 0

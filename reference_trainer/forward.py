@@ -32,7 +32,7 @@ from reference_trainer.agent import ActorCriticAgent
 from reference_trainer.checkpoint import read_checkpoint
 from reference_trainer.config import TrainConfig
 from reference_trainer.data import OfflineDataset, holdout_split, load_dataset
-from reference_trainer.signals import SIGNAL_SEED, SignalProbe
+from reference_trainer.signals import SIGNAL_SEED, SignalProbe, policy_data_distance
 
 #: Held-out transitions read per checkpoint: all of them up to this many (a fixed, seeded subset beyond it).
 FORWARD_BATCH = 4096
@@ -92,17 +92,24 @@ def held_out_data(
 
 
 @torch.no_grad()
-def _extra(agent: ActorCriticAgent, ds: OfflineDataset, rows: torch.Tensor) -> dict[str, float]:
+def _held_out(agent: ActorCriticAgent, probe: SignalProbe, ds: OfflineDataset) -> dict[str, float]:
+    """The held-out readings on the probe's fixed batch (the probe itself reads `ds` as its training data, so its
+    held-out signals would repeat the same passes): TD error, dataset Q, policy distance, policy gain; V(s0)."""
     critic = agent.critic_nets[0]
-    obs, act = ds.observations[rows], ds.actions[rows]
-    if agent.is_image:
-        return {}
-    pi = torch.tanh(agent.actor(obs)[0])
-    q_pi = critic.forward_from(critic.encode(obs), pi).q.float()
-    q_data = critic.forward_from(critic.encode(obs), act).q.float()
-    s0 = ds.observations[_starts(ds)]
+    fx = probe.train
+    q_data = critic.forward_from(critic.encode(fx.obs), fx.batch.actions).q.float()
+    y, _ = agent.backup_target(fx.next_obs, fx.batch.rewards, fx.batch.dones, fx.eps)
+    pi = torch.tanh(agent.actor(fx.obs)[0])
+    q_pi = critic.forward_from(critic.encode(fx.obs), pi).q.float()
+    s0 = probe._obs(ds.observations[_starts(ds)])
     v0 = critic.forward_from(critic.encode(s0), torch.tanh(agent.actor(s0)[0])).q.float()
-    return {"v_s0": float(v0.mean()), "policy_gain": float((q_pi - q_data).mean())}
+    return {
+        "td_error_holdout": float((q_data - y.float()).pow(2).mean()),
+        "q_data_holdout": float(q_data.mean()),
+        "policy_data_distance_holdout": float(policy_data_distance(pi, fx.batch.actions)),
+        "v_s0": float(v0.mean()),
+        "policy_gain": float((q_pi - q_data).mean()),
+    }
 
 
 def forward_scores(
@@ -132,11 +139,8 @@ def forward_scores(
         for net in agent.critic_nets:
             net.eval()
         agent.actor.eval()
-        probe = SignalProbe(agent, data, data, batch_size=batch)
+        probe = SignalProbe(agent, data, None, batch_size=batch)
         vals = {k: float(v) for k, v in probe.compute().items()}
-        rows = torch.as_tensor(
-            np.sort(np.random.default_rng(SIGNAL_SEED).permutation(data.size)[:batch]), dtype=torch.long
-        )
-        vals.update(_extra(agent, data, rows))
+        vals.update(_held_out(agent, probe, data))
         scores[int(step)] = vals
     return ForwardScores(scores, where, 0 if data is None else data.size, time.process_time() - t0, skipped)
