@@ -300,7 +300,14 @@ def select_paths(paths: list[Path], opts: Options, rules: Path | None = None) ->
             )
             raise CliError(f"{path}: {why}")
         for res in report.runs:
-            out.append(select_run(res.run, opts, cpu / len(report.runs)))
+            chosen = select_run(res.run, opts, cpu / len(report.runs))
+            # name runs by the path the user gave (run ids are relative to it: a run dir given directly is just
+            # its own folder name, e.g. "run", which tells several runs apart by nothing)
+            rel = Path(res.run.id)
+            chosen.selection.run_id = str(
+                path if rel.name == path.name and len(rel.parts) == 1 else path / rel
+            )
+            out.append(chosen)
     return out
 
 
@@ -323,14 +330,18 @@ def render_table(results: list[RunSelection]) -> None:
     from rich.console import Console
     from rich.table import Table
 
+    from analyzer.output.brief import short_run_ids
     from analyzer.output.names import terminal
 
     t = Table("run", "method", "pick", "confidence", "shortlist", "reason")
+    labels = short_run_ids(
+        [r.selection.run_id for r in results], 40
+    )  # what tells the runs apart, as offrl-analyze
     for r in results:
         s = r.selection
         conf = "-" if s.confidence is None else f"{s.confidence:.2f}"
         t.add_row(
-            terminal(s.run_id),
+            terminal(labels[s.run_id]),
             s.method,
             str(s.pick),
             conf,
