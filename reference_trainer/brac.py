@@ -119,9 +119,9 @@ class BRACAgent(ActorCriticAgent):
             if cfg.brac_variant == "vp":
                 nb_mean, nb_log_std = self.behaviour(next_obs)
                 logb_next = tanh_log_prob_from_u(u_next, nb_mean, nb_log_std)
-                penalty = temp.detach() * logp_next - beta * logb_next
-                v = v - penalty
-                value_penalty = penalty.mean()
+                p_next = temp.detach() * logp_next - beta * logb_next
+                v = v - p_next
+                value_penalty = p_next.mean()
             y = batch.rewards + self.gamma * (1.0 - batch.dones) * v
             # 5. divergence estimate with N samples per state
             _, logp_s, u_s = sample_tanh_gaussian(mean.detach(), log_std.detach(), cfg.n_actions)
