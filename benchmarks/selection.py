@@ -175,6 +175,15 @@ METHODS: dict[str, tuple[str, Method]] = {
     # not a selector anyone proposed: a check on how much of drift's gain is "just after the switch" in these runs
     "first checkpoint after the warm start": ("T0", _first_after_warm_start),
     "drift (logged distance)": ("T1", _logged_drift),
+    "highest held-out Q (logged)": (
+        "T1",
+        lambda t: _by(_logs(t).get("q_data_holdout"), after=t.table.warm_start, t=t),
+    ),
+    "lowest held-out TD (logged)": (
+        "T1",
+        lambda t: _by(_logs(t).get("td_error_holdout"), lower=True, after=t.table.warm_start, t=t),
+    ),
+    "SoftOPC (logged)": ("T1", lambda t: _by(_logs(t).get("soft_opc"), after=t.table.warm_start, t=t)),
     "drift (forward pass)": ("T2", lambda t: _order(select_drift(_logs_forward(t)))),
     "critic V(s0) (forward pass)": (
         "T2",
