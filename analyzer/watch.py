@@ -7,7 +7,8 @@ mtime, inode; a bucket's ETag), and for a run that changed reads only the bytes 
 last poll (analyzer/ingest/tail.py) and diagnoses that run again. Unchanged runs keep their result;
 cross-run rules are rerun over all results. A rotated or truncated file is read again from its
 start and announced. Events are emitted once per run (new run, first overfitting, first
-divergence), so a long watch does not repeat itself. `max_iterations`, `on_event` and `sleep` exist
+divergence, first time the policy leaves the data: OF004, the collapse early warning), so a long watch does not
+repeat itself. `max_iterations`, `on_event` and `sleep` exist
 so tests drive the loop without waiting.
 """
 
@@ -21,7 +22,7 @@ from typing import Any, Literal
 
 from analyzer.report import Report
 
-EventKind = Literal["new_run", "overfitting", "diverged", "ingest_error", "reread"]
+EventKind = Literal["new_run", "overfitting", "diverged", "left_data", "ingest_error", "reread"]
 
 
 @dataclass(frozen=True)
@@ -53,6 +54,10 @@ class WatchEvent:
             )
             at = f", noticed at step {self.last_step}" if self.last_step is not None else ""
             return f"DIVERGED: {self.run}: {keep}{at} — stop this run; {self.message}"
+        if self.kind == "left_data":
+            keep = f"keep step {self.step}" if self.step is not None else "no checkpoint before it"
+            at = f", noticed at step {self.last_step}" if self.last_step is not None else ""
+            return f"LEFT THE DATA: {self.run}: {keep}{at} — {self.message}"
         if self.kind == "reread":
             return f"read again from the start: {self.run}: {self.message}"
         return f"unreadable: {self.run}: {self.message}"
@@ -65,6 +70,7 @@ class WatchState:
     seen_runs: set[str] = field(default_factory=set)
     overfit_runs: set[str] = field(default_factory=set)
     diverged_runs: set[str] = field(default_factory=set)
+    left_data_runs: set[str] = field(default_factory=set)
     bad_paths: set[str] = field(default_factory=set)
 
     def update(self, report: Report) -> list[WatchEvent]:
@@ -102,6 +108,17 @@ class WatchState:
                         message=r.verdict_reason,
                     )
                 )
+            left = [f for f in r.findings if f.code == "OF004"]
+            if left and run_id not in self.left_data_runs:
+                self.left_data_runs.add(run_id)
+                alarm = int(left[0].evidence.get("alarm_step", 0))
+                before = [c.step for c in r.run.checkpoints if c.step < alarm]
+                events.append(
+                    WatchEvent(
+                        "left_data", run_id, step=before[-1] if before else None, last_step=last,
+                        message=left[0].message,
+                    )
+                )  # fmt: skip
         for e in report.errors:
             if e.path not in self.bad_paths:
                 self.bad_paths.add(e.path)

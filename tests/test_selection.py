@@ -221,3 +221,17 @@ def test_confidence_table_is_the_fit_on_the_development_seeds():
     dev = [t for t in trials if t.seed in (0, 1) and t.success.max() > t.success.min()]
     fitted = bench.fit_confidence(dev)
     assert {k: v["p"] for k, v in fitted.items()} == pytest.approx(CONFIDENCE)
+
+
+def test_watch_announces_once_when_the_policy_leaves_the_data():
+    from analyzer.api import analyze_runs
+    from analyzer.watch import WatchState
+
+    d = np.concatenate([np.linspace(0.15, 0.08, 20), np.full(10, 0.09), np.full(30, 0.2)])
+    state = WatchState()
+    events = state.update(analyze_runs([_run_with_distance(d, warm_start=2000)]))
+    left = [e for e in events if e.kind == "left_data"]
+    assert len(left) == 1 and left[0].step == 3000
+    assert left[0].line().startswith("LEFT THE DATA: r: keep step 3000")
+    again = state.update(analyze_runs([_run_with_distance(d, warm_start=2000)]))
+    assert not [e for e in again if e.kind == "left_data"]
