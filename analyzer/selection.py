@@ -124,7 +124,7 @@ class Ranking:
     reasons: list[str]
 
 
-def _order(score: np.ndarray, mask: np.ndarray | None = None) -> list[int]:
+def rank_order(score: np.ndarray, mask: np.ndarray | None = None) -> list[int]:
     """Indices by descending score (ties: the later checkpoint first); masked-out and NaN scores go last, latest
     first, so that every checkpoint is ranked."""
     n = len(score)
@@ -150,7 +150,7 @@ def select_qpeak(t: CheckpointTable, **_: float) -> Ranking | None:
     after = t.steps > t.warm_start
     if not after.any():
         after = np.ones(len(q), dtype=bool)
-    order = _order(q, after)
+    order = rank_order(q, after)
     i = order[0]
     return Ranking(order, [f"highest {name} after the warm start: {q[i]:.3g} at step {t.steps[i]}"])
 
@@ -178,8 +178,8 @@ def select_drift(t: CheckpointTable, tolerance: float = DRIFT_TOLERANCE, **_: fl
     limit = (1.0 + tolerance) * lowest
     close = finite & (d <= limit)
     close_idx = [int(i) for i in np.flatnonzero(close)][::-1]
-    rest = _order(-d, finite & ~close)
-    order = close_idx + [i for i in rest if i not in close_idx]
+    # the close ones lead, latest first; then the rest by ascending distance (rank_order ranks all, so skip them)
+    order = close_idx + [i for i in rank_order(-d, finite & ~close) if not close[i]]
     i = order[0]
     later = [int(j) for j in np.flatnonzero(finite & ~close) if j > i]
     why = (

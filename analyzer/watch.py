@@ -111,11 +111,10 @@ class WatchState:
             left = [f for f in r.findings if f.code == "OF004"]
             if left and run_id not in self.left_data_runs:
                 self.left_data_runs.add(run_id)
-                alarm = int(left[0].evidence.get("alarm_step", 0))
-                before = [c.step for c in r.run.checkpoints if c.step < alarm]
+                keep = left[0].evidence.get("keep_step")  # OF004 names the last checkpoint before its alarm
                 events.append(
                     WatchEvent(
-                        "left_data", run_id, step=before[-1] if before else None, last_step=last,
+                        "left_data", run_id, step=int(keep) if keep is not None else None, last_step=last,
                         message=left[0].message,
                     )
                 )  # fmt: skip

@@ -38,6 +38,7 @@ from analyzer.selection import (  # noqa: E402
     CheckpointTable,
     confidence_basis,
     drift_alarm,
+    rank_order,
     select_drift,
     select_last,
     select_qpeak,
@@ -114,16 +115,13 @@ Method = Callable[[Trial], list[int] | None]  # checkpoint indices, best first (
 def _by(
     values: np.ndarray | None, lower: bool = False, after: int | None = None, t: Trial | None = None
 ) -> list[int] | None:
+    """Checkpoints by one signal (highest first, or lowest), only those after `after` ranked (the product's order)."""
     if values is None or not np.isfinite(values).any():
         return None
-    v = -values if lower else values
-    n = len(v)
-    mask = np.isfinite(v)
+    mask = None
     if after is not None and t is not None and (t.table.steps > after).any():
-        mask &= t.table.steps > after
-    ranked = sorted(np.flatnonzero(mask), key=lambda i: (-v[i], -i))
-    rest = sorted((i for i in range(n) if not mask[i]), key=lambda i: -i)
-    return [int(i) for i in [*ranked, *rest]]
+        mask = t.table.steps > after
+    return rank_order(-values if lower else values, mask)
 
 
 def _without(t: Trial, *prefixes: str) -> CheckpointTable:

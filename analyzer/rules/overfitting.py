@@ -417,7 +417,10 @@ def policy_left_data(ctx: Context) -> list[Finding]:
         return []
     unit = run.x_unit
     before = [int(c.step) for c in run.checkpoints if c.step < alarm.step]
-    where = f"deploy a checkpoint at or before {unit} {before[-1]}" if before else "no checkpoint precedes it"
+    keep = before[-1] if before else None
+    where = (
+        f"deploy a checkpoint at or before {unit} {keep}" if keep is not None else "no checkpoint precedes it"
+    )
     return [
         ctx.finding(
             f"{name} {alarm.distance:.3g} at {unit} {alarm.step} is "
@@ -426,6 +429,7 @@ def policy_left_data(ctx: Context) -> list[Finding]:
             evidence={
                 "metric": name,
                 "alarm_step": alarm.step,
+                "keep_step": keep,
                 "distance": alarm.distance,
                 "lowest": alarm.lowest,
                 "lowest_step": alarm.lowest_step,
