@@ -334,15 +334,24 @@ class DriftAlarm:
 
 
 def drift_alarm(
-    steps: np.ndarray, distance: np.ndarray, warm_start: int = 0, tolerance: float = DRIFT_TOLERANCE
+    steps: np.ndarray,
+    distance: np.ndarray,
+    warm_start: int = 0,
+    tolerance: float = DRIFT_TOLERANCE,
+    rebase_after: int | None = None,
 ) -> DriftAlarm | None:
     """The collapse early warning of `drift`, raised as a run is logged (analyzer/live.py can call it per point).
 
     The running minimum includes the warm start (the BC policy is the closest the policy gets to the data); the
-    alarm is only raised after it, where the policy starts optimising the critic. None when it never fires."""
+    alarm is only raised after it, where the policy starts optimising the critic. None when it never fires.
+
+    `rebase_after` (steps): the variant that treats the switch as a known transient: nothing is read until that many
+    steps after the warm start, and the minimum is the policy's own after that. Measured, not adopted: in the
+    closed loop it trades recall for false alarms without separating them (docs/selection.md)."""
     lowest, lowest_step = math.inf, -1
+    start = None if rebase_after is None else warm_start + rebase_after
     for s, d in zip(np.asarray(steps, dtype=np.int64), np.asarray(distance, dtype=np.float64), strict=True):
-        if not math.isfinite(d):
+        if not math.isfinite(d) or (start is not None and s < start):
             continue
         if s > warm_start and lowest < math.inf and d > (1.0 + tolerance) * lowest:
             return DriftAlarm(int(s), float(d), float(lowest), int(lowest_step))

@@ -353,7 +353,9 @@ def collapse_step(t: Trial) -> tuple[int, int] | None:
     return None
 
 
-def early_warning(trials: list[Trial], source: str) -> dict[str, object]:
+def early_warning(
+    trials: list[Trial], source: str, tolerance: float = DRIFT_TOLERANCE, rebase_after: int | None = None
+) -> dict[str, object]:
     """Recall and false alarms of `drift_alarm` against rollout-labelled collapses.
 
     `source` "logged": the trainer's logged distance (every log interval); "forward": the forward pass at each
@@ -371,7 +373,7 @@ def early_warning(trials: list[Trial], source: str) -> dict[str, object]:
             if d is None:
                 continue
             steps = t.table.steps
-        alarm = drift_alarm(steps, d, t.table.warm_start)
+        alarm = drift_alarm(steps, d, t.table.warm_start, tolerance, rebase_after)
         c = collapse_step(t)
         a = alarm.step if alarm else None
         if c is None:
@@ -391,6 +393,22 @@ def early_warning(trials: list[Trial], source: str) -> dict[str, object]:
         "false_alarm_rate": false_alarm / neg if neg else math.nan,
         "runs": rows,
     }
+
+
+def alarm_sensitivity(
+    trials: list[Trial],
+    rebase: tuple[int | None, ...] = (None, 300, 500, 1000),
+    tolerances: tuple[float, ...] = (0.25, 0.5, 0.75),
+) -> list[dict[str, object]]:
+    """The early warning's trade-off on the logged distance: the product's alarm (rebase None: the minimum includes
+    the warm start, so the switch itself raises it) against variants that wait out the switch's transient and
+    measure drift from where the policy settles. A table to read, not a tuning step: no variant is adopted."""
+    rows = []
+    for rb in rebase:
+        for tol in tolerances:
+            e = early_warning(trials, "logged", tol, rb)
+            rows.append({"rebase_after": rb, "tolerance": tol} | {k: v for k, v in e.items() if k != "runs"})
+    return rows
 
 
 # ---------------------------------------------------------------------------- output
@@ -524,6 +542,7 @@ def main(argv: list[str] | None = None) -> int:
             split: {src: early_warning(ts, src) for src in ("logged", "forward")}
             for split, ts in (("all", trials), ("held_out", held))
         },
+        "early_warning_variants_held_out": alarm_sensitivity(held),
     }
     md = []
     titles = {"held_out": "held-out seeds", "fresh": "held-out seeds 4+ (runs no design step saw)",
@@ -546,6 +565,8 @@ def main(argv: list[str] | None = None) -> int:
     for split, ew in result["early_warning"].items():  # type: ignore[union-attr]
         for src, e in ew.items():
             print(f"early warning {split} {src}: " + json.dumps({k: v for k, v in e.items() if k != "runs"}))
+    for row in result["early_warning_variants_held_out"]:  # type: ignore[union-attr]
+        print("early warning variant (held-out, logged): " + json.dumps(row))
     if a.json:
         a.json.parent.mkdir(parents=True, exist_ok=True)
         a.json.write_text(json.dumps(result, indent=1, default=float) + "\n")

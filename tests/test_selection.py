@@ -120,6 +120,18 @@ def test_drift_alarm_is_causal_and_waits_for_the_warm_start():
     assert drift_alarm(steps, np.full(len(steps), 0.08), warm_start=1000) is None
 
 
+def test_drift_alarm_rebased_after_the_switch_ignores_the_transient():
+    steps = np.arange(100, 3100, 100)
+    d = np.full(len(steps), 0.08)
+    d[10:] = 0.2  # the switch (after 1000): 2.5x the BC minimum, and it stays there
+    d[11] = 0.4  # the transient right after the switch
+    assert drift_alarm(steps, d, warm_start=1000).step == 1100  # the default fires at the switch
+    assert drift_alarm(steps, d, warm_start=1000, rebase_after=300) is None  # settled at 0.2: no drift
+    d[25] = 0.5  # 2600: 2.5x the post-switch level
+    a = drift_alarm(steps, d, warm_start=1000, rebase_after=300)
+    assert a is not None and a.step == 2600 and a.lowest == pytest.approx(0.2) and a.lowest_step == 1300
+
+
 def test_table_from_run_uses_checkpoint_files_and_warm_start():
     steps = np.arange(100, 3100, 100, dtype=np.int64)
     run = Run(
