@@ -520,6 +520,7 @@ def main(argv: list[str] | None = None) -> int:
     held = [t for t in trials if t.seed not in dev_seeds]
     conf = fit_confidence(dev)
     rel = reliability(held, conf)
+    variants = alarm_sensitivity(held)
     result = {
         "trials": len(trials) + flat,
         "flat_left_out": flat,
@@ -542,7 +543,7 @@ def main(argv: list[str] | None = None) -> int:
             split: {src: early_warning(ts, src) for src in ("logged", "forward")}
             for split, ts in (("all", trials), ("held_out", held))
         },
-        "early_warning_variants_held_out": alarm_sensitivity(held),
+        "early_warning_variants_held_out": variants,
     }
     md = []
     titles = {"held_out": "held-out seeds", "fresh": "held-out seeds 4+ (runs no design step saw)",
@@ -565,7 +566,7 @@ def main(argv: list[str] | None = None) -> int:
     for split, ew in result["early_warning"].items():  # type: ignore[union-attr]
         for src, e in ew.items():
             print(f"early warning {split} {src}: " + json.dumps({k: v for k, v in e.items() if k != "runs"}))
-    for row in result["early_warning_variants_held_out"]:  # type: ignore[union-attr]
+    for row in variants:
         print("early warning variant (held-out, logged): " + json.dumps(row))
     if a.json:
         a.json.parent.mkdir(parents=True, exist_ok=True)
