@@ -433,6 +433,26 @@ def table_md(scores: dict[str, dict[str, object]]) -> str:
     return "\n".join(lines)
 
 
+def alarm_md(rows: list[dict[str, object]]) -> str:
+    """The alarm trade-off as a table: one row per (rebase_after, tolerance)."""
+    out = [
+        "| alarm | tolerance | collapses | recall (lenient) | recall (strict) | runs without collapse | false alarms |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for r in rows:
+        rb = r["rebase_after"]
+        name = (
+            "product (minimum includes the warm start)"
+            if rb is None
+            else f"rebased {rb} steps after the switch"
+        )
+        out.append(
+            f"| {name} | {r['tolerance']} | {r['collapses']} | {r['recall_lenient']:.2f} | {r['recall_strict']:.2f} "
+            f"| {r['no_collapse']} | {r['false_alarm_rate']:.2f} |"
+        )
+    return "\n".join(out)
+
+
 def figure(rel: list[dict[str, float]], path: Path) -> None:
     import matplotlib
 
@@ -552,6 +572,7 @@ def main(argv: list[str] | None = None) -> int:
         md.append(
             f"### {titles[split]} ({result[split]['last']['n']} scorable runs)\n\n{table_md(result[split])}\n"
         )  # type: ignore[index]
+    md.append(f"### early warning variants (held-out seeds, logged distance)\n\n{alarm_md(variants)}\n")
     text = "\n".join(md)
     print(text)
     if a.markdown:
