@@ -520,6 +520,12 @@ def main(argv: list[str] | None = None) -> int:
         "--cost", type=Path, help="instead: measure each tier's CPU time on this trial dir (with checkpoints)"
     )
     p.add_argument("--fqe-steps", type=int, default=5000)
+    p.add_argument(
+        "--alarm-unseen-from",
+        type=int,
+        default=7,
+        help="first seed that no early-warning variant was designed on (the alarm table is also given for these)",
+    )
     a = p.parse_args(argv)
     if a.cost:
         print(json.dumps(measure_cost(a.cost, a.fqe_steps)))
@@ -541,6 +547,8 @@ def main(argv: list[str] | None = None) -> int:
     conf = fit_confidence(dev)
     rel = reliability(held, conf)
     variants = alarm_sensitivity(held)
+    unseen = [t for t in held if t.seed >= a.alarm_unseen_from]
+    variants_unseen = alarm_sensitivity(unseen)
     result = {
         "trials": len(trials) + flat,
         "flat_left_out": flat,
@@ -564,6 +572,7 @@ def main(argv: list[str] | None = None) -> int:
             for split, ts in (("all", trials), ("held_out", held))
         },
         "early_warning_variants_held_out": variants,
+        "early_warning_variants_unseen": {"from_seed": a.alarm_unseen_from, "rows": variants_unseen},
     }
     md = []
     titles = {"held_out": "held-out seeds", "fresh": "held-out seeds 4+ (runs no design step saw)",
@@ -573,6 +582,10 @@ def main(argv: list[str] | None = None) -> int:
             f"### {titles[split]} ({result[split]['last']['n']} scorable runs)\n\n{table_md(result[split])}\n"
         )  # type: ignore[index]
     md.append(f"### early warning variants (held-out seeds, logged distance)\n\n{alarm_md(variants)}\n")
+    md.append(
+        f"### early warning variants (seeds {a.alarm_unseen_from}+, unseen by the variants)\n\n"
+        f"{alarm_md(variants_unseen)}\n"
+    )
     text = "\n".join(md)
     print(text)
     if a.markdown:
